@@ -1,11 +1,32 @@
 """Test-session setup shared by all tests.
 
-8 fake CPU devices, so sharding is exercised on one machine. XLA reads the flag
-when jax initialises its backends, so it must be set here, before any test
-module imports jax. Tests that want one device use `jax.devices('cpu')[:1]`.
+- 8 fake CPU devices, so sharding is exercised on one machine. Tests that want one
+  device use `jax.devices('cpu')[:1]`.
+- `--xla_backend_optimization_level=0`: XLA:CPU skips LLVM's optimisation passes, which
+  more than halves compile time (the suite is dominated by compiling small networks);
+  the computation is the same.
+XLA reads these flags when jax initialises its backends, so they are set here, before
+any test module imports jax; subprocesses started by tests inherit them.
 """
 import os
 
 _flags = os.environ.get("XLA_FLAGS", "")
 if "--xla_force_host_platform_device_count" not in _flags:
-  os.environ["XLA_FLAGS"] = f"{_flags} --xla_force_host_platform_device_count=8".strip()
+  _flags += " --xla_force_host_platform_device_count=8"
+if "--xla_backend_optimization_level" not in _flags:
+  _flags += " --xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = _flags.strip()
+
+# One compilation cache for the whole test session (its subprocesses included): the
+# same small programs are compiled by many tests. A fresh directory each session, so
+# the suite's time on CI is what a clean clone costs.
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _cache = tempfile.mkdtemp(prefix="jointrd_jax_test_cache_")
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
