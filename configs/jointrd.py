@@ -1,0 +1,14 @@
+"""python -m experiments.main --config=configs/jointrd.py --workdir=runs/jointrd
+
+JointRD (Residual Distillation): the plain Dirac student's stages 1-3 also feed the frozen
+ResNet teacher's later stages (hybrid paths). Loss: 1/4 [m(e) sum_k CE(hybrid_k) + CE(student)].
+With no --config.teacher.checkpoint the ResNet teacher is trained first into WORKDIR/teacher.
+Smoke run (tiny network, synthetic data, seconds): --config=configs/jointrd.py:smoke
+"""
+from configs import default
+
+
+def get_config(arg: str = ""):
+  c = default.get_config(arg)
+  c.method = "jointrd"
+  return c

@@ -1,0 +1,104 @@
+"""The workdir contract: one run per workdir, identified by its config.
+
+A workdir holds `config.json` (written once the run has been validated), `checkpoints/`,
+`metrics.jsonl`, `tensorboard/`, `summary.json` at the end, and `teacher/` when a
+distillation run trained its own teacher. A workdir that holds a run of another config
+is refused unless `--config.overwrite=True`.
+"""
+import json
+import shutil
+
+import jax
+from etils import epath
+
+from jointrd_jax.errors import UserError
+
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+# Keys that may differ when resuming: they change neither the result nor the run's identity.
+RESUME_SAFE_KEYS = ("overwrite", "log_every_steps", "checkpoint_every_epochs",
+                    "keep_checkpoints", "download", "data_dir", "eval_batch_size")
+
+
+def config_to_dict(config) -> dict:
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def _identity(d: dict) -> dict:
+  return {k: v for k, v in d.items() if k not in RESUME_SAFE_KEYS}
+
+
+def _diff(a: dict, b: dict, prefix=""):
+  out = []
+  for k in sorted(set(a) | set(b)):
+    va, vb = a.get(k), b.get(k)
+    if isinstance(va, dict) and isinstance(vb, dict):
+      out += _diff(va, vb, f"{prefix}{k}.")
+    elif va != vb:
+      out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+  return out
+
+
+def check_writable(workdir: str) -> epath.Path:
+  path = epath.Path(workdir)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / ".write_probe"
+    probe.write_text("ok")
+    probe.unlink()
+  except OSError as e:
+    raise UserError(f"cannot write to workdir {workdir} ({e.strerror or e}); "
+                    "choose a writable --workdir.") from None
+  return path
+
+
+def prepare(workdir: str, config) -> epath.Path:
+  """Checks the workdir against `config`; on a fresh or overwritten one, writes config.json.
+
+  Nothing is written unless the workdir is new, holds this very run, or `overwrite` is set.
+  """
+  path = epath.Path(workdir)
+  cfg = config_to_dict(config)
+  saved_file = path / CONFIG_FILE
+  if saved_file.exists():
+    saved = json.loads(saved_file.read_text())
+    diff = _diff(_identity(saved), _identity(cfg))
+    if diff and not config.overwrite:
+      shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
+      raise UserError(f"workdir {workdir} holds a run of a different config ({shown}); "
+                      "use a new --workdir, or --config.overwrite=True to discard it.")
+    if diff and jax.process_index() == 0:
+      for name in ("checkpoints", "metrics.jsonl", "tensorboard", SUMMARY_FILE, CONFIG_FILE):
+        p = path / name
+        if p.is_dir():
+          shutil.rmtree(str(p))
+        elif p.exists():
+          p.unlink()
+  elif path.exists() and any(p.name != "teacher" for p in path.iterdir()) and not config.overwrite:
+    names = sorted(p.name for p in path.iterdir())[:5]
+    raise UserError(f"workdir {workdir} is not empty and holds no run config ({', '.join(names)}); "
+                    "use a new --workdir, or --config.overwrite=True.")
+  check_writable(workdir)
+  if jax.process_index() == 0:
+    (path / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, sort_keys=True))
+  return path
+
+
+def read_config(workdir: str) -> dict:
+  f = epath.Path(workdir) / CONFIG_FILE
+  if not f.exists():
+    raise UserError(f"{workdir} holds no {CONFIG_FILE}: it is not a run's workdir "
+                    "(check --config.teacher.checkpoint).")
+  return json.loads(f.read_text())
+
+
+def read_summary(workdir: str):
+  f = epath.Path(workdir) / SUMMARY_FILE
+  return json.loads(f.read_text()) if f.exists() else None
+
+
+def write_json(path: epath.Path, obj) -> None:
+  if jax.process_index() == 0:
+    tmp = path.parent / (path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    tmp.replace(path)

@@ -1,0 +1,266 @@
+"""The main job end to end on tiny networks: every method, resume, devices, teachers."""
+import hashlib
+import importlib
+import json
+import os
+import pathlib
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from etils import epath
+
+from jointrd_jax import checkpoints, input_pipeline, methods, reporting, sharding, train
+from jointrd_jax.errors import UserError
+
+METHODS = list(methods.METHODS)
+
+
+def smoke(method, **overrides):
+  config = importlib.import_module(f"configs.{method}").get_config("smoke")
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+  """One smoke ResNet teacher, shared by the distillation runs of this module."""
+  d = str(tmp_path_factory.mktemp("teacher"))
+  train.train_and_evaluate(smoke("resnet"), d)
+  return d
+
+
+@pytest.fixture(scope="module")
+def teacher_digest(teacher_dir):
+  return _digest(teacher_dir)
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(teacher_dir, teacher_digest, tmp_path_factory):
+  """Each method's smoke run on synthetic data (8 devices), run once when first asked."""
+  del teacher_digest  # taken before any distillation run reads the teacher
+  runs = {}
+
+  def get(method):
+    if method not in runs:
+      config = smoke(method)
+      if methods.METHODS[method].needs_teacher:
+        config.teacher.checkpoint = teacher_dir
+      d = tmp_path_factory.mktemp(method)
+      runs[method] = (d, train.train_and_evaluate(config, str(d)))
+    return runs[method]
+
+  return get
+
+
+def _records(workdir, split):
+  return [r for r in reporting.read_metrics(workdir) if r["split"] == split]
+
+
+def _final_params(workdir):
+  state, meta = checkpoints.Checkpoints(workdir, create=False).restore()
+  return state["params"], meta
+
+
+def _digest(directory):
+  h = hashlib.sha256()
+  for p in sorted(pathlib.Path(directory).rglob("*")):
+    if p.is_file():
+      h.update(str(p.relative_to(directory)).encode())
+      h.update(p.read_bytes())
+  return h.hexdigest()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_smoke_config_trains_every_method_on_synthetic_data(method, smoke_runs):
+  tmp_path, summary = smoke_runs(method)
+  assert summary["epochs_done"] == 2 and summary["method"] == method
+  assert summary["num_eval"] == 200 and summary["eval_split"] == "test"
+  evals = _records(tmp_path, "eval")
+  assert [r["epoch"] for r in evals] == [1, 2]
+  heads = {"student"}
+  if methods.METHODS[method].needs_teacher:
+    heads.add("teacher")
+  if method == "jointrd":
+    heads |= {"hybrid1", "hybrid2", "hybrid3"}
+  assert {k[:-5] for k in evals[-1] if k.endswith("_top1")} == heads
+  for r in evals:
+    for h in heads:
+      assert 0 <= r[f"{h}_top1"] <= r[f"{h}_top5"] <= 100
+  assert summary["final"]["student_top1"] == evals[-1]["student_top1"]
+  trains = _records(tmp_path, "train")
+  assert len(trains) == 2 and all(np.isfinite(r["loss"]) and r["images_per_s"] > 0 for r in trains)
+  if method == "jointrd":
+    assert {"ce_student", "ce_hybrid1", "ce_hybrid2", "ce_hybrid3", "m"} <= set(trains[0])
+  assert list((tmp_path / "tensorboard").glob("events.out.tfevents*"))
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["method"] == method
+  _, meta = _final_params(tmp_path)
+  assert meta["epoch"] == 2 and meta["step"] == 16
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_smoke_config_trains_every_method_on_mock_tfds(method, teacher_dir, tmp_path):
+  config = smoke(method, dataset="cifar10", data_dir=str(tmp_path / "tfds"))
+  if methods.METHODS[method].needs_teacher:
+    config.teacher.checkpoint = teacher_dir
+  with tfds.testing.mock_data(num_examples=128):
+    summary = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert summary["dataset"] == "cifar10" and summary["num_eval"] == 128
+  assert summary["epochs_done"] == 2
+  assert 0 <= summary["final"]["student_top1"] <= 100
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_overfitting_a_fixed_batch_drives_the_loss_down(method, teacher_dir):
+  # The smoke recipe and shapes (so the smoke runs' compiled programs are reused).
+  config = smoke(method)
+  method_obj = train.build_method(config, 10)
+  tx, schedule = train.create_optimizer(config, steps_per_epoch=8)
+  mesh = sharding.make_mesh()
+  state = train.create_state(method_obj, tx, jax.random.key(0), (32, 32, 3), mesh)
+  teacher = None
+  if method_obj.frozen_teacher:
+    teacher = train.load_teacher(method_obj, teacher_dir, mesh)
+  data = input_pipeline.load("synthetic", mesh=mesh, synthetic_train_size=64,
+                             synthetic_test_size=8, synthetic_num_classes=10)
+  batch = next(input_pipeline.train_batches(data, seed=0, epoch=0, batch_size=64))
+  step = jax.jit(train.make_train_step(method_obj, tx, schedule), donate_argnums=(0,))
+  losses = []
+  for _ in range(30):
+    state, metrics = step(state, teacher, batch, np.int32(0))
+    losses.append(float(metrics["loss"]))
+  assert np.all(np.isfinite(losses))
+  # Losses have non-zero floors (KD's KL to a weak teacher; JointRD's CE through the
+  # teacher's stages, with the student's own CE at weight 1/4), so "down" is a ratio.
+  assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:3]), losses
+  assert losses[-1] < losses[0]
+
+
+def _interrupt_at(monkeypatch, epoch_to_stop, step_in_epoch):
+  """SIGTERM this process when the pipeline hands out a given batch (a preemption)."""
+  real = input_pipeline.train_batches
+
+  def batches(data, *, epoch, start_step=0, **kw):
+    for i, b in enumerate(real(data, epoch=epoch, start_step=start_step, **kw), start_step):
+      if epoch == epoch_to_stop and i == step_in_epoch:
+        os.kill(os.getpid(), signal.SIGTERM)
+      yield b
+
+  monkeypatch.setattr(input_pipeline, "train_batches", batches)
+
+
+@pytest.mark.parametrize("stop_step", [7, 3], ids=["after_epoch_1", "mid_epoch_2"])
+def test_resume_gives_the_uninterrupted_result(stop_step, smoke_runs, teacher_dir, tmp_path,
+                                               monkeypatch):
+  straight, _ = smoke_runs("jointrd")
+  config = smoke("jointrd")
+  config.teacher.checkpoint = teacher_dir
+  # Stop at the last batch of epoch 1 (a checkpoint at the epoch boundary) or inside epoch 2.
+  epoch = 0 if stop_step == 7 else 1
+  with monkeypatch.context() as m:
+    _interrupt_at(m, epoch, stop_step)
+    with pytest.raises(train.Preempted):
+      train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  _, meta = _final_params(tmp_path / "resumed")
+  assert meta["step"] == epoch * 8 + stop_step + 1
+  assert not (tmp_path / "resumed" / "summary.json").exists()
+  train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  a, _ = _final_params(straight)
+  b, _ = _final_params(tmp_path / "resumed")
+  jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+  assert _records(straight, "eval") == _records(tmp_path / "resumed", "eval")
+
+
+def test_eight_devices_give_the_one_device_loss_curve(smoke_runs, tmp_path, monkeypatch):
+  assert jax.device_count() == 8
+  eight, _ = smoke_runs("plain_dirac")
+  config = smoke("plain_dirac")
+  monkeypatch.setattr(sharding, "make_mesh", lambda devices=None: sharding.Mesh(
+      np.asarray(jax.devices()[:1]), (sharding.DATA_AXIS,)))
+  train.train_and_evaluate(config, str(tmp_path / "one"))
+  for split, keys in (("train", ("loss", "ce")), ("eval", ("student_loss",))):
+    for r8, r1 in zip(_records(eight, split), _records(tmp_path / "one", split), strict=True):
+      for k in keys:
+        # Same math, reduced in another order (BN statistics over 8 shards); the
+        # difference compounds over SGD steps: 1e-5 after one step, <1e-3 after 16.
+        np.testing.assert_allclose(r8[k], r1[k], rtol=2e-3, err_msg=f"{split} {k}")
+      # Accuracies are counts: float reordering may flip an argmax or two, no more.
+      k = "accuracy" if split == "train" else "student_top1"
+      scale = 100 / 200 if split == "eval" else 1 / (8 * 64)
+      assert abs(r8[k] - r1[k]) <= 2 * scale + 1e-9, (split, r8[k], r1[k])
+
+
+def test_frozen_teacher_is_bitwise_unchanged_by_distillation(smoke_runs, teacher_dir,
+                                                            teacher_digest):
+  run, _ = smoke_runs("kd_logits_dirac")
+  assert _digest(teacher_dir) == teacher_digest
+  # The teacher the run evaluated is the one on disk: same accuracy as its own run.
+  teacher_final = json.loads((epath.Path(teacher_dir) / "summary.json").read_text())["final"]
+  for r in _records(run, "eval"):
+    assert r["teacher_top1"] == pytest.approx(teacher_final["student_top1"])
+  student_params, _ = _final_params(run)
+  assert set(student_params) == {"student"}
+
+
+def test_teacher_is_trained_on_the_fly_then_reused(tmp_path, capsys):
+  config = smoke("jointrd")
+  train.train_and_evaluate(config, str(tmp_path))
+  t_summary = tmp_path / "teacher" / "summary.json"
+  assert json.loads(t_summary.read_text())["method"] == "resnet"
+  stamp = t_summary.stat().st_mtime_ns
+  capsys.readouterr()
+  summary = train.train_and_evaluate(config, str(tmp_path))  # finished: nothing retrains
+  out = capsys.readouterr().out
+  assert "training the ResNet teacher" not in out and "compiled the train step" not in out
+  assert t_summary.stat().st_mtime_ns == stamp
+  assert summary["epochs_done"] == 2
+
+
+def test_joint_teacher_mode_trains_both_networks(tmp_path):
+  config = smoke("jointrd")
+  config.teacher.train = "joint"
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert not (tmp_path / "teacher").exists()
+  params, meta = _final_params(tmp_path)
+  assert set(params) == {"student", "teacher"} and set(meta["networks"]) == {"student", "teacher"}
+  assert "teacher_ce" in _records(tmp_path, "train")[0]
+  assert summary["epochs_done"] == 2
+
+
+def test_teacher_of_another_arch_is_refused(teacher_dir, tmp_path):
+  config = smoke("jointrd")
+  config.teacher.checkpoint = teacher_dir
+  config.model.arch = "resnet14"
+  with pytest.raises(UserError, match="does not fit"):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_optimizer_schedule_and_decay_mask():
+  config = smoke("plain_dirac")
+  config.num_epochs = 200
+  tx, schedule = train.create_optimizer(config, steps_per_epoch=10)
+  assert float(schedule(999)) == pytest.approx(0.1)
+  assert float(schedule(1000)) == pytest.approx(0.01)
+  assert float(schedule(1499)) == pytest.approx(0.01)
+  assert float(schedule(1500)) == pytest.approx(0.001)
+  params = {"conv": {"kernel": jnp.ones(3), "dirac_a": jnp.ones(3), "dirac_b": jnp.ones(3)},
+            "bn": {"scale": jnp.ones(3)}}
+  mask = train.weight_decay_mask(params)
+  assert mask == {"conv": {"kernel": True, "dirac_a": False, "dirac_b": False},
+                  "bn": {"scale": True}}
+  # One step from zero momentum with zero gradient: only weight decay moves parameters.
+  updates, _ = tx.update(jax.tree_util.tree_map(jnp.zeros_like, params), tx.init(params), params)
+  assert float(updates["conv"]["dirac_a"][0]) == 0.0
+  # Nesterov: the first step is lr * (1 + momentum) * wd * p.
+  assert float(updates["conv"]["kernel"][0]) == pytest.approx(-0.1 * 1.9 * 5e-4)
+  assert float(updates["bn"]["scale"][0]) == pytest.approx(-0.1 * 1.9 * 5e-4)
