@@ -11,7 +11,6 @@ Two ways to use it (reference §2):
 - `init` (the paper's wording): an ordinary conv whose kernel starts at
   `delta + 0.1 * W0`; see `dirac_plus_init`.
 """
-import jax
 import jax.numpy as jnp
 import numpy as np
 
