@@ -1,0 +1,364 @@
+"""PyTorch -> Flax import (reference §8): tiny PyTorch ResNets written here, in both the
+torchvision and the JointRD release layouts, must give our logits after conversion."""
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = torch.nn.functional
+
+from jointrd_jax import checkpoints, torch_import  # pylint: disable=g-import-not-at-top
+from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+from experiments import convert_torch  # pylint: disable=g-import-not-at-top
+
+# ------------------------------------------------------------ a PyTorch CIFAR ResNet
+
+
+class TConv(nn.Conv2d):
+  """Bias-free conv, padding k//2; with `dirac`: W_eff = alpha * delta + beta * W (release)."""
+
+  def __init__(self, cin, cout, k, stride, dirac):
+    super().__init__(cin, cout, k, stride=stride, padding=k // 2, bias=False)
+    self.dirac = dirac
+    if dirac:
+      self.alpha = nn.Parameter(torch.rand(cout) + 0.5)
+      self.beta = nn.Parameter(torch.rand(cout) * 0.3)
+      self.register_buffer("delta", nn.init.dirac_(torch.empty_like(self.weight)))
+
+  def forward(self, x):
+    w = self.weight
+    if self.dirac:
+      w = self.alpha.view(-1, 1, 1, 1) * self.delta + self.beta.view(-1, 1, 1, 1) * w
+    return F.conv2d(x, w, None, self.stride, self.padding)
+
+
+class TBlock(nn.Module):
+  """ReLU first, pre-ReLU sum out. A shortcut-free block whose shape changes keeps an
+  unused `downsample` and the unused connectors, like the release's *woskip blocks."""
+
+  def __init__(self, kind, cin, planes, stride, shortcut, dirac):
+    super().__init__()
+    if kind == "bottleneck":
+      cout = planes * 4
+      self.conv1, self.bn1 = TConv(cin, planes, 1, 1, False), nn.BatchNorm2d(planes)
+      self.conv2, self.bn2 = TConv(planes, planes, 3, stride, dirac), nn.BatchNorm2d(planes)
+      self.conv3, self.bn3 = TConv(planes, cout, 1, 1, dirac), nn.BatchNorm2d(cout)
+      self.convs = 3
+    else:
+      cout = planes
+      self.conv1, self.bn1 = TConv(cin, planes, 3, stride, dirac), nn.BatchNorm2d(planes)
+      self.conv2, self.bn2 = TConv(planes, planes, 3, 1, dirac), nn.BatchNorm2d(planes)
+      self.convs = 2
+    self.shortcut = shortcut
+    if shortcut == "projection" or (stride != 1 or cin != cout):
+      self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False),
+                                      nn.BatchNorm2d(cout))
+    if shortcut == "none":
+      self.connector1 = nn.Conv2d(planes, cin, 1)
+      self.connector2 = nn.Conv2d(cout, planes, 1)
+
+  def forward(self, x):
+    x = F.relu(x)
+    out = x
+    for n in range(1, self.convs + 1):
+      out = getattr(self, f"bn{n}")(getattr(self, f"conv{n}")(out))
+      if n < self.convs:
+        out = F.relu(out)
+    if self.shortcut == "identity":
+      out = out + x
+    elif self.shortcut == "projection":
+      out = out + self.downsample(x)
+    return out
+
+
+def plan(kind, sizes, shortcuts, width):
+  """Reference §1's shortcut policies, written independently of models.shortcut_plan."""
+  out, cin = [], width
+  for i, n in enumerate(sizes):
+    cout = width * 2 ** i * (4 if kind == "bottleneck" else 1)
+    stage = []
+    for j in range(n):
+      stride = 2 if (i > 0 and j == 0) else 1
+      if shortcuts == "all":
+        stage.append("projection" if (stride != 1 or cin != cout) else "identity")
+      elif shortcuts == "projection":
+        stage.append("projection" if (i > 0 and j == 0) else "none")
+      else:
+        stage.append("none")
+      cin = cout
+    out.append(stage)
+  return out
+
+
+class TNet(nn.Module):
+  """layout 'release': conv1 = Sequential(conv, bn, relu), layers = ModuleList;
+  layout 'torchvision': conv1, bn1, layer1..4."""
+
+  def __init__(self, kind, sizes, width, num_classes, shortcuts="all", dirac=False,
+               layout="release"):
+    super().__init__()
+    self.layout = layout
+    if layout == "release":
+      self.conv1 = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False),
+                                 nn.BatchNorm2d(width), nn.ReLU())
+    else:
+      self.conv1 = nn.Conv2d(3, width, 3, padding=1, bias=False)
+      self.bn1 = nn.BatchNorm2d(width)
+    stages, cin = [], width
+    for i, policy in enumerate(plan(kind, sizes, shortcuts, width)):
+      blocks = []
+      for j, sc in enumerate(policy):
+        planes = width * 2 ** i
+        blocks.append(TBlock(kind, cin, planes, 2 if (i > 0 and j == 0) else 1, sc, dirac))
+        cin = planes * (4 if kind == "bottleneck" else 1)
+      stages.append(nn.Sequential(*blocks))
+    if layout == "release":
+      self.layers = nn.ModuleList(stages)
+    else:
+      for i, s in enumerate(stages):
+        setattr(self, f"layer{i + 1}", s)
+    self.fc = nn.Linear(cin, num_classes)
+
+  def forward(self, x):
+    x = F.relu(self.conv1(x) if self.layout == "release" else self.bn1(self.conv1(x)))
+    stages = self.layers if self.layout == "release" else [
+        getattr(self, f"layer{i + 1}") for i in range(4)]
+    for s in stages:
+      x = s(x)
+    return self.fc(F.relu(x).mean(dim=(2, 3)))
+
+
+def make(kind, sizes=(1, 1, 1, 1), width=4, num_classes=10, seed=0, **kw):
+  torch.manual_seed(seed)
+  net = TNet(kind, sizes, width, num_classes, **kw)
+  with torch.no_grad():  # non-trivial BN statistics and affine parameters
+    for m in net.modules():
+      if isinstance(m, nn.BatchNorm2d):
+        m.weight.uniform_(0.5, 1.5)
+        m.bias.normal_(0, 0.2)
+        m.running_mean.normal_(0, 0.2)
+        m.running_var.uniform_(0.5, 2.0)
+  return net.eval()
+
+
+def torch_logits(net, x_nhwc):
+  with torch.no_grad():
+    return net(torch.from_numpy(x_nhwc.transpose(0, 3, 1, 2).copy())).numpy()
+
+
+def our_logits(net, variables, x_nhwc):
+  return np.asarray(jax.jit(lambda v, x: net.apply(v, x, train=False)[0])(variables, x_nhwc))
+
+
+def images(n=3, seed=0):
+  return np.random.default_rng(seed).standard_normal((n, 32, 32, 3)).astype(np.float32)
+
+
+def assert_logits_match(ours, theirs):
+  scale = float(np.abs(theirs).max())
+  assert scale > 1e-3  # the comparison is not between near-zero vectors
+  np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5 * scale)
+
+
+def save_release(path, nets: dict, stem_old=False, word="layers"):
+  """torch.save({'model_state_dict': {'module.<which>.' + key: tensor}}) of the networks."""
+  sd = {}
+  for which, net in nets.items():
+    for k, v in net.state_dict().items():
+      if stem_old:
+        k = k.replace("conv1.0.", "conv1.").replace("conv1.1.", "bn1.")
+      k = k.replace("layers.", f"{word}.", 1) if k.startswith("layers.") else k
+      sd[f"module.{which}.{k}"] = v
+  torch.save({"epoch": 3, "model_state_dict": sd}, path)
+
+
+# ------------------------------------------------------------ logits match
+
+
+@pytest.mark.parametrize("kind,arch", [("basic", "resnet10"), ("bottleneck", "resnet14")])
+def test_torchvision_layout_teacher(tmp_path, kind, arch):
+  tnet = make(kind, layout="torchvision")
+  path = str(tmp_path / "tv.pth")
+  torch.save(tnet.state_dict(), path)
+  net, variables, info = torch_import.convert(path, arch=arch, fmt="auto")
+  assert info["format"] == "torchvision"
+  assert (info["width"], info["num_classes"], info["shortcuts"], info["dirac"]) == (
+      4, 10, "all", "none")
+  x = images()
+  assert_logits_match(our_logits(net, variables, x), torch_logits(tnet, x))
+
+
+@pytest.mark.parametrize("kind,arch,stem_old,word", [
+    ("bottleneck", "resnet14", False, "layers"),
+    ("basic", "resnet10", True, "stages"),
+])
+def test_release_layout_teacher(tmp_path, kind, arch, stem_old, word):
+  tnet = make(kind, seed=1)
+  path = str(tmp_path / "release.pth.tar")
+  save_release(path, {"teacher": tnet}, stem_old=stem_old, word=word)
+  net, variables, info = torch_import.convert(path, arch=arch, which="teacher")
+  assert info["format"] == "release"
+  x = images()
+  assert_logits_match(our_logits(net, variables, x), torch_logits(tnet, x))
+
+
+@pytest.mark.parametrize("kind,arch", [("bottleneck", "resnet14"), ("basic", "resnet10")])
+def test_release_dirac_student_next_to_teacher(tmp_path, kind, arch):
+  teacher = make(kind, seed=2)
+  student = make(kind, seed=3, shortcuts="projection", dirac=True)
+  path = str(tmp_path / "distiller.pth.tar")
+  save_release(path, {"teacher": teacher, "student": student})
+  net, variables, info = torch_import.convert(path, arch=arch, which="student")
+  assert (info["shortcuts"], info["dirac"]) == ("projection", "reparam")
+  assert net.dirac == "reparam" and net.shortcuts == "projection"
+  # alpha/beta are per output channel: our dirac_a/dirac_b of conv2 (bottleneck) / conv1.
+  conv = "conv2" if kind == "bottleneck" else "conv1"
+  np.testing.assert_array_equal(
+      variables["params"]["stage1_block0"][conv]["conv"]["dirac_a"],
+      getattr(student.layers[0][0], conv).alpha.detach().numpy())
+  # delta buffers and connectors are ignored; so is the release's unused projection of a
+  # shortcut-free first block (only the bottleneck's stage 1 changes channels).
+  assert all(k.endswith(".delta") or "connector" in k or "downsample" in k
+             for k in info["ignored"])
+  assert any(k.endswith(".delta") for k in info["ignored"])
+  assert any("connector" in k for k in info["ignored"])
+  assert any(k.startswith("layers.0.0.downsample.") for k in info["ignored"]) == (
+      kind == "bottleneck")
+  x = images()
+  assert_logits_match(our_logits(net, variables, x), torch_logits(student, x))
+  # The teacher of the same file.
+  tnet, tvars, tinfo = torch_import.convert(path, arch=arch, which="teacher")
+  assert (tinfo["shortcuts"], tinfo["dirac"]) == ("all", "none")
+  assert_logits_match(our_logits(tnet, tvars, x), torch_logits(teacher, x))
+
+
+# ------------------------------------------------------------ the CLI writes a run
+
+
+def test_cli_writes_a_loadable_run(tmp_path, capsys):
+  tnet = make("bottleneck", seed=4)
+  path = str(tmp_path / "release.pth.tar")
+  save_release(path, {"teacher": tnet})
+  out = str(tmp_path / "run")
+  rc = convert_torch.main([f"--checkpoint={path}", f"--out={out}", "--arch=resnet14",
+                           "--num_classes=10", "--dataset=cifar10"])
+  assert rc == 0, capsys.readouterr().err
+  cfg = json.loads(open(os.path.join(out, "config.json")).read())
+  assert cfg["method"] == "resnet" and cfg["dataset"] == "cifar10"
+  assert cfg["model"] == {"arch": "resnet14", "width": 4, "shortcuts": "all", "dirac": "none"}
+  net, variables, meta = checkpoints.load_network(out)
+  assert meta["networks"]["student"]["shortcuts"] == "all"
+  x = images()
+  assert_logits_match(our_logits(net, variables, x), torch_logits(tnet, x))
+  # A second conversion into the same run is refused, unless --overwrite.
+  args = [f"--checkpoint={path}", f"--out={out}", "--arch=resnet14", "--dataset=cifar10"]
+  assert convert_torch.main(args) == 2
+  assert "not empty" in capsys.readouterr().err
+  assert convert_torch.main(args + ["--overwrite"]) == 0
+  assert checkpoints.load_network(out)[0] == net
+  # 10 classes do not fit CIFAR-100 (the default dataset).
+  assert convert_torch.main(args[:3] + [f"--out={tmp_path / 'run2'}"]) == 2
+  assert "10 classes" in capsys.readouterr().err
+  assert not os.path.exists(tmp_path / "run2")
+
+
+# ------------------------------------------------------------ errors
+
+
+@pytest.fixture(scope="module")
+def tv_state():
+  return make("basic", layout="torchvision", seed=5).state_dict()
+
+
+def _convert(tmp_path, sd, **kw):
+  path = str(tmp_path / "x.pth")
+  torch.save(sd, path)
+  return torch_import.convert(path, **dict(dict(arch="resnet10"), **kw))
+
+
+def test_imagenet_stem_is_refused(tmp_path, tv_state):
+  sd = dict(tv_state)
+  sd["conv1.weight"] = torch.zeros(4, 3, 7, 7)
+  with pytest.raises(UserError, match=r"7x7.*|3x3"):
+    _convert(tmp_path, sd)
+
+
+def test_missing_key_is_named(tmp_path, tv_state):
+  sd = {k: v for k, v in tv_state.items() if k != "layer2.0.bn1.running_var"}
+  with pytest.raises(UserError, match=r"lacks 1 tensor.*layer2\.0\.bn1\.running_var"):
+    _convert(tmp_path, sd)
+
+
+def test_unexpected_key_is_named(tmp_path, tv_state):
+  sd = dict(tv_state)
+  sd["layer3.0.extra.weight"] = torch.zeros(3)
+  with pytest.raises(UserError, match=r"does not use: layer3\.0\.extra\.weight"):
+    _convert(tmp_path, sd)
+
+
+def test_shape_mismatch_is_named(tmp_path, tv_state):
+  with pytest.raises(UserError, match=r"fc\.weight \(10, 32\) \(expected \(7, 32\)\)"):
+    _convert(tmp_path, dict(tv_state), num_classes=7)
+
+
+def test_wrong_arch_is_refused(tmp_path, tv_state):
+  with pytest.raises(UserError, match=r"lacks \d+ tensor.*layer1\.0\.bn3\."):
+    _convert(tmp_path, dict(tv_state), arch="resnet14")
+
+
+def test_missing_network_of_release_file(tmp_path):
+  path = str(tmp_path / "r.pth")
+  save_release(path, {"teacher": make("basic")})
+  with pytest.raises(UserError, match="no student network"):
+    torch_import.convert(path, arch="resnet10", which="student")
+
+
+class _Evil:
+  def __init__(self, target):
+    self.target = target
+
+  def __reduce__(self):
+    import builtins  # pylint: disable=g-import-not-at-top
+    return (builtins.open, (self.target, "w"))
+
+
+@pytest.mark.parametrize("container", ["torch.save", "pickle"])
+def test_code_executing_pickle_is_refused(tmp_path, container):
+  target = tmp_path / "pwned"
+  path = str(tmp_path / "evil.pth")
+  payload = {"model_state_dict": {"conv1.weight": _Evil(str(target))}}
+  if container == "torch.save":
+    torch.save(payload, path)
+  else:
+    import pickle  # pylint: disable=g-import-not-at-top
+    with open(path, "wb") as f:
+      pickle.dump(payload, f)
+  assert not target.exists()
+  with pytest.raises(UserError) as e:
+    torch_import.convert(path, arch="resnet10")
+  assert not target.exists()
+  assert "\n" not in str(e.value)
+  if container == "torch.save":
+    assert "refused" in str(e.value) and "run code" in str(e.value)
+
+
+def test_not_a_checkpoint(tmp_path):
+  path = tmp_path / "junk.pth"
+  path.write_bytes(b"not a checkpoint at all")
+  with pytest.raises(UserError, match="cannot be read by torch.load"):
+    torch_import.convert(str(path), arch="resnet10")
+  with pytest.raises(UserError, match="no such file"):
+    torch_import.convert(str(tmp_path / "absent.pth"), arch="resnet10")
+
+
+def test_without_torch_the_error_names_the_install(tmp_path, monkeypatch):
+  path = tmp_path / "x.pth"
+  path.write_bytes(b"x")
+  monkeypatch.setitem(sys.modules, "torch", None)
+  with pytest.raises(UserError, match="pip install torch"):
+    torch_import.convert(str(path), arch="resnet10")
