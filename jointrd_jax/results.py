@@ -1,0 +1,258 @@
+"""Table 12 from finished runs: rows (mean +- std over seeds), `results.md`, `results.csv`
+and `results.png` (student top-1 per epoch, mean line and min-max band per method).
+
+Pure functions of run summaries (the `summary.json` dicts) and eval records (the
+`split == 'eval'` lines of `metrics.jsonl`), so everything here is testable with fake
+dicts and no training. The number of each row is the **final-epoch** student top-1; the
+best epoch's accuracy (selected on the same split, as the official release reports) is a
+labelled extra, never the result.
+"""
+import csv
+import io
+import statistics
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from etils import epath
+
+RESULTS_MD = "results.md"
+RESULTS_CSV = "results.csv"
+RESULTS_PNG = "results.png"
+
+# Reference §5: CIFAR-100, plain-CNN 50 students of a ResNet-50, mean +- std over seeds.
+PAPER = {
+    "jointrd": (78.16, 0.20),
+    "kd_logits_dirac": (70.93, 3.36),
+    "kd_mse_all_dirac": (63.82, 9.97),
+    "resnet": (78.39, 0.40),
+}
+PAPER_SETTING = {"dataset": "cifar100", "arch": "resnet50", "num_epochs": 200}
+
+LABELS = {
+    "jointrd": "JointRD (ours)",
+    "kd_logits_dirac": "KD(logits) + Dirac",
+    "kd_mse_all_dirac": "KD(MSE_ALL) + Dirac",
+    "resnet": "ResNet (with shortcuts)",
+    "kd_logits": "KD(logits)",
+    "plain": "Plain CNN, from scratch",
+    "plain_dirac": "Plain CNN + Dirac, from scratch",
+}
+
+CSV_FIELDS = ("method", "label", "n_seeds", "seeds", "final_top1_mean", "final_top1_std",
+              "best_top1_mean", "best_top1_std", "final_top1_per_seed", "best_epoch_per_seed",
+              "paper_top1_mean", "paper_top1_std", "eval_split", "dataset", "arch",
+              "num_epochs")
+
+
+def mean_std(values: Sequence[float]):
+  """Mean and sample standard deviation (n - 1); std is None for fewer than 2 values."""
+  if not values:
+    return None, None
+  mean = statistics.fmean(values)
+  std = statistics.stdev(values) if len(values) > 1 else None
+  return mean, std
+
+
+def _seed(summary: Mapping) -> Optional[int]:
+  return summary.get("config", {}).get("seed")
+
+
+def method_row(method: str, summaries: Sequence[Mapping]) -> dict:
+  """One table row from the finished runs (one summary per seed) of `method`."""
+  summaries = sorted(summaries, key=lambda s: (_seed(s) is None, _seed(s) or 0))
+  final = [float(s["final"]["student_top1"]) for s in summaries]
+  best = [float(s["best"]["student_top1"]) for s in summaries]
+  final_mean, final_std = mean_std(final)
+  best_mean, best_std = mean_std(best)
+  paper = PAPER.get(method, (None, None))
+  first = summaries[0] if summaries else {}
+  cfg = first.get("config", {})
+  return {
+      "method": method,
+      "label": LABELS.get(method, method),
+      "n_seeds": len(summaries),
+      "seeds": [_seed(s) for s in summaries],
+      "final_top1": final,
+      "final_top1_mean": final_mean,
+      "final_top1_std": final_std,
+      "best_top1": best,
+      "best_epoch": [int(s["best"].get("epoch", 0)) for s in summaries],
+      "best_top1_mean": best_mean,
+      "best_top1_std": best_std,
+      "paper_top1_mean": paper[0],
+      "paper_top1_std": paper[1],
+      "eval_split": sorted({s.get("eval_split", "test") for s in summaries}),
+      "num_eval": sorted({s.get("num_eval") for s in summaries if s.get("num_eval")}),
+      "dataset": first.get("dataset", cfg.get("dataset")),
+      "arch": cfg.get("model", {}).get("arch"),
+      "num_epochs": cfg.get("num_epochs"),
+      "holdout": cfg.get("holdout", 0),
+  }
+
+
+def aggregate(summaries: Mapping[str, Sequence[Mapping]],
+              methods: Optional[Sequence[str]] = None) -> List[dict]:
+  """Rows in `methods` order (default: the mapping's), one per method, even with no runs."""
+  methods = list(summaries) if methods is None else list(methods)
+  return [method_row(m, summaries.get(m, ())) for m in methods]
+
+
+def _pm(mean, std, digits=2) -> str:
+  if mean is None:
+    return "-"
+  if std is None:
+    return f"{mean:.{digits}f} (1 seed)"
+  return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _epochs(n) -> str:
+  return "" if not n else f"{n} epoch" + ("" if n == 1 else "s")
+
+
+def eval_split_of(rows: Sequence[Mapping]) -> str:
+  splits = {s for r in rows for s in r["eval_split"]}
+  if "holdout" in splits:
+    return "holdout" if splits == {"holdout"} else "mixed"
+  return "test"
+
+
+def split_words(split: str) -> str:
+  return {"holdout": "held-out validation", "test": "test",
+          "mixed": "mixed test / held-out validation"}.get(split, split)
+
+
+def render_markdown(rows: Sequence[Mapping], notes: Sequence[str] = (),
+                    title: str = "Table 12") -> str:
+  """The table as Markdown: one row per method, the paper's number beside ours."""
+  split = eval_split_of(rows)
+  words = split_words(split)
+  done = [r for r in rows if r["n_seeds"]]
+  first = done[0] if done else {}
+  setting = ", ".join(str(x) for x in (
+      first.get("dataset"), first.get("arch"),
+      _epochs(first.get("num_epochs"))) if x)
+  n_eval = sorted({n for r in done for n in r["num_eval"]})
+  out = [f"# {title}: {setting}" if setting else f"# {title}", ""]
+  what = f"Student top-1 (%) on the **{words}** split"
+  if n_eval:
+    what += f" ({'/'.join(str(n) for n in n_eval)} images)"
+  out.append(what + " after the **final epoch**: mean ± sample std (n - 1) over seeds. "
+             "Best epoch: the best epoch's accuracy on the same split (as the official release "
+             "reports; selected on the evaluation data), a labelled extra, not the result.")
+  out.append("")
+  if split in ("holdout", "mixed"):
+    holdouts = sorted({r["holdout"] for r in done if r.get("holdout")})
+    out.append(f"**Held-out validation:** evaluated on {'/'.join(map(str, holdouts)) or 'N'} "
+               "training images held out of training (a different subset per seed, drawn with "
+               "the run's seed); the test set was not used. The paper's numbers are test-set "
+               "accuracies.")
+    out.append("")
+  header = ("| method | seeds | final top-1 (mean ± std) | per seed | best epoch (extra) "
+            "| paper (Table 12) |")
+  out += [header, "|---|---|---|---|---|---|"]
+  for r in rows:
+    per_seed = ", ".join(f"s{s}: {v:.2f}" for s, v in zip(r["seeds"], r["final_top1"])) or "-"
+    out.append(f"| {r['label']} | {r['n_seeds']} | {_pm(r['final_top1_mean'], r['final_top1_std'])} "
+               f"| {per_seed} | {_pm(r['best_top1_mean'], r['best_top1_std'])} "
+               f"| {_pm(r['paper_top1_mean'], r['paper_top1_std'])} |")
+  out.append("")
+  notes = list(notes)
+  if done and any(first.get(k) != v for k, v in PAPER_SETTING.items()):
+    notes.append(f"The paper's numbers are CIFAR-100, ResNet-50 teacher and plain-CNN 50 students, "
+                 f"200 epochs, test set; this sweep ({setting}) is a different setting, so the "
+                 "two columns are not comparable.")
+  if notes:
+    out.append("Notes:")
+    out += [f"- {n}" for n in notes]
+    out.append("")
+  return "\n".join(out)
+
+
+def _num(x) -> str:
+  return "" if x is None else repr(float(x))
+
+
+def render_csv(rows: Sequence[Mapping]) -> str:
+  buf = io.StringIO()
+  w = csv.writer(buf, lineterminator="\n")
+  w.writerow(CSV_FIELDS)
+  for r in rows:
+    w.writerow([
+        r["method"], r["label"], r["n_seeds"], " ".join(str(s) for s in r["seeds"]),
+        _num(r["final_top1_mean"]), _num(r["final_top1_std"]), _num(r["best_top1_mean"]),
+        _num(r["best_top1_std"]), " ".join(repr(v) for v in r["final_top1"]),
+        " ".join(str(e) for e in r["best_epoch"]), _num(r["paper_top1_mean"]),
+        _num(r["paper_top1_std"]), " ".join(r["eval_split"]), r["dataset"] or "",
+        r["arch"] or "", "" if r["num_epochs"] is None else r["num_epochs"]])
+  return buf.getvalue()
+
+
+def read_csv(path) -> Dict[str, dict]:
+  """results.csv back as {method: {field: str}}."""
+  with open(path, newline="") as f:
+    return {r["method"]: r for r in csv.DictReader(f)}
+
+
+def curve_bands(curves: Sequence[Sequence[Mapping]], key: str = "student_top1"):
+  """Per-epoch mean, min and max over seeds' eval records (epochs any seed reached)."""
+  by_epoch: Dict[int, List[float]] = {}
+  for records in curves:
+    for r in records:
+      if key in r:
+        by_epoch.setdefault(int(r["epoch"]), []).append(float(r[key]))
+  epochs = sorted(by_epoch)
+  return (epochs, [statistics.fmean(by_epoch[e]) for e in epochs],
+          [min(by_epoch[e]) for e in epochs], [max(by_epoch[e]) for e in epochs])
+
+
+def plot(path, curves: Mapping[str, Sequence[Sequence[Mapping]]], split: str = "test",
+         title: str = "Table 12") -> None:
+  """`curves`: {method: [eval records of one seed, ...]} -> a PNG (matplotlib, Agg)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+  for method, seeds in curves.items():
+    epochs, mean, lo, hi = curve_bands(seeds)
+    if not epochs:
+      continue
+    n = sum(1 for s in seeds if s)
+    line, = ax.plot(epochs, mean, marker="o" if len(epochs) < 3 else None, markersize=3,
+                    label=f"{LABELS.get(method, method)} (n={n})")
+    ax.fill_between(epochs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+  ax.set_xlabel("epoch")
+  ax.set_ylabel(f"student top-1 (%), {split_words(split)}")
+  ax.set_title(f"{title}: mean over seeds, band = min..max")
+  ax.grid(True, alpha=0.3)
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(loc="lower right", fontsize=8)
+  fig.tight_layout()
+  tmp = epath.Path(str(path) + ".tmp.png")
+  fig.savefig(str(tmp), format="png")
+  plt.close(fig)
+  tmp.replace(epath.Path(path))
+
+
+def _write_text(path: epath.Path, text: str) -> None:
+  tmp = path.parent / (path.name + ".tmp")
+  tmp.write_text(text)
+  tmp.replace(path)
+
+
+def write(out_dir, rows: Sequence[Mapping], curves: Mapping[str, Sequence[Sequence[Mapping]]],
+          notes: Sequence[str] = (), title: str = "Table 12") -> Dict[str, str]:
+  """Writes results.md, results.csv and results.png into `out_dir`; returns their paths.
+
+  Without matplotlib the PNG is skipped (the returned dict says why under 'png_error').
+  """
+  out = epath.Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  paths = {"md": str(out / RESULTS_MD), "csv": str(out / RESULTS_CSV)}
+  _write_text(out / RESULTS_MD, render_markdown(rows, notes, title))
+  _write_text(out / RESULTS_CSV, render_csv(rows))
+  try:
+    plot(out / RESULTS_PNG, curves, eval_split_of(rows), title)
+    paths["png"] = str(out / RESULTS_PNG)
+  except ImportError:
+    paths["png_error"] = "matplotlib is not installed (pip install matplotlib): no results.png"
+  return paths
