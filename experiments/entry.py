@@ -1,9 +1,11 @@
 """What every entry point shares: multi-host start-up, TensorFlow kept off the
 accelerators, and user errors printed as one line (`error: ...`, exit status 2)."""
+import re
 import sys
 
 import jax
 from absl import app, flags, logging
+from ml_collections.config_flags import config_flags as ml_config_flags
 
 flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (auto-detected on "
                   "Cloud TPU and SLURM).")
@@ -17,6 +19,8 @@ def define_distributed_flags():
 
 
 def hide_gpus_from_tensorflow():
+  if jax.default_backend() != "gpu":
+    return  # only GPUs can be grabbed by TF; skip importing it (seconds) elsewhere
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
   except ImportError:
@@ -34,9 +38,11 @@ def setup():
   elif f.multihost:
     jax.distributed.initialize()
   hide_gpus_from_tensorflow()
-  logging.warning("JAX process %d of %d, %d local / %d global devices (%s)", jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count(),
-               jax.devices()[0].device_kind)
+  # A warning (shown by default) only where it says more than the run's first stdout line.
+  log = logging.warning if jax.process_count() > 1 else logging.info
+  log("JAX process %d of %d, %d local / %d global devices (%s)", jax.process_index(),
+      jax.process_count(), jax.local_device_count(), jax.device_count(),
+      jax.devices()[0].device_kind)
 
 
 def run_guarded(fn):
@@ -60,9 +66,101 @@ def run_app(main):
     raise
 
 
+def _fail(message: str):
+  print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+def _last_line(text: str) -> str:
+  lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+  return lines[-1] if lines else ""
+
+
+def _one_line(text: str) -> str:
+  """A multi-line message (e.g. a config file's traceback) as its first and last line."""
+  lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+  return lines[0] if len(lines) < 2 else f"{lines[0]} {lines[-1]}"
+
+
+def _config_value(name, argv):
+  """The config of config-file flag `name`: its value, or argv's `--name=PATH` loaded
+  again (absl sets no value when a later flag fails to parse); None for other flags."""
+  flag = flags.FLAGS[name]
+  if not isinstance(flag.parser, ml_config_flags.ConfigFileFlagParser):
+    return None
+  if flag.value is not None:
+    return flag.value
+  paths = [a.split("=", 1)[1] for a in argv[1:] if a.startswith((f"--{name}=", f"-{name}="))]
+  try:
+    return flag.parser.parse(paths[-1]) if paths else None
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def _unknown_override(argv):
+  """`(flag, key)` for the first `--FLAG.a.b=...` of argv whose key path is not in FLAG's
+  config, or None."""
+  for arg in argv[1:]:
+    m = re.match(r"--?([A-Za-z_]\w*)\.([\w.]+)(=|$)", arg)
+    if not m or m.group(1) not in flags.FLAGS:
+      continue
+    node = _config_value(m.group(1), argv)
+    if node is None or type(node).__name__ == "_ErrorConfig":
+      continue
+    for part in m.group(2).split("."):
+      try:
+        node = node[part]
+      except Exception:  # pylint: disable=broad-except
+        return f"--{m.group(1)}.{m.group(2)}", part
+  return None
+
+
+def _check_config_files(argv):
+  """ml_collections reports a config file that failed to load when it is first used (or
+  as a bare OSError from an override); report it now, as one line."""
+  for name in flags.FLAGS:
+    value = _config_value(name, argv)
+    if type(value).__name__ == "_ErrorConfig":  # its deferred load error
+      try:
+        value.to_dict()
+      except OSError as e:
+        _fail(f"--{name}: cannot load the config file ({_last_line(e)}); pass a file from "
+              "configs/, e.g. --config=configs/jointrd.py (or configs/jointrd.py:smoke).")
+
+
+def _type_hint(message: str, argv) -> str:
+  """For `flag --config.a.b=V: ...` (a value of the wrong type): what the key takes."""
+  m = re.match(r"flag --([A-Za-z_]\w*)\.([\w.]+)=", message)
+  if not m or m.group(1) not in flags.FLAGS:
+    return ""
+  node = _config_value(m.group(1), argv)
+  try:
+    for part in m.group(2).split("."):
+      node = node[part]
+  except Exception:  # pylint: disable=broad-except
+    return ""
+  if node is None or isinstance(node, dict) or hasattr(node, "keys"):
+    return ""
+  kind = type(node).__name__
+  return (f"; {m.group(1)}.{m.group(2)} takes {'an' if kind[0] in 'aeiou' else 'a'} {kind}, "
+          f"e.g. --{m.group(1)}.{m.group(2)}={node!r}")
+
+
 def _parse_flags(argv):
   try:
-    return flags.FLAGS(argv)
+    parsed = flags.FLAGS(argv)
   except flags.Error as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    _fail(f"{_one_line(e)}{_type_hint(str(e), argv)}")
+  except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:
+    # ml_collections raises these (not flags.Error) for an override of an unknown key, or
+    # of any key when the config file did not load.
+    _check_config_files(argv)
+    unknown = _unknown_override(argv)
+    if unknown:
+      flag, part = unknown
+      _fail(f"{flag}: the config has no key {part!r}; see configs/default.py for the keys "
+            "(--config.KEY=VALUE).")
+    _fail(f"invalid flags ({type(e).__name__}: {_last_line(e)}); "
+          "see --helpfull and configs/default.py.")
+  _check_config_files(argv)
+  return parsed

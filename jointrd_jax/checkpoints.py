@@ -32,18 +32,29 @@ class Checkpoints:
 
   def __init__(self, run_dir, keep: int = 2, create: bool = True):
     self.directory = _abs(run_dir) / CHECKPOINT_DIR
+    self._unreadable = set()  # steps `restore` skipped; `save` replaces them
     if not create and not self.directory.exists():
       self.manager = None
       return
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=create,
-                                             enable_async_checkpointing=False))
+                                             enable_async_checkpointing=False),
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "meta": ocp.JsonCheckpointHandler()})
 
   def steps(self):
     return sorted(self.manager.all_steps()) if self.manager else []
 
   def save(self, step: int, state, meta: dict) -> None:
+    # A resumed run reaches again the steps of the unreadable checkpoints it skipped; they
+    # are stale from here on (and orbax refuses to save a step that exists): delete them.
+    for s in sorted(self._unreadable):
+      if s >= step and s in self.manager.all_steps():
+        logging.warning("deleting unreadable checkpoint %s in %s before saving step %s.", s,
+                        self.directory, step)
+        self.manager.delete(s)
+    self._unreadable = {s for s in self._unreadable if s < step}
     self.manager.save(int(step), args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
     self.manager.wait_until_finished()
@@ -52,21 +63,36 @@ class Checkpoints:
     """`(state, meta)` of `step` or of the newest readable checkpoint, or None if none.
 
     With `abstract_state` (shapes, dtypes, shardings) the state is restored onto the
-    devices as that tree; without it, as nested dicts of host arrays.
+    devices as that tree; without it, as nested dicts of host arrays, whatever the devices
+    and processes that saved it (a pod slice's checkpoint loads on a laptop).
     """
     candidates = [step] if step is not None else list(reversed(self.steps()))
     for s in candidates:
       try:
+        target = abstract_state if abstract_state is not None else self._local_target(s)
         restored = self.manager.restore(s, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
-        return restored["state"], dict(restored["meta"])
+            state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+        state = restored["state"]
+        if abstract_state is None:
+          state = jax.tree_util.tree_map(np.asarray, state)
+        return state, dict(restored["meta"])
       except Exception as e:  # a truncated or partial checkpoint: try the one before
         if step is not None:
           raise UserError(f"checkpoint {s} in {self.directory} cannot be read ({type(e).__name__}); "
                           "it is corrupt or from another config.") from None
+        self._unreadable.add(s)
         logging.warning("checkpoint %s in %s cannot be read (%s: %s); falling back to the "
                         "previous one.", s, self.directory, type(e).__name__, str(e)[:200])
     return None
+
+  def _local_target(self, step: int):
+    """The saved state's tree on this process's first device. Without a target, orbax
+    restores the shardings it saved, which fails on another topology."""
+    device = jax.local_devices()[0]
+    return jax.tree_util.tree_map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype,
+                                       sharding=jax.sharding.SingleDeviceSharding(device)),
+        self.manager.item_metadata(step)["state"])
 
   def close(self):
     if self.manager:

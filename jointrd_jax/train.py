@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from etils import epath
+from jax.experimental import multihost_utils
 
 from jointrd_jax import checkpoints, dirac, input_pipeline, methods, models, reporting
 from jointrd_jax import sharding, workdir as workdir_lib
@@ -45,10 +46,30 @@ def validate(config) -> None:
       raise UserError(f"config.{key}={config[key]} must be positive (--config.{key}=N).")
   if config.model.width <= 0:
     raise UserError(f"config.model.width={config.model.width} must be positive.")
-  if not all(0 < f <= 1 for f in config.optimizer.lr_drop_at):
-    raise UserError("config.optimizer.lr_drop_at holds fractions of num_epochs in (0, 1].")
+  if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1
+             for f in config.optimizer.lr_drop_at):
+    raise UserError(f"config.optimizer.lr_drop_at={config.optimizer.lr_drop_at!r} must hold "
+                    "fractions of num_epochs in (0, 1], e.g. "
+                    "--config.optimizer.lr_drop_at='(0.5, 0.75)'.")
   if config.teacher.train not in methods.TEACHER_TRAIN:
     raise UserError(f"config.teacher.train={config.teacher.train!r}; choose frozen or joint.")
+
+
+def check_data_present(config) -> None:
+  """With --config.download=False and an explicit data_dir, a CIFAR that TFDS has not
+  prepared there is refused before TensorFlow is even imported (seconds). TFDS keeps a
+  prepared dataset in DATA_DIR/NAME/[CONFIG/]VERSION/ with a dataset_info.json; without
+  one anywhere under DATA_DIR/NAME, TFDS would refuse too (it checks the exact version)."""
+  name = str(config.dataset).strip().lower()
+  if config.download or not config.data_dir or name not in ("cifar10", "cifar100"):
+    return
+  root = epath.Path(config.data_dir) / name
+  if not any(any(root.glob(pattern)) for pattern in ("*/dataset_info.json",
+                                                     "*/*/dataset_info.json")):
+    raise UserError(f"{name} is not prepared in {config.data_dir} and --config.download=False; "
+                    f"prepare it on a machine with internet with `tfds build {name} "
+                    "--data_dir=DIR`, copy DIR here and pass --config.data_dir=DIR (or set "
+                    "--config.download=True).")
 
 
 def half_precision(config) -> bool:
@@ -176,12 +197,25 @@ def create_state(method: methods.Method, tx, key, image_shape, mesh) -> TrainSta
   return jax.jit(init, out_shardings=shardings)(key)
 
 
-def _meta(method, data, epoch, step) -> dict:
+def _meta(method, data, epoch, step, epoch_metrics=None) -> dict:
   nets = {"student": checkpoints.network_meta(method.student)}
   if "teacher" in method.trained:
     nets["teacher"] = checkpoints.network_meta(method.teacher)
-  return {"epoch": int(epoch), "step": int(step), "num_classes": data.num_classes,
+  meta = {"epoch": int(epoch), "step": int(step), "num_classes": data.num_classes,
           "image_shape": list(data.image_shape), "networks": nets}
+  if epoch_metrics:  # a mid-epoch checkpoint: the epoch's step metrics so far, exactly
+    host = jax.device_get(epoch_metrics)
+    meta["epoch_metrics"] = {k: [np.asarray(host[0][k]).dtype.name,
+                                 [float(m[k]) for m in host]] for k in host[0]}
+  return meta
+
+
+def _restore_epoch_metrics(meta) -> list:
+  """The step metrics a mid-epoch checkpoint holds (see `_meta`), as the loop keeps them."""
+  saved = meta.get("epoch_metrics") or {}
+  columns = {k: np.asarray(values, dtype) for k, (dtype, values) in saved.items()}
+  n = min((len(v) for v in columns.values()), default=0)
+  return [{k: v[i] for k, v in columns.items()} for i in range(n)]
 
 
 # ------------------------------------------------------------------ teacher
@@ -267,6 +301,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   sharding.check_batch_size(config.batch_size, mesh)
   sharding.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
   spec = methods.get_spec(config.method)
+  check_data_present(config)
+  # Refuse a workdir of another run before anything is written, trained or compiled; every
+  # process checks before any process writes.
+  discard = workdir_lib.check(workdir, config)
+  _sync("workdir checked")
   workdir_lib.check_writable(workdir)
 
   data = load_data(config, mesh)
@@ -280,15 +319,19 @@ def train_and_evaluate(config, workdir: str) -> dict:
     t_dir = config.teacher.checkpoint or ensure_teacher(config, workdir)
     teacher_vars = load_teacher(method, t_dir, mesh)
 
-  path = workdir_lib.prepare(workdir, config)  # first write of the run's own files
+  path = workdir_lib.prepare(workdir, config, discard)  # first write of the run's own files
+  _sync("workdir prepared")
   tx, schedule = create_optimizer(config, steps_per_epoch)
   ckpt = checkpoints.Checkpoints(path, keep=config.keep_checkpoints)
   state = create_state(method, tx, jax.random.key(config.seed), data.image_shape, mesh)
   start_step = 0
+  resumed_metrics = []  # the step metrics of a partly done epoch, when resuming mid-epoch
   restored = ckpt.restore(_abstract(state))
   if restored is not None:
     state, meta = restored
     start_step = int(meta["step"])
+    if start_step % steps_per_epoch:
+      resumed_metrics = _restore_epoch_metrics(meta)
     reporting.log("resumed from %s at step %d (epoch %d)", ckpt.directory, start_step,
                   start_step // steps_per_epoch)
   writer = reporting.Writer(path)
@@ -311,7 +354,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   with _Preemption() as preemption:
     for epoch in range(start_step // steps_per_epoch, config.num_epochs):
       first = step - epoch * steps_per_epoch
-      epoch_metrics = []
+      epoch_metrics, resumed_metrics = resumed_metrics, []
       epoch_arr = np.int32(epoch)
       batches = input_pipeline.train_batches(data, seed=config.seed, epoch=epoch,
                                              batch_size=config.batch_size, start_step=first,
@@ -338,9 +381,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
           reporting.log("epoch %d/%d step %d/%d loss %.4f | %.0f img/s | ETA %s",
                         epoch + 1, config.num_epochs, step, total_steps, loss,
                         progress.images_per_s, progress.eta(step))
-        if preemption.requested and i + 1 < steps_per_epoch:
+        if i + 1 < steps_per_epoch and _stop_now(preemption, i + 1, config.log_every_steps):
           _check_epoch(epoch_metrics, epoch, step, ckpt)
-          _stop_preempted(ckpt, writer, step, state, _meta(method, data, epoch, step))
+          _stop_preempted(ckpt, writer, step, state,
+                          _meta(method, data, epoch, step, epoch_metrics))
       train = _check_epoch(epoch_metrics, epoch, step, ckpt)
       jax.block_until_ready(state)
       progress.add(pending)
@@ -357,10 +401,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
                     progress.images_per_s,
                     progress.eta(step, eval_s / (epoch + 1 - start_step // steps_per_epoch),
                                  config.num_epochs - epoch - 1))
+      stop = _stop_now(preemption)
       if ((epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs
-          or preemption.requested):
+          or stop):
         ckpt.save(step, state, _meta(method, data, epoch + 1, step))
-      if preemption.requested and epoch + 1 < config.num_epochs:
+      if stop and epoch + 1 < config.num_epochs:
         _stop_preempted(ckpt, writer, step)
 
   writer.close()
@@ -373,6 +418,27 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 summary["best"]["student_top1"], summary["best"]["epoch"],
                 path / workdir_lib.SUMMARY_FILE)
   return summary
+
+
+def _stop_now(preemption, steps_done_in_epoch=None, every=1) -> bool:
+  """Whether to checkpoint and stop for a SIGTERM, decided alike by every process.
+
+  One process checks its own flag after every step. Several processes must stop at the
+  same step (saving is collective), and the signal may reach only some of them, or at
+  different steps: they exchange their flags every `every` steps of an epoch (a host sync,
+  at the same steps everywhere) and at each epoch's end, and stop if any got it.
+  """
+  if jax.process_count() == 1:
+    return preemption.requested
+  if steps_done_in_epoch is not None and steps_done_in_epoch % every:
+    return False
+  return bool(np.any(multihost_utils.process_allgather(np.int32(preemption.requested))))
+
+
+def _sync(name: str) -> None:
+  """A barrier of all processes (no-op in a single-process run)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
 
 
 def _stop_preempted(ckpt, writer, step, state=None, meta=None):

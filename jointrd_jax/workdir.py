@@ -43,7 +43,7 @@ def check_writable(workdir: str) -> epath.Path:
   path = epath.Path(workdir)
   try:
     path.mkdir(parents=True, exist_ok=True)
-    probe = path / ".write_probe"
+    probe = path / f".write_probe.{jax.process_index()}"  # one per process: no races
     probe.write_text("ok")
     probe.unlink()
   except OSError as e:
@@ -52,35 +52,56 @@ def check_writable(workdir: str) -> epath.Path:
   return path
 
 
-def prepare(workdir: str, config) -> epath.Path:
-  """Checks the workdir against `config`; on a fresh or overwritten one, writes config.json.
-
-  Nothing is written unless the workdir is new, holds this very run, or `overwrite` is set.
-  """
+def check(workdir: str, config) -> bool:
+  """Refuses a workdir that holds a run of another config, or other files, unless
+  `overwrite` is set; reads only. True if it holds a run of another config (to discard)."""
   path = epath.Path(workdir)
-  cfg = config_to_dict(config)
   saved_file = path / CONFIG_FILE
   if saved_file.exists():
-    saved = json.loads(saved_file.read_text())
-    diff = _diff(_identity(saved), _identity(cfg))
+    try:
+      saved = json.loads(saved_file.read_text())
+    except (OSError, ValueError) as e:
+      raise UserError(f"cannot read {saved_file} ({e}); use a new --workdir, or "
+                      "--config.overwrite=True to discard it.") from None
+    diff = _diff(_identity(saved), _identity(config_to_dict(config)))
     if diff and not config.overwrite:
       shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
       raise UserError(f"workdir {workdir} holds a run of a different config ({shown}); "
                       "use a new --workdir, or --config.overwrite=True to discard it.")
-    if diff and jax.process_index() == 0:
-      for name in ("checkpoints", "metrics.jsonl", "tensorboard", SUMMARY_FILE, CONFIG_FILE):
-        p = path / name
-        if p.is_dir():
-          shutil.rmtree(str(p))
-        elif p.exists():
-          p.unlink()
-  elif path.exists() and any(p.name != "teacher" for p in path.iterdir()) and not config.overwrite:
-    names = sorted(p.name for p in path.iterdir())[:5]
+    return bool(diff)
+  try:
+    names = sorted(p.name for p in path.iterdir()) if path.exists() else []
+  except OSError as e:  # a regular file, or unreadable
+    raise UserError(f"cannot use {workdir} as the workdir ({e.strerror or e}); choose a "
+                    "directory for --workdir.") from None
+  if (any(n != "teacher" and not n.startswith(".write_probe") for n in names)
+      and not config.overwrite):
+    names = names[:5]
     raise UserError(f"workdir {workdir} is not empty and holds no run config ({', '.join(names)}); "
                     "use a new --workdir, or --config.overwrite=True.")
+  return False
+
+
+def prepare(workdir: str, config, discard=None) -> epath.Path:
+  """Checks the workdir against `config`; on a fresh or overwritten one, writes config.json.
+
+  Nothing is written unless the workdir is new, holds this very run, or `overwrite` is set.
+  `discard`: the result of an earlier `check` (multi-process runs check before any process
+  writes, as process 0's writes would change what the others see).
+  """
+  path = epath.Path(workdir)
+  if discard is None:
+    discard = check(workdir, config)
+  if discard and jax.process_index() == 0:
+    for name in ("checkpoints", "metrics.jsonl", "tensorboard", SUMMARY_FILE, CONFIG_FILE):
+      p = path / name
+      if p.is_dir():
+        shutil.rmtree(str(p))
+      elif p.exists():
+        p.unlink()
   check_writable(workdir)
   if jax.process_index() == 0:
-    (path / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    (path / CONFIG_FILE).write_text(json.dumps(config_to_dict(config), indent=2, sort_keys=True))
   return path
 
 

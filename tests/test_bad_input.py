@@ -1,0 +1,172 @@
+"""Bad input to `python -m experiments.main`: each case exits with status 2 within 10 s,
+with exactly one `error: ...` line on stderr that names the fix (no traceback), before
+anything is compiled, and leaves every existing file untouched."""
+import concurrent.futures
+import importlib
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jointrd_jax import checkpoints, train, workdir as workdir_lib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SMOKE = "configs/plain_dirac.py:smoke"
+KD = "configs/kd_logits.py:smoke"
+LIMIT_S = 10
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+  """Files the cases point at: teachers that do not fit, bad .npz files, a regular file, a
+  workdir holding another config's run. Nothing here is compiled or trained."""
+  root = tmp_path_factory.mktemp("inputs")
+  # Teachers: the smoke ResNet of another width (i.e. architecture) or class count.
+  config = _smoke("resnet")
+  for name, width, classes in (("teacher_wide", 16, 10), ("teacher_100", 8, 100)):
+    config.model.width = width
+    net = train.build_method(config, classes).student
+    shapes = jax.eval_shape(lambda n=net: train.models.init(n, jax.random.key(0), (32, 32, 3)))
+    variables = jax.tree_util.tree_map(lambda s: np.ones(s.shape, s.dtype), shapes)
+    checkpoints.save_network(str(root / name), net, variables, image_shape=(32, 32, 3),
+                             config_dict=workdir_lib.config_to_dict(config))
+  # .npz files: 4-D uint8 images with integer labels >= 0 is the contract.
+  x = np.zeros((16, 8, 8, 3), np.uint8)
+  y = np.arange(16) % 4
+  good = dict(x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
+  np.savez(root / "rank3.npz", **dict(good, x_train=x[..., 0]))
+  np.savez(root / "float.npz", **dict(good, x_test=x[:8].astype(np.float32)))
+  np.savez(root / "negative.npz", **dict(good, y_train=y - 1))
+  (root / "file.txt").write_text("a regular file, not a directory")
+  # A workdir holding a run of another config (seed 1): its files must survive.
+  other = root / "other_run"
+  other.mkdir()
+  config = _smoke("plain_dirac")
+  config.seed = 1
+  workdir_lib.prepare(str(other), config)
+  (other / "metrics.jsonl").write_text('{"split": "train", "epoch": 1, "step": 8}\n')
+  (other / "checkpoints" / "8").mkdir(parents=True)
+  (other / "checkpoints" / "8" / "blob").write_bytes(b"\x00\x01" * 100)
+  (root / "tfds").mkdir()  # an empty TFDS data_dir
+  return root
+
+
+def _smoke(method):
+  return importlib.import_module(f"configs.{method}").get_config("smoke")
+
+
+def _snapshot(root):
+  return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None)
+          for p in sorted(root.rglob("*"))}
+
+
+# id: (arguments, {in} = the inputs dir; what the error line says). Without a --workdir
+# argument, a case gets a fresh workdir.
+CASES = {
+    "unknown_method": ([f"--config={SMOKE}", "--config.method=resnet51"],
+                       ["unknown method 'resnet51'", "--config.method"]),
+    "unknown_key": ([f"--config={SMOKE}", "--config.num_epoch=3"],
+                    ["--config.num_epoch", "no key 'num_epoch'", "configs/default.py"]),
+    "unknown_nested_key": ([f"--config={SMOKE}", "--config.model.depth=18"],
+                           ["--config.model.depth", "no key 'depth'"]),
+    "wrong_type": ([f"--config={SMOKE}", "--config.num_epochs=ten"],
+                   ["--config.num_epochs=ten", "takes an int"]),
+    "wrong_type_tuple": ([f"--config={SMOKE}", "--config.optimizer.lr_drop_at=half"],
+                         ["lr_drop_at", "--config.optimizer.lr_drop_at='(0.5, 0.75)'"]),
+    "zero_epochs": ([f"--config={SMOKE}", "--config.num_epochs=0"],
+                    ["num_epochs=0 must be positive", "--config.num_epochs=N"]),
+    "negative_batch": ([f"--config={SMOKE}", "--config.batch_size=-64"],
+                       ["batch_size=-64 must be positive"]),
+    "batch_not_divisible": ([f"--config={SMOKE}", "--config.batch_size=60"],
+                            ["does not divide over 8 devices", "--config.batch_size=56"]),
+    "missing_config_file": (["--config=configs/nope.py"],
+                            ["cannot load the config file", "configs/nope.py"]),
+    "missing_teacher": ([f"--config={KD}", "--config.teacher.checkpoint={in}/no_such_run"],
+                        ["does not exist", "teacher.checkpoint"]),
+    "teacher_other_arch": ([f"--config={KD}", "--config.teacher.checkpoint={in}/teacher_wide"],
+                           ["does not fit", "width 16 (want 8)", "--config.teacher.arch/width"]),
+    "teacher_other_classes": ([f"--config={KD}", "--config.teacher.checkpoint={in}/teacher_100"],
+                              ["does not fit", "num_classes 100 (want 10)"]),
+    "dataset_absent_no_download": ([f"--config={SMOKE}", "--config.dataset=cifar10",
+                                    "--config.data_dir={in}/tfds", "--config.download=False"],
+                                   ["not prepared", "tfds build cifar10",
+                                    "--config.data_dir=DIR"]),
+    "npz_rank3": ([f"--config={SMOKE}", "--config.dataset=npz:{in}/rank3.npz"],
+                  ["x_train has shape (16, 8, 8), not rank 4"]),
+    "npz_float": ([f"--config={SMOKE}", "--config.dataset=npz:{in}/float.npz"],
+                  ["x_test has dtype float32, not uint8"]),
+    "npz_negative_labels": ([f"--config={SMOKE}", "--config.dataset=npz:{in}/negative.npz"],
+                            ["y_train has negative labels"]),
+    "workdir_under_a_file": ([f"--config={SMOKE}", "--workdir={in}/file.txt/run"],
+                             ["cannot write to workdir", "choose a writable --workdir"]),
+    "workdir_is_a_file": ([f"--config={SMOKE}", "--workdir={in}/file.txt"],
+                          ["cannot use", "file.txt as the workdir", "choose a directory"]),
+    "workdir_of_another_config": ([f"--config={SMOKE}", "--workdir={in}/other_run"],
+                                  ["holds a run of a different config", "seed: 1 -> 0",
+                                   "--config.overwrite=True"]),
+}
+
+
+@pytest.fixture(scope="module")
+def results(inputs, tmp_path_factory):
+  """Every case, two processes at a time (each mostly imports and waits on the disk).
+
+  Each case gets a fresh workdir and a compilation cache of its own, which stays empty
+  unless something is compiled. Returns {case: (process, seconds, workdir, cache)} and
+  the snapshots of the inputs before and after."""
+  before = _snapshot(inputs)
+
+  def run(case):
+    args, _ = CASES[case]
+    workdir = tmp_path_factory.mktemp(case) / "run"
+    cache = tmp_path_factory.mktemp(f"{case}_cache")
+    args = [a.format(**{"in": inputs}) for a in args]
+    if not any(a.startswith("--workdir=") for a in args):
+      args.append(f"--workdir={workdir}")
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "experiments.main", *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=120)
+    return case, (proc, time.perf_counter() - t0, workdir, cache)
+
+  with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+    out = dict(pool.map(run, CASES))
+  return out, before, _snapshot(inputs)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_before_anything_compiles(case, results):
+  (proc, elapsed, workdir, cache), before, after = results[0][case], results[1], results[2]
+  _, expected = CASES[case]
+  lines = proc.stderr.strip().splitlines()
+  errors = [line for line in lines if line.startswith("error:")]
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr[-3000:]
+  for text in expected:
+    assert text in errors[0], (text, errors[0])
+  # The other lines, if any, are log records (absl's format), e.g. the synthetic-data notice.
+  assert all(line[:1] in "IWE" and line[1:5].isdigit() for line in lines[:-1]), lines
+  assert elapsed < LIMIT_S, f"{case}: {elapsed:.1f} s"
+  assert not list(cache.iterdir()), "something was compiled"
+  assert after == before  # existing files untouched (by any case)
+  # A new workdir holds no file (it may exist, empty: created by the writability check).
+  assert not workdir.exists() or not [p for p in workdir.rglob("*") if p.is_file()]
+
+
+def test_overwrite_true_accepts_the_workdir_of_another_config(inputs, tmp_path):
+  # The way out the error names: --config.overwrite=True discards the other run's files
+  # (checked at the library level: it is `prepare` the trainer calls; nothing trains here).
+  other = tmp_path / "other_run"
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.copytree(inputs / "other_run", other)
+  config = _smoke("plain_dirac")
+  config.overwrite = True
+  workdir_lib.prepare(str(other), config)
+  assert sorted(p.name for p in other.iterdir()) == ["config.json"]
+  assert workdir_lib.read_config(str(other))["seed"] == 0
