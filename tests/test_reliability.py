@@ -46,12 +46,7 @@ DONE_LINE = re.compile(r"epoch (\d+)/\d+ done")
 def smoke(method="plain_dirac", **overrides):
   """configs/<method>.py:smoke with `overrides` ({'optimizer.lr_drop_factor': 2.0, ...})."""
   config = importlib.import_module(f"configs.{method}").get_config("smoke")
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
+  config.update_from_flattened_dict(overrides)
   return config
 
 

@@ -21,12 +21,7 @@ METHODS = list(methods.METHODS)
 
 def smoke(method, **overrides):
   config = importlib.import_module(f"configs.{method}").get_config("smoke")
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+  config.update_from_flattened_dict(overrides)
   return config
 
 
