@@ -23,7 +23,7 @@ change the cost).
 - Data (`--data`): `fixed` (default) = one pre-built batch (synthetic images normalised
   like the input pipeline, cast to the compute dtype, `{'image', 'label'}`) put on the
   mesh with `sharding.batch_sharded`, and fed to every step: the step alone. `pipeline`
-  = the trainer's own `input_pipeline.train_batches` over a 50,000-image synthetic
+  = the trainer's own `datasets.train_batches` over a 50,000-image synthetic
   dataset (gather + crop + flip + normalise on device, one jitted call per step, in the
   timed loop as in the trainer).
 - Timing: `--warmup` untimed steps, then `--steps` timed steps in blocks of
@@ -158,21 +158,21 @@ def fixed_batch(batch_size: int, num_classes: int, image_shape, dtype, mesh):
   axis: synthetic images normalised as the input pipeline does (no augmentation)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import input_pipeline, sharding  # pylint: disable=g-import-not-at-top
-  x, y, _, _ = input_pipeline.synthetic_arrays(batch_size, 1, num_classes, image_shape[0])
+  from jointrd_jax import datasets, sharding  # pylint: disable=g-import-not-at-top
+  x, y, _, _ = datasets.synthetic_arrays(batch_size, 1, num_classes, image_shape[0])
   mean = x.reshape(-1, 3).mean(0) / 255.0
   std = x.reshape(-1, 3).std(0) / 255.0
-  image = np.asarray(input_pipeline.normalize(x, mean, std)).astype(dtype)
+  image = np.asarray(datasets.normalize(x, mean, std)).astype(dtype)
   return jax.device_put({"image": image, "label": y.astype(np.int32)},
                         sharding.batch_sharded(mesh))
 
 
 def pipeline_batches(data, batch_size: int, dtype):
   """The trainer's training batches, epoch after epoch, without end."""
-  from jointrd_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import datasets  # pylint: disable=g-import-not-at-top
   epoch = 0
   while True:
-    yield from input_pipeline.train_batches(data, seed=0, epoch=epoch, batch_size=batch_size,
+    yield from datasets.train_batches(data, seed=0, epoch=epoch, batch_size=batch_size,
                                             dtype=dtype)
     epoch += 1
 
@@ -231,7 +231,7 @@ def run_case(method_name: str, batch_size: int, args, mesh) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import input_pipeline, sharding, train  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import datasets, sharding, train  # pylint: disable=g-import-not-at-top
 
   image_shape = (32, 32, 3)
   sharding.check_batch_size(batch_size, mesh, "--batch_sizes")
@@ -256,7 +256,7 @@ def run_case(method_name: str, batch_size: int, args, mesh) -> dict:
     batch = fixed_batch(batch_size, args.num_classes, image_shape, dtype, mesh)
     next_batch = lambda: batch
   else:
-    data = input_pipeline.load(
+    data = datasets.load(
         "synthetic", mesh=mesh, synthetic_train_size=max(SYNTHETIC_TRAIN_SIZE, batch_size),
         synthetic_test_size=1, synthetic_num_classes=args.num_classes, synthetic_image_size=32)
     it = pipeline_batches(data, batch_size, dtype)
@@ -412,7 +412,7 @@ def parse_args(argv):
                  "an H200's bf16 dense peak); unset: pct_peak is null")
   p.add_argument("--data", choices=("fixed", "pipeline"), default="fixed",
                  help="fixed: one pre-built batch on the mesh; pipeline: the trainer's "
-                 "input_pipeline.train_batches, one batch per step")
+                 "datasets.train_batches, one batch per step")
   p.add_argument("--init", choices=("auto", "jax", "numpy"), default="auto",
                  help="initial state: jax = train.create_state; numpy = fast on CPU; "
                  "auto = numpy on CPU, jax elsewhere")

@@ -14,7 +14,7 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 
-from jointrd_jax import input_pipeline
+from jointrd_jax import datasets
 from jointrd_jax.errors import UserError
 from jointrd_jax.sharding import make_mesh
 
@@ -28,18 +28,18 @@ _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Image d
 
 def throughput(data, batch_size: int, steps: int, warmup: int, dtype) -> float:
   """Median images/s over `steps` blocked batches after `warmup` batches."""
-  input_pipeline.steps_per_epoch(data.num_train, batch_size)  # validates batch_size
+  datasets.steps_per_epoch(data.num_train, batch_size)  # validates batch_size
   times = []
   epoch, it = 0, None
   for i in range(warmup + steps):
     if it is None:
-      it = input_pipeline.train_batches(data, seed=0, epoch=epoch, batch_size=batch_size,
+      it = datasets.train_batches(data, seed=0, epoch=epoch, batch_size=batch_size,
                                         dtype=dtype)
     t = time.perf_counter()
     batch = next(it, None)
     if batch is None:  # epoch exhausted: next epoch (its permutation is cheap)
       epoch, it = epoch + 1, None
-      it = input_pipeline.train_batches(data, seed=0, epoch=epoch, batch_size=batch_size,
+      it = datasets.train_batches(data, seed=0, epoch=epoch, batch_size=batch_size,
                                         dtype=dtype)
       t = time.perf_counter()
       batch = next(it)
@@ -53,7 +53,7 @@ def main(argv):
   del argv
   try:
     mesh = make_mesh()
-    data = input_pipeline.load(_DATASET.value, mesh=mesh, data_dir=_DATA_DIR.value,
+    data = datasets.load(_DATASET.value, mesh=mesh, data_dir=_DATA_DIR.value,
                                download=False)
     print(f"dataset={data.name} train={data.num_train} image={data.image_shape} "
           f"devices={mesh.devices.size} ({jax.devices()[0].platform}) dtype={_DTYPE.value}")

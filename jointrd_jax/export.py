@@ -114,13 +114,13 @@ def _in_batches(fn, images: np.ndarray, batch: int = EVAL_BATCH) -> np.ndarray:
 
 def inference_fn(net: models.ResNet, variables, mean, std):
   """jitted uint8 NHWC images -> float32 logits, normalisation inside (as deployed)."""
-  from jointrd_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import datasets  # pylint: disable=g-import-not-at-top
   mean = np.asarray(mean, np.float32)
   std = np.asarray(std, np.float32)
 
   @jax.jit
   def f(variables, images):
-    logits, _ = net.apply(variables, input_pipeline.normalize(images, mean, std), train=False)
+    logits, _ = net.apply(variables, datasets.normalize(images, mean, std), train=False)
     return logits.astype(jnp.float32)
 
   def call(images):
@@ -140,7 +140,7 @@ def check_images(run_dir: str, num_images: int):
 
   Loaded with the dataset keys of the run's config.json and `download=False`.
   """
-  from jointrd_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import datasets  # pylint: disable=g-import-not-at-top
   from jointrd_jax.sharding import make_mesh  # pylint: disable=g-import-not-at-top
   if num_images <= 0:
     raise UserError(f"--num_images={num_images} must be positive.")
@@ -153,7 +153,7 @@ def check_images(run_dir: str, num_images: int):
       "synthetic_train_size", "synthetic_test_size", "synthetic_num_classes",
       "synthetic_image_size") if k[len("synthetic_"):] in syn}
   try:
-    data = input_pipeline.load(dataset, mesh=make_mesh(jax.devices()[:1]),
+    data = datasets.load(dataset, mesh=make_mesh(jax.devices()[:1]),
                                data_dir=cfg.get("data_dir", ""), download=False, **kw)
   except UserError as e:
     raise UserError(f"the check images of {run_dir} (dataset {dataset!r} from its config.json, "
@@ -191,13 +191,13 @@ def write_saved_model(path: str, folded_net: models.ResNet, params, mean, std,
   """SavedModel: uint8 `images` [b, H, W, C] -> float32 `logits` [b, C] (see module doc)."""
   tf = _tf()
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import datasets  # pylint: disable=g-import-not-at-top
   mean = np.asarray(mean, np.float32)
   std = np.asarray(std, np.float32)
   h, w, c = (int(d) for d in image_shape)
 
   def infer(params, images):
-    x = input_pipeline.normalize(images, mean, std)
+    x = datasets.normalize(images, mean, std)
     logits, _ = folded_net.apply({"params": params}, x, train=False)
     return logits
 

@@ -19,7 +19,7 @@ import optax
 from etils import epath
 from jax.experimental import multihost_utils
 
-from jointrd_jax import checkpoints, dirac, input_pipeline, methods, models, reporting
+from jointrd_jax import checkpoints, datasets, dirac, methods, models, reporting
 from jointrd_jax import sharding, workdir as workdir_lib
 from jointrd_jax.errors import UserError
 
@@ -88,9 +88,9 @@ def build_method(config, num_classes: int) -> methods.Method:
       loss_config=methods.LossConfig(**config.loss.to_dict()))
 
 
-def load_data(config, mesh) -> input_pipeline.Data:
+def load_data(config, mesh) -> datasets.Data:
   s = config.synthetic
-  return input_pipeline.load(
+  return datasets.load(
       config.dataset, mesh=mesh, data_dir=config.data_dir, download=config.download,
       holdout=config.holdout, holdout_seed=config.seed, synthetic_train_size=s.train_size,
       synthetic_test_size=s.test_size, synthetic_num_classes=s.num_classes,
@@ -164,7 +164,7 @@ def make_eval_step(method: methods.Method):
 
 def evaluate(eval_step, state, teacher_vars, data, batch_size, dtype) -> dict:
   sums = None
-  for batch in input_pipeline.eval_batches(data, batch_size=batch_size, dtype=dtype,
+  for batch in datasets.eval_batches(data, batch_size=batch_size, dtype=dtype,
                                            what="config.eval_batch_size"):
     out = eval_step(state, teacher_vars, batch)
     sums = out if sums is None else jax.tree_util.tree_map(jnp.add, sums, out)
@@ -311,7 +311,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   data = load_data(config, mesh)
   method = build_method(config, data.num_classes)
   dtype = method.student.dtype
-  steps_per_epoch = input_pipeline.steps_per_epoch(data.num_train, config.batch_size)
+  steps_per_epoch = datasets.steps_per_epoch(data.num_train, config.batch_size)
   total_steps = steps_per_epoch * config.num_epochs
 
   teacher_vars = None
@@ -356,7 +356,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       first = step - epoch * steps_per_epoch
       epoch_metrics, resumed_metrics = resumed_metrics, []
       epoch_arr = np.int32(epoch)
-      batches = input_pipeline.train_batches(data, seed=config.seed, epoch=epoch,
+      batches = datasets.train_batches(data, seed=config.seed, epoch=epoch,
                                              batch_size=config.batch_size, start_step=first,
                                              dtype=dtype)
       progress.start()

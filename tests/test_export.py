@@ -9,7 +9,7 @@ import pytest
 
 from configs import default as default_config
 from experiments import export as export_cli
-from jointrd_jax import checkpoints, export, fold, input_pipeline, models, workdir
+from jointrd_jax import checkpoints, export, fold, datasets, models, workdir
 from jointrd_jax.errors import UserError
 
 NUM_CLASSES = 10
@@ -50,8 +50,8 @@ def make_run(run_dir, arch="resnet14", shortcuts="projection", dirac="reparam", 
 
 
 def check_data():
-  x_train, _, x_test, y_test = input_pipeline.synthetic_arrays(64, TEST_SIZE, NUM_CLASSES, 32)
-  mean, std = input_pipeline._channel_stats(x_train)  # pylint: disable=protected-access
+  x_train, _, x_test, y_test = datasets.synthetic_arrays(64, TEST_SIZE, NUM_CLASSES, 32)
+  mean, std = datasets.arrays._channel_stats(x_train)  # pylint: disable=protected-access
   return x_test, y_test, mean, std
 
 
@@ -104,7 +104,7 @@ def test_npz_round_trips_and_matches_the_trained_network(exported):
                              num_classes=a["num_classes"], shortcuts=a["shortcuts"],
                              width=a["width"], folded=True)
   images, _, mean, std = check_data()
-  x = input_pipeline.normalize(images, mean, std)
+  x = datasets.normalize(images, mean, std)
   ref = np.asarray(net.apply(variables, x, train=False)[0])
   got = np.asarray(folded_net.apply({"params": params}, x, train=False)[0])
   np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4 * np.abs(ref).max())
@@ -114,7 +114,7 @@ def test_npz_round_trips_and_matches_the_trained_network(exported):
 def test_tflite_and_saved_model_predict_the_same_classes(exported):
   net, variables, out, _ = exported
   images, _, mean, std = check_data()
-  ref = np.asarray(net.apply(variables, input_pipeline.normalize(images, mean, std),
+  ref = np.asarray(net.apply(variables, datasets.normalize(images, mean, std),
                              train=False)[0])
   lite = export.run_tflite(str(out / "model.tflite"), images, batch=7)  # 7, 7, 7, 7, 4
   assert lite.shape == (TEST_SIZE, NUM_CLASSES)

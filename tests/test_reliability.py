@@ -5,7 +5,7 @@
 - A corrupt latest checkpoint: resume falls back to the previous one, with a warning.
 - A NaN loss stops the run with one line and keeps the last good checkpoint.
 - Untrusted files never run code: orbax checkpoints are data only (the `.npz` and PyTorch
-  cases are in test_input_pipeline.py::test_bad_npz_is_a_one_line_user_error[pickled] and
+  cases are in test_datasets.py::test_bad_npz_is_a_one_line_user_error[pickled] and
   test_torch_import.py::test_code_executing_pickle_is_refused).
 - Two processes with jax.distributed (4 CPU devices each) match the 8-device run; a
   SIGTERM to one of them stops both at the same step; the run resumes on one process.

@@ -13,7 +13,7 @@ import pytest
 import tensorflow_datasets as tfds
 from etils import epath
 
-from jointrd_jax import checkpoints, input_pipeline, methods, reporting, sharding, train
+from jointrd_jax import checkpoints, datasets, methods, reporting, sharding, train
 from jointrd_jax.errors import UserError
 
 METHODS = list(methods.METHODS)
@@ -125,9 +125,9 @@ def test_overfitting_a_fixed_batch_drives_the_loss_down(method, teacher_dir):
   teacher = None
   if method_obj.frozen_teacher:
     teacher = train.load_teacher(method_obj, teacher_dir, mesh)
-  data = input_pipeline.load("synthetic", mesh=mesh, synthetic_train_size=64,
+  data = datasets.load("synthetic", mesh=mesh, synthetic_train_size=64,
                              synthetic_test_size=8, synthetic_num_classes=10)
-  batch = next(input_pipeline.train_batches(data, seed=0, epoch=0, batch_size=64))
+  batch = next(datasets.train_batches(data, seed=0, epoch=0, batch_size=64))
   step = jax.jit(train.make_train_step(method_obj, tx, schedule), donate_argnums=(0,))
   losses = []
   for _ in range(30):
@@ -142,7 +142,7 @@ def test_overfitting_a_fixed_batch_drives_the_loss_down(method, teacher_dir):
 
 def _interrupt_at(monkeypatch, epoch_to_stop, step_in_epoch):
   """SIGTERM this process when the pipeline hands out a given batch (a preemption)."""
-  real = input_pipeline.train_batches
+  real = datasets.train_batches
 
   def batches(data, *, epoch, start_step=0, **kw):
     for i, b in enumerate(real(data, epoch=epoch, start_step=start_step, **kw), start_step):
@@ -150,7 +150,7 @@ def _interrupt_at(monkeypatch, epoch_to_stop, step_in_epoch):
         os.kill(os.getpid(), signal.SIGTERM)
       yield b
 
-  monkeypatch.setattr(input_pipeline, "train_batches", batches)
+  monkeypatch.setattr(datasets, "train_batches", batches)
 
 
 @pytest.mark.parametrize("stop_step", [7, 3], ids=["after_epoch_1", "mid_epoch_2"])

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jointrd_jax import input_pipeline as ip
+from jointrd_jax import datasets as ip
 from jointrd_jax.errors import UserError
 from jointrd_jax.sharding import make_mesh
 
@@ -154,7 +154,7 @@ def test_tfds_failed_download_is_one_line(mesh1, tmp_path, monkeypatch):
 
 
 def test_module_does_not_import_tensorflow():
-  code = ("import sys, jointrd_jax.input_pipeline; "
+  code = ("import sys, jointrd_jax.datasets; "
           "assert 'tensorflow' not in sys.modules and 'tensorflow_datasets' not in sys.modules")
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120,

@@ -1,0 +1,9 @@
+"""Input pipelines.
+
+- `arrays`: datasets that fit in memory as numpy arrays (CIFAR-10/100 from TFDS, a user
+  `.npz`, generated synthetic data);
+- `in_memory`: those arrays on the accelerators, with jitted shuffling and augmentation.
+"""
+from jointrd_jax.datasets.arrays import synthetic_arrays
+from jointrd_jax.datasets.in_memory import (Data, augment, eval_batches, load, normalize,
+                                            steps_per_epoch, train_batches)
