@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from jointrd_jax import dirac as dirac_lib
+from jointrd_jax.batchnorm import BatchNorm
 from jointrd_jax.errors import UserError
 
 ARCHS = {
@@ -112,9 +113,9 @@ class ConvBN(nn.Module):
              dtype=self.dtype, param_dtype=self.param_dtype, name="conv")(x)
     if self.folded:
       return y
-    return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM,
-                        epsilon=BN_EPSILON, dtype=self.dtype,
-                        param_dtype=self.param_dtype, name="bn")(y)
+    return BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM,
+                     epsilon=BN_EPSILON, dtype=self.dtype,
+                     param_dtype=self.param_dtype, name="bn")(y)
 
 
 class Block(nn.Module):
