@@ -67,6 +67,72 @@ def np_jointrd(student, hybrids, labels, m):
           np_ce(student, labels)) / (len(hybrids) + 1)
 
 
+# ----------------------------------------------------------------------------
+# Float32 error bounds (the library computes in float32, the references in float64).
+#
+# A float32 formula that adds, subtracts or averages terms rounds each intermediate
+# result with a relative error of at most u = 2^-24. To first order its absolute error
+# is at most  n * u * S,  where n is the longest chain of roundings (the terms of the
+# longest sum plus the few elementwise operations before it) and S the sum of the
+# magnitudes of the terms involved (the standard forward bound gamma_n = n u / (1 - n u)
+# of a sum). S, not the result, sets the bound: a small loss can come out of a
+# difference of large terms (CE = logsumexp(z) - z_y with z_y the largest logit), where a
+# relative tolerance would fail by luck. Each bound below is that product, with S
+# computed from the inputs by the float64 reference; a wrong formula misses by orders of
+# magnitude more.
+# ----------------------------------------------------------------------------
+
+U32 = 2.0**-24  # float32 unit roundoff
+OPS = 8  # elementwise roundings before the sums: shift by the max, /t, exp, log, x weight
+
+
+def tol(scale, n_terms):
+  """The first-order float32 error bound (n_terms + OPS) * u * scale."""
+  return (n_terms + OPS) * U32 * float(scale)
+
+
+def ce_scale(logits, labels):
+  """Magnitudes in CE: the max shift, logsumexp and z_y, batch-averaged."""
+  z = np.asarray(logits, np.float64)
+  lse = np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1)) + z.max(-1)
+  zy = z[np.arange(len(labels)), labels]
+  return np.abs(z).max() + np.mean(np.abs(lse) + np.abs(zy))
+
+
+def ce_tol(logits, labels):
+  b, c = np.shape(logits)
+  return tol(ce_scale(logits, labels), c + b)
+
+
+def kl_scale(student, teacher, t):
+  """Magnitudes in KL(p_T || p_S) at temperature t: p_T |log p_T| + p_T |log p_S|."""
+  lps = np_log_softmax(np.asarray(student, np.float64) / t)
+  lpt = np_log_softmax(np.asarray(teacher, np.float64) / t)
+  terms = np.exp(lpt) * (np.abs(lpt) + np.abs(lps))
+  big = max(np.abs(student).max(), np.abs(teacher).max()) / t
+  return big + terms.sum(-1).mean()
+
+
+def kd_tol(student, teacher, labels, tau, t):
+  b, c = np.shape(student)
+  return tol((1 - tau) * ce_scale(student, labels)
+             + tau * t * t * kl_scale(student, teacher, t), c + b)
+
+
+def jointrd_tol(student, hybrids, labels, m):
+  b, c = np.shape(student)
+  scale = (m * sum(ce_scale(h, labels) for h in hybrids)
+           + ce_scale(student, labels)) / (len(hybrids) + 1)
+  return tol(scale, c + b + len(hybrids) + 1)
+
+
+def mse_tol(student_feats, total):
+  """Every term of the MSE sum is >= 0: S is the result itself (no cancellation); the
+  longest sum is over one example's elements, then the batch, then the stages."""
+  elems = max(int(np.prod(np.shape(f)[1:])) for f in student_feats)
+  return tol(total, elems + np.shape(student_feats[0])[0] + len(student_feats))
+
+
 def make_logits(rng, b, c, scale=3.0):
   return (scale * rng.standard_normal((b, c))).astype(np.float32)
 
@@ -116,7 +182,7 @@ def test_cross_entropy_matches_numpy(b, c, seed):
   loss, metrics = _jit_ce(z, y)
   assert_f32_scalar_metrics(loss, metrics)
   assert set(metrics) == {'loss', 'ce'}
-  np.testing.assert_allclose(float(loss), np_ce(z, y), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(float(loss), np_ce(z, y), rtol=0, atol=ce_tol(z, y))
   np.testing.assert_allclose(float(metrics['ce']), float(loss))
 
 
@@ -136,27 +202,31 @@ def test_kd_logits_matches_numpy_and_properties(b, c, tau, t, seed):
   assert_f32_scalar_metrics(loss, metrics)
   assert set(metrics) == {'loss', 'ce', 'kl'}
   np.testing.assert_allclose(
-      float(loss), np_kd(zs, zt, y, tau, t), rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(
-      float(metrics['kl']), np_kl(zs, zt, t), rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(float(metrics['ce']), np_ce(zs, y), rtol=1e-5)
-  assert float(metrics['kl']) >= -1e-6
+      float(loss), np_kd(zs, zt, y, tau, t), rtol=0, atol=kd_tol(zs, zt, y, tau, t))
+  kl_tol = tol(kl_scale(zs, zt, t), c + b)
+  np.testing.assert_allclose(float(metrics['kl']), np_kl(zs, zt, t), rtol=0, atol=kl_tol)
+  np.testing.assert_allclose(float(metrics['ce']), np_ce(zs, y), rtol=0, atol=ce_tol(zs, y))
+  assert float(metrics['kl']) >= -kl_tol
 
-  # KL vanishes when student == teacher.
+  # KL vanishes when student == teacher (to rounding: the two log-softmaxes are the same
+  # float32 computation, so their difference is exactly 0).
   _, same = _jit_kd(zs, zs, y, tau, t)
-  np.testing.assert_allclose(float(same['kl']), 0.0, atol=1e-6)
+  assert float(same['kl']) == 0.0
 
   # tau = 0: exactly CE; tau = 1: exactly t^2 KL.
   loss0, m0 = _jit_kd(zs, zt, y, 0.0, t)
   loss1, m1 = _jit_kd(zs, zt, y, 1.0, t)
   np.testing.assert_array_equal(np.asarray(loss0), np.asarray(m0['ce']))
+  # tau = 1 is t^2 * KL up to the two roundings of the product (relative 2u each).
   np.testing.assert_allclose(
-      float(loss1), np.float32(t)**2 * float(m1['kl']), rtol=1e-6)
+      float(loss1), np.float32(t)**2 * float(m1['kl']), rtol=4 * U32, atol=0)
 
-  # Linear in tau.
+  # Linear in tau: the same float32 terms, weighted; the roundings of the weights and
+  # of the sum are relative to the terms' magnitudes.
+  terms = (1 - tau) * abs(float(loss0)) + tau * abs(float(loss1))
   np.testing.assert_allclose(
       float(loss), (1 - tau) * float(loss0) + tau * float(loss1),
-      rtol=1e-5, atol=1e-5)
+      rtol=0, atol=tol(terms, 2))
 
 
 def test_kd_logits_teacher_gradient_is_zero():
@@ -206,16 +276,17 @@ def test_feature_mse_all_matches_numpy_and_properties(pair):
   assert set(metrics) == ({'loss'} |
                           {f'mse_stage{k}' for k in range(1, 3 * n + 1)})
   ref_total, ref_stages = np_feature_mse(student, teacher)
-  np.testing.assert_allclose(float(total), ref_total, rtol=1e-5)
+  total_tol = mse_tol(student, ref_total)
+  np.testing.assert_allclose(float(total), ref_total, rtol=0, atol=total_tol)
   per_stage = np.array([float(metrics[f'mse_stage{k}'])
                         for k in range(1, 3 * n + 1)])
-  np.testing.assert_allclose(per_stage, ref_stages, rtol=1e-5)
+  np.testing.assert_allclose(per_stage, ref_stages, rtol=0, atol=total_tol)
   base, dup_sum, tile_sum = per_stage.reshape(3, n).sum(axis=1)
 
   # Per-example sum, batch mean: a batch concatenated with itself is unchanged.
-  np.testing.assert_allclose(dup_sum, base, rtol=1e-5)
+  np.testing.assert_allclose(dup_sum, base, rtol=0, atol=2 * total_tol)
   # Sum over elements: doubling the spatial size by tiling doubles the loss.
-  np.testing.assert_allclose(tile_sum, 2 * base, rtol=1e-5)
+  np.testing.assert_allclose(tile_sum, 2 * base, rtol=0, atol=3 * total_tol)
 
   # Exactly zero when features match.
   zero, zero_metrics = _jit_mse(student, student)
@@ -314,19 +385,22 @@ def test_jointrd_matches_numpy_and_properties(b, c, seed, m, k):
   assert_f32_scalar_metrics(loss, metrics)
   assert set(metrics) == ({'loss', 'ce_student', 'm'} |
                           {f'ce_hybrid{i}' for i in range(1, k + 1)})
-  np.testing.assert_allclose(float(loss), np_jointrd(zs, hs, y, m), rtol=1e-5)
-  np.testing.assert_allclose(float(metrics['m']), m, rtol=1e-6)
+  np.testing.assert_allclose(float(loss), np_jointrd(zs, hs, y, m), rtol=0,
+                             atol=jointrd_tol(zs, hs, y, m))
+  assert float(metrics['m']) == np.float32(m)  # m passes through unchanged
   for i, h in enumerate(hs, start=1):
     np.testing.assert_allclose(
-        float(metrics[f'ce_hybrid{i}']), np_ce(h, y), rtol=1e-5)
+        float(metrics[f'ce_hybrid{i}']), np_ce(h, y), rtol=0, atol=ce_tol(h, y))
 
   # m = 0: only the student term, scaled by 1/(K+1).
   loss0, _ = _jit_jointrd(zs, hs, y, 0.0)
-  np.testing.assert_allclose(float(loss0), np_ce(zs, y) / (k + 1), rtol=1e-5)
+  np.testing.assert_allclose(float(loss0), np_ce(zs, y) / (k + 1), rtol=0,
+                             atol=jointrd_tol(zs, hs, y, 0.0))
 
   # Hybrids equal to the student and m = 1: plain CE.
   loss_eq, _ = _jit_jointrd(zs, [zs] * k, y, 1.0)
-  np.testing.assert_allclose(float(loss_eq), np_ce(zs, y), rtol=1e-5)
+  np.testing.assert_allclose(float(loss_eq), np_ce(zs, y), rtol=0,
+                             atol=jointrd_tol(zs, [zs] * k, y, 1.0))
 
 
 def test_jointrd_reference_k3_quarter_factor_and_gradient():
@@ -337,7 +411,8 @@ def test_jointrd_reference_k3_quarter_factor_and_gradient():
   loss, metrics = losses.jointrd(zs, hs, y, 0.0)
   assert set(metrics) == {'loss', 'ce_student', 'ce_hybrid1', 'ce_hybrid2',
                           'ce_hybrid3', 'm'}
-  np.testing.assert_allclose(float(loss), np_ce(zs, y) / 4, rtol=1e-6)
+  np.testing.assert_allclose(float(loss), np_ce(zs, y) / 4, rtol=0,
+                             atol=jointrd_tol(zs, hs, y, 0.0))
 
   @jax.jit
   def grads(zs, hs):
@@ -401,10 +476,16 @@ class VariantsTest(chex.TestCase):
         'mse': np_feature_mse(self.sf, self.tf)[0],
         'jrd': np_jointrd(self.zs, self.hs, self.y, 0.75),
     }
+    bounds = {
+        'ce': ce_tol(self.zs, self.y),
+        'kd': kd_tol(self.zs, self.zt, self.y, 0.7, 2.0),
+        'mse': mse_tol(self.sf, expected['mse']),
+        'jrd': jointrd_tol(self.zs, self.hs, self.y, 0.75),
+    }
     for name, (loss, metrics) in out.items():
       assert_f32_scalar_metrics(loss, metrics)
-      np.testing.assert_allclose(float(loss), expected[name], rtol=1e-5,
-                                 err_msg=name)
+      np.testing.assert_allclose(float(loss), expected[name], rtol=0,
+                                 atol=bounds[name], err_msg=name)
 
 
 @pytest.mark.parametrize('jit', [False, True])
