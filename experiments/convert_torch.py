@@ -1,15 +1,29 @@
-r"""Convert a PyTorch CIFAR ResNet checkpoint into a run workdir.
+r"""Convert a PyTorch ResNet checkpoint (torchvision or JointRD release) into a run workdir.
 
   python -m experiments.convert_torch --checkpoint=FILE --out=RUN_DIR --arch=resnet50 \
-      [--num_classes=100] [--format=auto|torchvision|release] [--which=teacher|student] \
-      [--shortcuts=all|projection|none] [--width=0] [--dataset=cifar100] [--overwrite]
+      [--num_classes=0] [--format=auto|torchvision|release] [--which=teacher|student] \
+      [--shortcuts=all|projection|none] [--width=0] [--dataset=DATASET] [--overwrite]
+
+  # torchvision's ImageNet ResNet-50 weights as a frozen teacher:
+  python -m experiments.convert_torch --checkpoint=resnet50-0676ba61.pth \
+      --arch=imagenet_resnet50 --out=runs/tv_r50
 
 Reads a torchvision-style ResNet state_dict or an official JointRD release checkpoint
 (`{'model_state_dict': {'module.teacher.*' / 'module.student.*'}}`), see
 `jointrd_jax/torch_import.py`, and writes RUN_DIR/config.json + one checkpoint: a run
 that `--config.teacher.checkpoint=RUN_DIR` of the trainer and `experiments.export` accept.
 The config is configs/resnet.py's (method 'resnet') with --dataset and the imported
-model's arch / width / shortcuts / Dirac mode.
+model's arch / width / shortcuts / Dirac mode; the checkpoint records the arch's image
+shape (32x32x3 for the CIFAR archs, 224x224x3 for the `imagenet_*` archs).
+
+--dataset (recorded in the run's config; default: cifar100 for a CIFAR arch,
+imagenet2012 for an ImageNet arch): cifar100, cifar10, npz:PATH or synthetic for the
+CIFAR archs; imagenet2012 or imagefolder:PATH for the ImageNet archs. The head's class
+count must fit a known dataset (100, 10, 1000 for imagenet2012).
+
+The file's structure (stem 3x3 or 7x7, block kind, blocks per stage) must be the arch's:
+a torchvision ResNet-18 file with --arch=imagenet_resnet50 (or a ResNet-101 file) stops
+with one line naming what the file holds, and nothing is written.
 
 Needs PyTorch (optional): pip install torch. Files are loaded with weights_only=True; a
 checkpoint that would run code when unpickled is refused.
@@ -17,28 +31,74 @@ checkpoint that would run code when unpickled is refused.
 import argparse
 import sys
 
-_CLASSES = {"cifar100": 100, "cifar10": 10}
+_CLASSES = {"cifar100": 100, "cifar10": 10, "imagenet2012": 1000}
+# The datasets a converted run may record, per model variant (the CIFAR stem wants 32x32
+# images, the ImageNet stem 224x224).
+_DATASETS = {"cifar": ("cifar100", "cifar10", "npz:PATH", "synthetic"),
+             "imagenet": ("imagenet2012", "imagefolder:PATH")}
+_DEFAULT_DATASET = {"cifar": "cifar100", "imagenet": "imagenet2012"}
+_VARIANT_NAME = {"cifar": "CIFAR", "imagenet": "ImageNet"}
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+      prog="python -m experiments.convert_torch",
+      description="Convert a PyTorch ResNet checkpoint (torchvision or JointRD release) into "
+                  "a run workdir. Details: the module docstring (pydoc "
+                  "experiments.convert_torch).")
+  p.add_argument("--checkpoint", required=True,
+                 help="The PyTorch file (.pt, .pth, .pth.tar). Required.")
+  p.add_argument("--out", required=True, help="The run workdir to write (new or empty). Required.")
+  p.add_argument("--arch", required=True,
+                 help="resnet18, resnet34, resnet50 (CIFAR) or imagenet_resnet18, "
+                      "imagenet_resnet34, imagenet_resnet50. Required.")
+  p.add_argument("--num_classes", type=int, default=0,
+                 help="Classes of the head (default 0: read from fc.weight).")
+  p.add_argument("--width", type=int, default=0,
+                 help="Stem width (default 0: read from the stem).")
+  p.add_argument("--format", default="auto",
+                 help="auto, torchvision or release (default auto: told by the keys).")
+  p.add_argument("--which", default="teacher",
+                 help="teacher or student, for release checkpoints (default teacher).")
+  p.add_argument("--shortcuts", default="",
+                 help="all, projection or none (default: all; projection for a release "
+                      "student).")
+  p.add_argument("--dataset", default="",
+                 help="The dataset recorded in the run (default: cifar100 for a CIFAR arch, "
+                      "imagenet2012 for an ImageNet arch).")
+  p.add_argument("--overwrite", action="store_true",
+                 help="Replace the run --out holds (default: refuse).")
+  return p
 
 
 def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m experiments.convert_torch",
-                              description=__doc__.split("\n")[0])
-  p.add_argument("--checkpoint", required=True, help="The PyTorch file (.pt, .pth, .pth.tar).")
-  p.add_argument("--out", required=True, help="The run workdir to write (new or empty).")
-  p.add_argument("--arch", required=True, help="resnet18, resnet34, resnet50 (or resnet10/14).")
-  p.add_argument("--num_classes", type=int, default=0,
-                 help="Classes of the head; 0 = read it from fc.weight.")
-  p.add_argument("--width", type=int, default=0, help="Stem width; 0 = read it from the stem.")
-  p.add_argument("--format", default="auto", help="auto, torchvision or release.")
-  p.add_argument("--which", default="teacher", help="release format: teacher or student.")
-  p.add_argument("--shortcuts", default="",
-                 help="all, projection or none; default: all (teacher, torchvision), "
-                      "projection (release student).")
-  p.add_argument("--dataset", default="cifar100",
-                 help="The dataset recorded in the run's config (cifar100, cifar10, npz:PATH, "
-                      "synthetic).")
-  p.add_argument("--overwrite", action="store_true", help="Replace what --out holds.")
-  return p.parse_args(argv)
+  return parser().parse_args(argv)
+
+
+def check_args(args) -> str:
+  """Validates --arch, --shortcuts and --dataset before the file is read (UserError naming
+  the flag); returns the dataset to record."""
+  from jointrd_jax import models  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  checks = [("--arch", "arch", args.arch, models.ARCHS)]
+  if args.shortcuts:
+    checks.append(("--shortcuts", "shortcut policy", args.shortcuts, models.SHORTCUTS))
+  for flag, what, value, choices in checks:
+    try:
+      models.check_choice(what, value, choices)
+    except UserError as e:
+      raise UserError(f"{flag}: {e}") from None
+  variant = models.ARCHS[args.arch][0]
+  dataset = args.dataset or _DEFAULT_DATASET[variant]
+  name, sep, path = dataset.partition(":")
+  kind = name.lower() + (":PATH" if sep else "")
+  if kind not in _DATASETS[variant] or (sep and not path):
+    other = [v for v, kinds in _DATASETS.items() if kind in kinds and v != variant]
+    hint = f"; {name} is for the {_VARIANT_NAME[other[0]]} archs" if other else ""
+    raise UserError(f"--dataset={dataset} does not fit --arch={args.arch} "
+                    f"({_VARIANT_NAME[variant]}{hint}); pass one of "
+                    f"{', '.join(_DATASETS[variant])}.")
+  return dataset
 
 
 def config_dict(dataset: str, num_classes: int) -> dict:
@@ -59,23 +119,26 @@ def main(argv=None) -> int:
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)
   try:
+    dataset = check_args(args)
     net, variables, info = torch_import.convert(
         args.checkpoint, arch=args.arch, num_classes=args.num_classes, width=args.width,
         fmt=args.format, which=args.which, shortcuts=args.shortcuts)
-    want = _CLASSES.get(args.dataset.lower())
+    want = _CLASSES.get(dataset.lower())
     if want is not None and info["num_classes"] != want:
       raise UserError(f"the checkpoint's head has {info['num_classes']} classes but "
-                      f"--dataset={args.dataset} has {want}; pass the dataset it was trained on.")
+                      f"--dataset={dataset} has {want}; pass the dataset it was trained on.")
     torch_import.write_run(args.out, net, variables, info,
-                           config_dict=config_dict(args.dataset, info["num_classes"]),
+                           config_dict=config_dict(dataset, info["num_classes"]),
                            overwrite=args.overwrite)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     return 2
   ignored = f"; ignored {len(info['ignored'])} unused tensor(s)" if info["ignored"] else ""
-  print(f"converted {info['format']} {info['which'] if info['format'] == 'release' else ''} "
-        f"{info['arch']} (width {info['width']}, {info['num_classes']} classes, shortcuts "
-        f"{info['shortcuts']}, dirac {info['dirac']}): {info['num_tensors']} tensors -> "
+  which = f" {info['which']}" if info["format"] == "release" else ""
+  h, w, c = net.default_image_shape
+  print(f"converted {info['format']}{which} {info['arch']} (width {info['width']}, "
+        f"{info['num_classes']} classes, shortcuts {info['shortcuts']}, dirac {info['dirac']}, "
+        f"images {h}x{w}x{c}, dataset {dataset}): {info['num_tensors']} tensors -> "
         f"{args.out}{ignored}")
   return 0
 

@@ -1,7 +1,13 @@
 r"""Inference cost of the ResNet teacher vs the plain students, in deployment (folded) form.
 
   python -m experiments.inference_benchmark [--arch=resnet50] [--batch_sizes=1,64] \
-      [--num_classes=100] [--width=64] [--iters=30] [--warmup=3] [--time_budget_s=120]
+      [--image_size=0] [--num_classes=0] [--width=64] [--shortcuts=all,projection,none] \
+      [--iters=30] [--warmup=3] [--time_budget_s=120]
+
+  python -m experiments.inference_benchmark --arch=imagenet_resnet50   # at 224x224
+
+Images are `--image_size` squared (0: the arch's, 32 for the CIFAR archs, 224 for the
+`imagenet_*` archs); `--num_classes` 0 is the arch's (100 CIFAR, 1000 ImageNet).
 
 Cases: the teacher (`shortcuts=all`) and the two plain students (`projection`: the
 release's plain-CNN with 3 projection shortcuts left in ResNet-50; `none`: strictly
@@ -28,9 +34,11 @@ Per case it prints one JSON line, then a table. Fields:
 - `xla_gflops`: XLA's cost analysis of the compiled function (whole batch), when available.
 - `analytic`: a per-image activation model of the folded network (fp32 elements; multiply
   by 4 bytes and by the batch). Execution is sequential, each conv fused with its bias and
-  ReLU, every tensor freed right after its last use, a residual add done in place:
-    * `activations_total`: elements of every feature map produced (stem, each conv, each
-      projection shortcut);
+  ReLU, every tensor freed right after its last use, a residual add done in place. The
+  stem is its conv (stride 1 CIFAR, stride 2 ImageNet) and, for ImageNet, the 3x3
+  stride-2 max-pool, a separate op (its input and output live at once):
+    * `activations_total`: elements of every feature map produced (stem conv, max-pool,
+      each conv, each projection shortcut);
     * `largest_activation`: the largest of those;
     * `shortcut_held`: for each block with a shortcut (identity or projection), its input
       activation x, which must stay alive while the residual branch runs (x is needed
@@ -86,9 +94,11 @@ def machine() -> dict:
 # ------------------------------------------------------------------ analytic model
 
 
-def activation_accounting(net, image_shape=(32, 32, 3)) -> dict:
-  """The per-image activation model described in the module docstring (elements)."""
-  h, w, c_in = (int(d) for d in image_shape)
+def activation_accounting(net, image_shape=None) -> dict:
+  """The per-image activation model described in the module docstring (elements).
+  `image_shape` None: the net's variant's (32x32x3 CIFAR, 224x224x3 ImageNet)."""
+  from jointrd_jax import models  # pylint: disable=g-import-not-at-top
+  h, w, c_in = (int(d) for d in (image_shape or net.default_image_shape))
   # ops: (name, elements produced (0 for an in-place add), elements live during the op,
   #       the part of those held only because of a shortcut)
   ops = []
@@ -98,8 +108,16 @@ def activation_accounting(net, image_shape=(32, 32, 3)) -> dict:
     pad = k // 2
     return (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
 
+  spec = models.STEM[net.variant]
+  h0, w0 = h, w
+  h, w = out_hw(h, w, spec["strides"], spec["kernel"])
   stem = h * w * net.width
-  ops.append(("stem", stem, h * w * c_in + stem, 0))
+  ops.append(("stem", stem, h0 * w0 * c_in + stem, 0))
+  if spec["max_pool"]:  # 3x3, stride 2, padding 1
+    h, w = out_hw(h, w, 2, 3)
+    pooled = h * w * net.width
+    ops.append(("stem/max_pool", pooled, stem + pooled, 0))
+    stem = pooled
   x_size = stem
   for i, stage in enumerate(net.plan):
     for j, shortcut in enumerate(stage):
@@ -211,18 +229,20 @@ def random_variables(net, image_shape, seed: int = 0) -> dict:
 
 
 def prepare_case(arch: str, shortcuts: str, batch: int, *, num_classes: int, width: int,
-                 image_size: int = 32):
+                 image_size: int = 0):
   """`(call, record)`: a blocking zero-argument call of the compiled inference function,
-  and the case's record without timings (parameters, XLA memory, analytic model)."""
+  and the case's record without timings (parameters, XLA memory, analytic model).
+  `image_size` 0: the arch's (32 CIFAR, 224 ImageNet)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from jointrd_jax import fold, models  # pylint: disable=g-import-not-at-top
 
-  image_shape = (image_size, image_size, 3)
   # The deployment form of the trained network: built as trained (BN, and Dirac for the
   # students), then folded; only the folded network is timed.
   dirac = "none" if shortcuts == "all" else "reparam"
   net = models.build(arch, shortcuts, dirac, num_classes=num_classes, width=width)
+  image_size = image_size or net.default_image_shape[0]
+  image_shape = (image_size, image_size, 3)
   folded_net, folded = fold.fold(net, random_variables(net, image_shape))
   params = jax.device_put(folded["params"])
 
@@ -236,7 +256,7 @@ def prepare_case(arch: str, shortcuts: str, batch: int, *, num_classes: int, wid
   compiled = jax.jit(infer).lower(params, x).compile()
   compile_s = time.perf_counter() - t
   record = {
-      "arch": arch, "width": width, "num_classes": num_classes,
+      "arch": arch, "width": width, "num_classes": num_classes, "image_size": image_size,
       "network": "teacher" if shortcuts == "all" else "student",
       "shortcuts": shortcuts, "folded": True, "batch_size": batch, "dtype": "float32",
       "num_params": models.num_params(params), "compile_s": compile_s,
@@ -276,9 +296,10 @@ def latency_fields(times, batch: int, warmup: int) -> dict:
 
 
 def run_batch(arch: str, policies, batch: int, *, num_classes: int, width: int, iters: int,
-              warmup: int, time_budget_s: float) -> list:
+              warmup: int, time_budget_s: float, image_size: int = 0) -> list:
   """The records of every policy at one batch size, timed round-robin."""
-  prepared = [prepare_case(arch, s, batch, num_classes=num_classes, width=width)
+  prepared = [prepare_case(arch, s, batch, num_classes=num_classes, width=width,
+                           image_size=image_size)
               for s in policies]
   times = time_round_robin([c for c, _ in prepared], iters=iters, warmup=warmup,
                            time_budget_s=time_budget_s)
@@ -308,21 +329,67 @@ def table(results) -> str:
   return "\n".join(lines)
 
 
-def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m experiments.inference_benchmark",
-                              description=__doc__.split("\n")[0])
-  p.add_argument("--arch", default="resnet50")
-  p.add_argument("--batch_sizes", default="1,64", help="Comma-separated batch sizes.")
-  p.add_argument("--num_classes", type=int, default=100)
-  p.add_argument("--width", type=int, default=64, help="Stem width (64 = the paper's).")
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+      prog="python -m experiments.inference_benchmark",
+      description="Inference latency and activation memory of the folded ResNet teacher vs "
+                  "the plain students. Fields and the memory model: the module docstring "
+                  "(pydoc experiments.inference_benchmark).")
+  p.add_argument("--arch", default="resnet50",
+                 help="resnet18/34/50 (CIFAR) or imagenet_resnet18/34/50 (default resnet50).")
+  p.add_argument("--batch_sizes", default="1,64",
+                 help="Comma-separated batch sizes (default 1,64).")
+  p.add_argument("--image_size", type=int, default=0,
+                 help="Image height = width (default 0: 32 for CIFAR archs, 224 for ImageNet).")
+  p.add_argument("--num_classes", type=int, default=0,
+                 help="Classes of the head (default 0: 100 for CIFAR archs, 1000 for ImageNet).")
+  p.add_argument("--width", type=int, default=64,
+                 help="Stem width, 64 in the paper (default 64).")
   p.add_argument("--shortcuts", default=",".join(CASES),
-                 help="Comma-separated shortcut policies to compare.")
-  p.add_argument("--iters", type=int, default=30, help="Timed calls per case (at most).")
-  p.add_argument("--warmup", type=int, default=3, help="Untimed calls first.")
+                 help=f"Comma-separated shortcut policies to compare (default {','.join(CASES)}).")
+  p.add_argument("--iters", type=int, default=30,
+                 help="Timed calls per case, at most (default 30).")
+  p.add_argument("--warmup", type=int, default=3, help="Untimed calls first (default 3).")
   p.add_argument("--time_budget_s", type=float, default=120.0,
-                 help="Stop timing a batch size's round-robin after this many seconds "
-                      "(once every case ran min(3, iters) times).")
-  return p.parse_args(argv)
+                 help="Seconds of timing per batch size, at most (default 120).")
+  return p
+
+
+def parse_args(argv):
+  return parser().parse_args(argv)
+
+
+def check_args(args):
+  """`(batches, policies, image_size, num_classes)` from the flags; a UserError naming the
+  flag for a bad value (the library's messages name none)."""
+  from jointrd_jax import models  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  try:
+    batches = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+  except ValueError:
+    batches = []
+  if not batches or min(batches) <= 0:
+    raise UserError(f"--batch_sizes={args.batch_sizes} must be positive integers, e.g. 1,64.")
+  policies = [s.strip() for s in args.shortcuts.split(",") if s.strip()]
+  if not policies:
+    raise UserError(f"--shortcuts={args.shortcuts!r} names no policy; e.g. {','.join(CASES)}.")
+  checks = [("--arch", "arch", args.arch, models.ARCHS)]
+  checks += [("--shortcuts", "shortcut policy", s, models.SHORTCUTS) for s in policies]
+  for flag, what, value, choices in checks:
+    try:
+      models.check_choice(what, value, choices)
+    except UserError as e:
+      raise UserError(f"{flag}: {e}") from None
+  variant = models.ARCHS[args.arch][0]
+  image_size = args.image_size or models.IMAGE_SIZE[variant]
+  num_classes = args.num_classes or models.NUM_CLASSES[variant]
+  for flag, value, least in (("--image_size", args.image_size, 0),
+                             ("--num_classes", args.num_classes, 0), ("--width", args.width, 1),
+                             ("--iters", args.iters, 1), ("--warmup", args.warmup, 0)):
+    if value < least:
+      zero = " (0: the arch's default)" if flag in ("--image_size", "--num_classes") else ""
+      raise UserError(f"{flag}={value} must be at least {least}{zero}.")
+  return batches, policies, image_size, num_classes
 
 
 def main(argv=None, out=None):
@@ -331,29 +398,24 @@ def main(argv=None, out=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   try:
-    batches = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
-    policies = [s.strip() for s in args.shortcuts.split(",") if s.strip()]
-    if not batches or min(batches) <= 0:
-      raise UserError(f"--batch_sizes={args.batch_sizes} must be positive integers, e.g. 1,64.")
+    batches, policies, image_size, num_classes = check_args(args)
     mach = machine()
     print(f"# machine: {mach['platform']} / {mach['device_kind']} / {mach['cpu']} / "
           f"{mach['cpu_count']} CPUs ({mach['cpus_usable']} usable) / jax {mach['jax']}",
           file=out, flush=True)
     results = []
     for b in batches:
-      for r in run_batch(args.arch, policies, b, num_classes=args.num_classes,
+      for r in run_batch(args.arch, policies, b, num_classes=num_classes,
                          width=args.width, iters=args.iters, warmup=args.warmup,
-                         time_budget_s=args.time_budget_s):
+                         time_budget_s=args.time_budget_s, image_size=image_size):
         r["machine"] = mach
         print(json.dumps(r, sort_keys=True), file=out, flush=True)
         results.append(r)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    raise SystemExit(2) from None
   except UserError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     raise SystemExit(2) from None
-  print(f"\n{args.arch} width {args.width}, {args.num_classes} classes, folded, fp32; "
+  print(f"\n{args.arch} width {args.width}, {num_classes} classes, {image_size}x{image_size} "
+        "images, folded, fp32; "
         "latency = median ms per call; sc/total, sc/peak: analytic shortcut share of "
         "activation memory (see docstring); peak MiB = analytic peak live activations.",
         file=out)

@@ -8,8 +8,11 @@ running mean mu, running var v, epsilon eps), in inference mode:
     W'    = W_eff * s        (per output channel)
     bias' = beta - mu * s
 
-The folded network is `models.build(..., folded=True)` of the same architecture: plain
-biased convs, no BatchNorm, no Dirac, the same logits in inference mode.
+The folded network is `models.build(..., folded=True)` of the same architecture and
+variant: plain biased convs, no BatchNorm, no Dirac, the same logits in inference mode.
+Every conv + BN pair folds alike: the CIFAR and ImageNet stems, each block conv, each
+projection shortcut (a Dirac conv in the ImageNet student); the ImageNet max-pool has no
+parameters and stays as it is.
 """
 import dataclasses
 

@@ -15,8 +15,15 @@ Two layouts (OIHW conv kernels, Linear weight [out, in], BatchNorm weight/bias/r
   shortcut in the chosen policy (the release's shortcut-free blocks keep their projection
   module but never call it; they are listed in the result's `ignored`).
 - **torchvision**: `conv1.weight`, `bn1.*`, `layer{1..4}.{block}.conv{1,2,3}.weight`,
-  `bn{1,2,3}.*`, `downsample.{0,1}.*`, `fc.*`. An ImageNet torchvision ResNet has a 7x7
-  stem (and a max-pool): refused, as it does not fit the CIFAR 3x3 stem.
+  `bn{1,2,3}.*`, `downsample.{0,1}.*`, `fc.*`. torchvision's own ImageNet ResNet-18/34/50
+  (7x7 stem + max-pool) load into the `imagenet_resnet*` archs; a CIFAR ResNet saved with
+  these names (3x3 stem) into the CIFAR archs.
+
+Before any tensor is matched, the file's structure is compared with the arch's: the stem
+kernel (3x3 CIFAR, 7x7 ImageNet), the block kind (bottleneck if any block has a `conv3`)
+and the blocks per stage (counted from the keys). A mismatch is one error naming what the
+file holds (e.g. "an ImageNet ResNet-18 (7x7 stem, basic blocks 2-2-2-2)") and the arch
+that fits, if there is one.
 
 Block convention, strides and padding are those of `models.py`, which match both.
 Conv kernels OIHW -> HWIO, Linear [out, in] -> [in, out]. Every missing or unexpected key
@@ -42,7 +49,6 @@ from jointrd_jax.errors import UserError
 
 FORMATS = ("auto", "torchvision", "release")
 NETWORKS = ("teacher", "student")
-IMAGE_SHAPE = (32, 32, 3)
 _SHOWN = 4  # keys listed in an error message
 
 _BN = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
@@ -154,6 +160,71 @@ def _layout(fmt: str, sd: dict) -> dict:
           "block": lambda i, j: f"{word}.{i}.{j}."}
 
 
+def _block_pattern(fmt: str) -> str:
+  """Regex of a block's key prefix; groups: stage (torchvision 1-based, release 0-based), block."""
+  return (r"layer([1-4])\.(\d+)\." if fmt == "torchvision"
+          else r"(?:layers|stages)\.(\d)\.(\d+)\.")
+
+
+def _structure(fmt: str, sd: dict, stem: np.ndarray):
+  """`(variant, kind, blocks per stage)` of a network state_dict; None for what the keys
+  do not tell (a stem that is neither 3x3 nor 7x7, a stage without blocks)."""
+  square = stem.ndim == 4 and stem.shape[2] == stem.shape[3]
+  variant = {3: "cifar", 7: "imagenet"}.get(stem.shape[3]) if square else None
+  blocks, kind = {}, "basic"
+  for key in sd:
+    m = re.match(_block_pattern(fmt), key)
+    if m:
+      i = int(m.group(1)) - (1 if fmt == "torchvision" else 0)
+      blocks.setdefault(i, set()).add(int(m.group(2)))
+      if key[m.end():].startswith("conv3."):
+        kind = "bottleneck"
+  sizes = None
+  if sorted(blocks) == list(range(models.NUM_STAGES)):
+    sizes = tuple(max(blocks[i]) + 1 for i in range(models.NUM_STAGES))
+  return variant, kind, sizes
+
+
+def _describe_structure(variant, kind, sizes) -> str:
+  depth = sum(sizes) * (3 if kind == "bottleneck" else 2) + 2
+  k = models.STEM[variant]["kernel"]
+  name = {"cifar": "a CIFAR", "imagenet": "an ImageNet"}[variant]
+  return f"{name} ResNet-{depth} ({k}x{k} stem, {kind} blocks {'-'.join(map(str, sizes))})"
+
+
+def _check_structure(path: str, fmt: str, sd: dict, stem_key: str, arch: str) -> None:
+  """A one-line error when the file holds another network than `arch` (module doc)."""
+  stem = sd[stem_key]
+  variant, kind, sizes = _structure(fmt, sd, stem)
+  want = models.ARCHS[arch]
+  if variant is None or stem.shape[1] != 3:
+    raise UserError(f"the stem conv {stem_key} of {path} has shape {tuple(stem.shape)} (OIHW); "
+                    "expected (width, 3, 3, 3) for a CIFAR ResNet or (width, 3, 7, 7) for an "
+                    "ImageNet ResNet.")
+  if sizes is None:  # the keys do not tell: the missing-key check names what lacks
+    sizes = want[2]
+  if (variant, kind, sizes) == want:
+    return
+  fits = [a for a, spec in models.ARCHS.items() if spec == (variant, kind, sizes)]
+  found = _describe_structure(variant, kind, sizes)
+  fix = (f"pass --arch={fits[0]}" if fits else
+         f"no arch here has that structure ({', '.join(models.ARCHS)})")
+  raise UserError(f"{path} holds {found}, but --arch={arch} is "
+                  f"{_describe_structure(*want)}; {fix}.")
+
+
+def expected_keys(net: models.ResNet, fmt: str = "torchvision", sd: Optional[dict] = None) -> dict:
+  """`{torch key: torch shape}` of every tensor `convert` reads for `net` (BN counters and
+  Dirac's `delta` buffers excluded). `sd` picks the release layout's spelling."""
+  layout = _layout(fmt, sd or {})
+  shapes = jax.eval_shape(lambda: models.init(net, jax.random.key(0)))
+  out = {}
+  for kpath, leaf in jax.tree_util.tree_leaves_with_path(shapes):
+    key = _torch_key(tuple(str(getattr(p, "key", p)) for p in kpath), layout)
+    out[key] = _torch_shape(key, leaf.shape)
+  return out
+
+
 def _torch_key(path, layout) -> str:
   """The torch key of one leaf of our variables tree, path like ('params','stem','conv','kernel')."""
   collection, top, *rest = path
@@ -204,9 +275,7 @@ def _ignored(key: str) -> bool:
 
 def _unused_downsample(key: str, net: models.ResNet, fmt: str) -> bool:
   """A projection module of a block that has no shortcut in `net`'s plan (see module doc)."""
-  pattern = (r"layer([1-4])\.(\d+)\.downsample\." if fmt == "torchvision"
-             else r"(?:layers|stages)\.(\d)\.(\d+)\.downsample\.")
-  m = re.match(pattern, key)
+  m = re.match(_block_pattern(fmt) + r"downsample\.", key)
   if not m:
     return False
   i = int(m.group(1)) - (1 if fmt == "torchvision" else 0)
@@ -222,7 +291,9 @@ def convert(path: str, *, arch: str, num_classes: int = 0, width: int = 0, fmt: 
   num_classes / width 0: read from the checkpoint (fc / stem shapes). shortcuts '':
   'all' for a teacher or a torchvision file, 'projection' (the release's plain-CNN) for a
   student. The Dirac mode is 'reparam' when the convs carry alpha/beta, else 'none'.
+  An unknown `arch` (or `shortcuts`) raises models.build's UserError, which names no flag.
   """
+  models.check_choice("arch", arch, models.ARCHS)
   sd_raw = _state_dict(read_checkpoint(path), path)
   fmt, sd_t = select_network(sd_raw, fmt, which, path)
   sd = {k: v.detach().to(dtype=_torch().float32).numpy() for k, v in sd_t.items()}
@@ -232,12 +303,8 @@ def convert(path: str, *, arch: str, num_classes: int = 0, width: int = 0, fmt: 
   if stem_key not in sd:
     raise UserError(f"{path} ({fmt} layout, {which if fmt == 'release' else 'network'}) has no "
                     f"stem conv {stem_key!r} (keys {_few(sd)}); check --format / --which.")
+  _check_structure(path, fmt, sd, stem_key, arch)
   stem = sd[stem_key]
-  if stem.ndim != 4 or stem.shape[1:] != (3, 3, 3):
-    raise UserError(f"the stem conv {stem_key} of {path} has shape {tuple(stem.shape)} (OIHW), "
-                    "but the CIFAR layout needs a 3x3 conv on 3 channels (out, 3, 3, 3); an "
-                    "ImageNet ResNet's 7x7 stem does not fit: train or fine-tune a CIFAR "
-                    "ResNet.")
   if not width:
     width = int(stem.shape[0])
   if "fc.weight" not in sd:
@@ -248,7 +315,7 @@ def convert(path: str, *, arch: str, num_classes: int = 0, width: int = 0, fmt: 
   dirac = "reparam" if any(k.endswith(".alpha") for k in sd) else "none"
   net = models.build(arch, shortcuts, dirac, num_classes=num_classes, width=width)
 
-  expected = jax.eval_shape(lambda: models.init(net, jax.random.key(0), IMAGE_SHAPE))
+  expected = jax.eval_shape(lambda: models.init(net, jax.random.key(0)))
   leaves, treedef = jax.tree_util.tree_flatten_with_path(expected)
   values, missing, mismatched, used = [], [], [], set()
   for kpath, want in leaves:
@@ -319,4 +386,5 @@ def write_run(run_dir: str, net: models.ResNet, variables, info: dict, *, config
   config = dict(config_dict)
   config["model"] = dict(config.get("model", {}), arch=info["arch"], width=info["width"],
                          shortcuts=info["shortcuts"], dirac=info["dirac"])
-  checkpoints.save_network(run_dir, net, variables, image_shape=IMAGE_SHAPE, config_dict=config)
+  checkpoints.save_network(run_dir, net, variables, image_shape=net.default_image_shape,
+                           config_dict=config)

@@ -1,5 +1,5 @@
 """The inference benchmark: its JSON records, XLA memory fields and the analytic shortcut
-memory model (hand-computed for a tiny ResNet-10)."""
+memory model (hand-computed for tiny ResNet-10s, CIFAR and ImageNet, and ImageNet ResNet-50)."""
 import io
 import json
 import os
@@ -98,6 +98,82 @@ def test_cli_runs_without_tensorflow():
                      timeout=120)
   assert p.returncode == 0, p.stderr[-2000:]
   assert p.stdout.strip().splitlines()[-1] == "NO_TF"
+
+
+def test_imagenet_arch_runs_at_224_by_default():
+  """Tiny ImageNet ResNet-10 (width 4): the default image size is the arch's, 224."""
+  results = bench.main(["--arch=imagenet_resnet10", "--width=4", "--batch_sizes=1",
+                        "--shortcuts=all,none", "--iters=1", "--warmup=1"], out=io.StringIO())
+  assert [r["shortcuts"] for r in results] == ["all", "none"]
+  for r in results:
+    assert (r["image_size"], r["num_classes"]) == (224, 1000)
+    m = r["xla_memory"]
+    assert m["argument_size_in_bytes"] >= 4 * (r["num_params"] + 224 * 224 * 3)
+    assert m["output_size_in_bytes"] == 4 * 1000
+  a = {r["shortcuts"]: r["analytic"] for r in results}
+  # 224 -> stem conv (7x7, stride 2) 112x112x4 = 50176 -> max-pool 56x56x4 = 12544;
+  # stage1 56x56x4 = 12544 x2; stage2 28x28x8 = 6272 x2 (+6272 projection); stage3
+  # 14x14x16 = 3136 x2 (+3136); stage4 7x7x32 = 1568 x2 (+1568).
+  none = 50176 + 12544 + 2 * 12544 + 2 * 6272 + 2 * 3136 + 2 * 1568
+  assert a["none"]["activations_total"] == none
+  assert a["all"]["activations_total"] == none + 6272 + 3136 + 1568
+  assert a["all"]["largest_activation"] == a["none"]["largest_activation"] == 50176
+  # Held block inputs: the max-pooled 12544 (stage 1), 12544 (stage 2), 6272, 3136.
+  assert (a["all"]["num_shortcuts"], a["all"]["shortcut_held"]) == (4, 34496)
+  # Peak: the stem conv, its 224x224x3 input next to its output.
+  for s in ("all", "none"):
+    assert (a[s]["peak_live"], a[s]["peak_op"]) == (224 * 224 * 3 + 50176, "stem")
+    assert a[s]["shortcut_share_of_peak"] == 0
+
+
+def test_analytic_model_imagenet_resnet50():
+  """Full ImageNet ResNet-50 at 224 (no compilation), peaks computed by hand: the stem conv
+  gives 112x112x64 = 802816, the max-pool 56x56x64 = 200704."""
+  a = {s: bench.activation_accounting(models.build("imagenet_resnet50", s))
+       for s in ("all", "projection", "none")}
+  assert a["all"]["largest_activation"] == 802816
+  assert [a[s]["num_shortcuts"] for s in ("all", "projection", "none")] == [16, 3, 0]
+  # Teacher: the projection of stage 1's first block reads x (200704) while the branch's
+  # output (56x56x256 = 802816) waits, and writes its own 802816.
+  assert (a["all"]["peak_live"], a["all"]["peak_op"]) == (
+      802816 + 200704 + 802816, "stage1_block0/shortcut")
+  # Plain-CNN: stage 2's projection, x = 802816 and two 28x28x512 = 401408 tensors.
+  assert (a["projection"]["peak_live"], a["projection"]["peak_op"]) == (
+      802816 + 2 * 401408, "stage2_block0/shortcut")
+  # Shortcut-free: stage 2's first 1x1 conv, 802816 in, 56x56x128 = 401408 out.
+  assert (a["none"]["peak_live"], a["none"]["peak_op"]) == (
+      802816 + 401408, "stage2_block0/conv1")
+  for s in ("all", "projection", "none"):
+    assert a[s]["peak_live_without_shortcut_memory"] == 802816 + 401408
+
+
+def test_unknown_arch_names_the_benchmarks_flag(capsys):
+  with pytest.raises(SystemExit) as e:
+    bench.main(["--arch=resnet51"], out=io.StringIO())
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert err == ("error: --arch: unknown arch 'resnet51'; choose one of resnet18, resnet34, "
+                 "resnet50, resnet10, resnet14, imagenet_resnet18, imagenet_resnet34, "
+                 "imagenet_resnet50, imagenet_resnet10, imagenet_resnet14.\n")
+  with pytest.raises(SystemExit):
+    bench.main(["--arch=resnet10", "--shortcuts=all,some"], out=io.StringIO())
+  assert capsys.readouterr().err.startswith("error: --shortcuts: unknown shortcut policy 'some'")
+
+
+def test_help_gives_every_flags_default(capsys):
+  # pylint: disable-next=protected-access
+  actions = [a for a in bench.parser()._actions if a.dest != "help"]
+  assert {a.dest for a in actions} == {"arch", "batch_sizes", "image_size", "num_classes", "width",
+                                       "shortcuts", "iters", "warmup", "time_budget_s"}
+  for a in actions:
+    default = a.default
+    if isinstance(default, float) and default.is_integer():
+      default = int(default)
+    assert f"(default {default})" in a.help or f"(default {default}:" in a.help, a.dest
+    assert len(a.help) < 100, a.dest
+  with pytest.raises(SystemExit):
+    bench.parse_args(["--help"])
+  assert len(capsys.readouterr().out.splitlines()) < 40
 
 
 def test_bad_batch_sizes_exit_2(capsys):

@@ -1,11 +1,12 @@
-"""The model family against the reference (§1-2): counts, shapes, Dirac, shortcuts, fold."""
+"""The model family against the reference (§1-2, §9): counts, shapes, Dirac, shortcuts, fold,
+for the CIFAR and the ImageNet variants."""
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jointrd_jax import dirac, fold, models
+from jointrd_jax import checkpoints, dirac, fold, models
 from jointrd_jax.errors import UserError
 
 # Reference §1, parameter counts with C=100 (the official modules, unused ones excluded).
@@ -25,7 +26,18 @@ COUNTS = {
 }
 
 
-def _shapes(net, image=(32, 32, 3)):
+# Reference §9, C=1000: teacher (`all`) and `projection` + Dirac reparam student.
+IMAGENET_COUNTS = {
+    ("imagenet_resnet50", "all", "none"): 25_557_032,
+    ("imagenet_resnet34", "all", "none"): 21_797_672,
+    ("imagenet_resnet18", "all", "none"): 11_689_512,
+    ("imagenet_resnet50", "projection", "reparam"): 25_592_616,
+    ("imagenet_resnet34", "projection", "reparam"): 21_814_568,
+    ("imagenet_resnet18", "projection", "reparam"): 11_698_984,
+}
+
+
+def _shapes(net, image=None):
   return jax.eval_shape(lambda: models.init(net, jax.random.key(0), image))
 
 
@@ -33,6 +45,17 @@ def _shapes(net, image=(32, 32, 3)):
 def test_parameter_counts_match_reference(arch, shortcuts, mode):
   net = models.build(arch, shortcuts, mode, num_classes=100)
   assert models.num_params(_shapes(net)["params"]) == COUNTS[arch, shortcuts, mode]
+
+
+@pytest.mark.parametrize("arch,shortcuts,mode", sorted(IMAGENET_COUNTS))
+def test_imagenet_parameter_counts_match_reference(arch, shortcuts, mode):
+  net = models.build(arch, shortcuts, mode, num_classes=1000)
+  assert models.num_params(_shapes(net)["params"]) == IMAGENET_COUNTS[arch, shortcuts, mode]
+
+
+def test_num_classes_default_is_the_variants():
+  assert models.build("resnet18").num_classes == 100
+  assert models.build("imagenet_resnet18").num_classes == 1000
 
 
 def test_parameter_count_cifar10_teacher():
@@ -59,6 +82,47 @@ def test_stage_feature_shapes(arch, channels):
   assert logits.shape == (2, 10)
   assert [f.shape for f in feats] == [(2, 32, 32, channels[0]), (2, 16, 16, channels[1]),
                                       (2, 8, 8, channels[2]), (2, 4, 4, channels[3])]
+
+
+@pytest.mark.parametrize("arch,channels", [
+    ("imagenet_resnet18", (64, 128, 256, 512)),
+    ("imagenet_resnet50", (256, 512, 1024, 2048)),
+])
+def test_imagenet_stage_feature_shapes(arch, channels):
+  """224 -> stem conv (stride 2) 112 -> max-pool 56 -> stages 56, 28, 14, 7."""
+  net = models.build(arch)
+  assert net.variant == "imagenet" and net.default_image_shape == (224, 224, 3)
+  variables = _shapes(net)
+  params = variables["params"]
+  assert params["stem"]["conv"]["kernel"].shape == (7, 7, 3, 64)
+  x = jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32)
+  logits, feats = jax.eval_shape(lambda v, x: net.apply(v, x), variables, x)
+  assert logits.shape == (2, 1000)
+  assert [f.shape for f in feats] == [(2, 56, 56, channels[0]), (2, 28, 28, channels[1]),
+                                      (2, 14, 14, channels[2]), (2, 7, 7, channels[3])]
+
+
+def test_max_pool_is_pytorchs_with_minus_infinity_padding():
+  """3x3, stride 2, padding 1; a padded position never wins, even on negative inputs."""
+  x = -1.0 - np.abs(np.random.default_rng(0).standard_normal((2, 7, 6, 3))).astype(np.float32)
+  got = np.asarray(models.max_pool(jnp.asarray(x)))
+  want = np.empty((2, 4, 3, 3), np.float32)
+  for i in range(4):
+    for j in range(3):  # window rows 2i-1..2i+1, cols 2j-1..2j+1, clipped to the image
+      rows, cols = slice(max(2 * i - 1, 0), 2 * i + 2), slice(max(2 * j - 1, 0), 2 * j + 2)
+      want[:, i, j] = x[:, rows, cols].max(axis=(1, 2))
+  np.testing.assert_array_equal(got, want)
+
+
+def test_describe_names_the_variant_and_old_descriptions_are_cifar():
+  desc = models.describe(models.build("imagenet_resnet14", width=4))
+  assert desc["variant"] == "imagenet"
+  assert models.ResNet(**desc) == models.build("imagenet_resnet14", width=4)
+  old = dict(models.describe(models.build("resnet14", width=4)))
+  del old["variant"]  # checkpoints written before the ImageNet variant
+  assert checkpoints.build_network(dict(old, stage_sizes=[1, 1, 1, 1])) == models.build(
+      "resnet14", width=4)
+  assert models.ResNet(**old).variant == "cifar"
 
 
 # ---------------------------------------------------------------- Dirac kernels
@@ -124,6 +188,25 @@ def test_dirac_scope_matches_release():
   r18 = dirac_convs("resnet18")
   assert {p.split("/")[-1] for p in r18} == {"conv1", "conv2"}
   assert len(r18) == 2 * 8
+
+
+def test_imagenet_dirac_scope_is_every_block_conv():
+  """Reference §9: in the ImageNet student every conv of a block is a Dirac conv, the
+  projection shortcut included; never the stem."""
+  def dirac_convs(arch):
+    params = _shapes(models.build(arch, "projection", "reparam", width=4))["params"]
+    flat = flax.traverse_util.flatten_dict(params)
+    return {"/".join(k[:-2]) for k in flat if k[-1] == dirac.A_NAME}
+
+  r50 = dirac_convs("imagenet_resnet50")
+  assert {p.split("/")[-1] for p in r50} == {"conv1", "conv2", "conv3", "shortcut"}
+  assert len(r50) == 3 * 16 + 3
+  assert {p for p in r50 if p.endswith("shortcut")} == {
+      "stage2_block0/shortcut", "stage3_block0/shortcut", "stage4_block0/shortcut"}
+  r34 = dirac_convs("imagenet_resnet34")
+  assert {p.split("/")[-1] for p in r34} == {"conv1", "conv2", "shortcut"}
+  assert len(r34) == 2 * 16 + 3
+  assert not [p for p in r50 | r34 if p.startswith("stem")]
 
 
 # ----------------------------------------------------------------- Initialisation
@@ -208,28 +291,48 @@ def _randomise(variables, key):
   return flax.traverse_util.unflatten_dict(out)
 
 
-@pytest.mark.parametrize("arch,shortcuts,mode", [
-    ("resnet50", "projection", "reparam"), ("resnet50", "all", "none"),
-    ("resnet18", "none", "init"), ("resnet34", "projection", "reparam"),
+def _f32_tolerance(net, logits):
+  """Folded and unfolded networks differ by float32 rounding only (unit roundoff u =
+  2^-24): the folded kernel W * s and bias beta - mu * s are rounded once, and the sums run
+  in another order. For random values these errors are a random walk: about sqrt(K) * u
+  relative to a layer's output scale for a dot product of K terms, and the relative errors
+  of L layers in sequence add as a random walk again. Allowed: 4 * sqrt(L * K_max) * u times
+  the largest logit (width 4: ~2e-5 relative; a wrong fold is off by O(1))."""
+  expansion = models.EXPANSION[net.kind]
+  depth = 2 + sum(net.stage_sizes) * (3 if net.kind == "bottleneck" else 2)
+  w4 = net.width * 8
+  k_max = max(models.STEM[net.variant]["kernel"] ** 2 * 3, 9 * w4, w4 * expansion)
+  scale = float(jnp.abs(logits).max())
+  assert scale > 1e-2
+  return 4 * np.sqrt(depth * k_max) * 2.0 ** -24 * scale
+
+
+@pytest.mark.parametrize("arch,shortcuts,mode,size", [
+    ("resnet50", "projection", "reparam", 32), ("resnet50", "all", "none", 32),
+    ("resnet18", "none", "init", 32), ("resnet34", "projection", "reparam", 32),
+    ("imagenet_resnet14", "projection", "reparam", 64),
+    ("imagenet_resnet10", "projection", "reparam", 37),
 ])
-def test_fold_gives_same_logits(arch, shortcuts, mode):
+def test_fold_gives_same_logits(arch, shortcuts, mode, size):
   net = models.build(arch, shortcuts, mode, width=4, num_classes=10)
-  variables = _randomise(models.init(net, jax.random.key(0)), jax.random.key(1))
+  variables = _randomise(models.init(net, jax.random.key(0), (size, size, 3)), jax.random.key(1))
   folded_net, folded = fold.fold(net, variables)
-  x = jax.random.normal(jax.random.key(2), (4, 32, 32, 3))
+  assert folded_net.variant == net.variant
+  x = jax.random.normal(jax.random.key(2), (4, size, size, 3))
   logits = jax.jit(net.apply)(variables, x)[0]
   folded_logits = jax.jit(folded_net.apply)(folded, x)[0]
-  np.testing.assert_allclose(np.asarray(folded_logits), np.asarray(logits), rtol=1e-5,
-                             atol=1e-5 * float(jnp.abs(logits).max()))
+  np.testing.assert_allclose(np.asarray(folded_logits), np.asarray(logits), rtol=0,
+                             atol=_f32_tolerance(net, logits))
   flat = flax.traverse_util.flatten_dict(folded["params"])
   assert not [k for k in flat if k[-2] == "bn" or k[-1].startswith(dirac.PARAM_PREFIX)]
   assert "batch_stats" not in folded
 
 
-def test_start_stage_runs_later_stages_on_given_features():
-  net = models.build("resnet18", width=4, num_classes=10)
-  variables = _randomise(models.init(net, jax.random.key(0)), jax.random.key(1))
-  x = jax.random.normal(jax.random.key(2), (3, 32, 32, 3))
+@pytest.mark.parametrize("arch,size", [("resnet18", 32), ("imagenet_resnet10", 64)])
+def test_start_stage_runs_later_stages_on_given_features(arch, size):
+  net = models.build(arch, width=4, num_classes=10)
+  variables = _randomise(models.init(net, jax.random.key(0), (size, size, 3)), jax.random.key(1))
+  x = jax.random.normal(jax.random.key(2), (3, size, size, 3))
   logits, feats = net.apply(variables, x)
   for k in (1, 2, 3):
     hybrid, later = net.apply(variables, feats[k - 1], start_stage=k)
@@ -264,9 +367,18 @@ def test_bf16_compute_keeps_fp32_params():
   assert logits.dtype == jnp.bfloat16 and feats[0].dtype == jnp.bfloat16
 
 
-@pytest.mark.parametrize("kwargs,word", [({"arch": "resnet51"}, "arch"),
-                                         ({"arch": "resnet18", "shortcuts": "some"}, "shortcut"),
-                                         ({"arch": "resnet18", "dirac": "yes"}, "dirac")])
-def test_build_rejects_unknown_choices(kwargs, word):
-  with pytest.raises(UserError, match=word):
+@pytest.mark.parametrize("kwargs,message", [
+    ({"arch": "resnet51"}, "unknown arch 'resnet51'; choose one of resnet18, resnet34, "
+     "resnet50, resnet10, resnet14, imagenet_resnet18, imagenet_resnet34, imagenet_resnet50, "
+     "imagenet_resnet10, imagenet_resnet14."),
+    ({"arch": "resnet18", "shortcuts": "some"},
+     "unknown shortcut policy 'some'; choose one of all, projection, none."),
+    ({"arch": "resnet18", "dirac": "yes"},
+     "unknown dirac mode 'yes'; choose one of none, init, reparam."),
+    ({"arch": "resnet18", "width": 0}, "width (0) and num_classes (100) must be positive."),
+])
+def test_build_rejects_unknown_choices_without_naming_a_flag(kwargs, message):
+  """The library names the valid choices; each tool adds its own flag (--arch, ...)."""
+  with pytest.raises(UserError) as e:
     models.build(**kwargs)
+  assert str(e.value) == message

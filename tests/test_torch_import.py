@@ -314,9 +314,16 @@ def _convert(tmp_path, sd, **kw):
 
 
 def test_imagenet_stem_is_refused(tmp_path, tv_state):
+  """A 7x7 stem is an ImageNet ResNet: the error names the ImageNet arch that fits."""
   sd = dict(tv_state)
   sd["conv1.weight"] = torch.zeros(4, 3, 7, 7)
-  with pytest.raises(UserError, match=r"7x7.*|3x3"):
+  with pytest.raises(UserError, match=r"holds an ImageNet ResNet-10 \(7x7 stem, basic blocks "
+                     r"1-1-1-1\), but --arch=resnet10 is a CIFAR ResNet-10 .*; pass "
+                     r"--arch=imagenet_resnet10\.$"):
+    _convert(tmp_path, sd)
+  sd["conv1.weight"] = torch.zeros(4, 3, 5, 5)
+  with pytest.raises(UserError, match=r"conv1\.weight .* shape \(4, 3, 5, 5\).*expected "
+                     r"\(width, 3, 3, 3\) for a CIFAR ResNet or \(width, 3, 7, 7\)"):
     _convert(tmp_path, sd)
 
 
@@ -339,8 +346,14 @@ def test_shape_mismatch_is_named(tmp_path, tv_state):
 
 
 def test_wrong_arch_is_refused(tmp_path, tv_state):
-  with pytest.raises(UserError, match=r"lacks \d+ tensor.*layer1\.0\.bn3\."):
+  """The file's structure (block kind, blocks per stage) is told before any tensor."""
+  with pytest.raises(UserError, match=r"holds a CIFAR ResNet-10 \(3x3 stem, basic blocks "
+                     r"1-1-1-1\), but --arch=resnet14 is a CIFAR ResNet-14 \(3x3 stem, "
+                     r"bottleneck blocks 1-1-1-1\); pass --arch=resnet10\."):
     _convert(tmp_path, dict(tv_state), arch="resnet14")
+  with pytest.raises(UserError, match=r"ResNet-10 .* but --arch=resnet18 is a CIFAR ResNet-18 "
+                     r"\(3x3 stem, basic blocks 2-2-2-2\); pass --arch=resnet10\."):
+    _convert(tmp_path, dict(tv_state), arch="resnet18")
 
 
 def test_missing_network_of_release_file(tmp_path):
