@@ -108,6 +108,13 @@ def _epochs(n) -> str:
   return "" if not n else f"{n} epoch" + ("" if n == 1 else "s")
 
 
+def setting_of(rows: Sequence[Mapping]) -> str:
+  """'cifar100, resnet50, 200 epochs': the setting of the first method with finished runs."""
+  first = next((r for r in rows if r["n_seeds"]), {})
+  return ", ".join(str(x) for x in (first.get("dataset"), first.get("arch"),
+                                    _epochs(first.get("num_epochs"))) if x)
+
+
 def eval_split_of(rows: Sequence[Mapping]) -> str:
   splits = {s for r in rows for s in r["eval_split"]}
   if "holdout" in splits:
@@ -127,9 +134,7 @@ def render_markdown(rows: Sequence[Mapping], notes: Sequence[str] = (),
   words = split_words(split)
   done = [r for r in rows if r["n_seeds"]]
   first = done[0] if done else {}
-  setting = ", ".join(str(x) for x in (
-      first.get("dataset"), first.get("arch"),
-      _epochs(first.get("num_epochs"))) if x)
+  setting = setting_of(rows)
   n_eval = sorted({n for r in done for n in r["num_eval"]})
   out = [f"# {title}: {setting}" if setting else f"# {title}", ""]
   what = f"Student top-1 (%) on the **{words}** split"
@@ -167,8 +172,13 @@ def render_markdown(rows: Sequence[Mapping], notes: Sequence[str] = (),
   return "\n".join(out)
 
 
+CSV_DECIMALS = 4  # resolves top-1 on up to 10^6 images; means and stds to 1e-4 points
+
+
 def _num(x) -> str:
-  return "" if x is None else repr(float(x))
+  """A CSV number without float noise: rounded to CSV_DECIMALS, written as the shortest
+  decimal that reads back as that float (7.000000000000001 -> 7.0, 78.16666 -> 78.1667)."""
+  return "" if x is None else repr(round(float(x), CSV_DECIMALS) + 0.0)
 
 
 def render_csv(rows: Sequence[Mapping]) -> str:
@@ -179,7 +189,7 @@ def render_csv(rows: Sequence[Mapping]) -> str:
     w.writerow([
         r["method"], r["label"], r["n_seeds"], " ".join(str(s) for s in r["seeds"]),
         _num(r["final_top1_mean"]), _num(r["final_top1_std"]), _num(r["best_top1_mean"]),
-        _num(r["best_top1_std"]), " ".join(repr(v) for v in r["final_top1"]),
+        _num(r["best_top1_std"]), " ".join(_num(v) for v in r["final_top1"]),
         " ".join(str(e) for e in r["best_epoch"]), _num(r["paper_top1_mean"]),
         _num(r["paper_top1_std"]), " ".join(r["eval_split"]), r["dataset"] or "",
         r["arch"] or "", "" if r["num_epochs"] is None else r["num_epochs"]])
@@ -204,14 +214,19 @@ def curve_bands(curves: Sequence[Sequence[Mapping]], key: str = "student_top1"):
           [min(by_epoch[e]) for e in epochs], [max(by_epoch[e]) for e in epochs])
 
 
-def plot(path, curves: Mapping[str, Sequence[Sequence[Mapping]]], split: str = "test",
-         title: str = "Table 12") -> None:
-  """`curves`: {method: [eval records of one seed, ...]} -> a PNG (matplotlib, Agg)."""
+def figure(curves: Mapping[str, Sequence[Sequence[Mapping]]], split: str = "test",
+           title: str = "Table 12", setting: str = ""):
+  """`curves`: {method: [eval records of one seed, ...]} -> a matplotlib Figure (Agg).
+
+  Integer epoch ticks; the setting (dataset, architecture, epochs) in the title; the
+  legend below the axes, where it cannot hide a curve.
+  """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib.ticker import MaxNLocator  # pylint: disable=g-import-not-at-top
 
-  fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+  fig, ax = plt.subplots(figsize=(8, 5.5), dpi=100, layout="constrained")
   for method, seeds in curves.items():
     epochs, mean, lo, hi = curve_bands(seeds)
     if not epochs:
@@ -220,13 +235,32 @@ def plot(path, curves: Mapping[str, Sequence[Sequence[Mapping]]], split: str = "
     line, = ax.plot(epochs, mean, marker="o" if len(epochs) < 3 else None, markersize=3,
                     label=f"{LABELS.get(method, method)} (n={n})")
     ax.fill_between(epochs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+    if len(epochs) < 3:  # a band of 1-2 epochs is (nearly) invisible: min..max as bars
+      ax.errorbar(epochs, mean, yerr=[[m - a for m, a in zip(mean, lo)],
+                                      [b - m for m, b in zip(mean, hi)]],
+                  fmt="none", ecolor=line.get_color(), capsize=3, linewidth=1)
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+  lo_x, hi_x = ax.get_xlim()
+  if hi_x - lo_x < 2:  # one epoch: whole epochs either side, so a tick can sit on it
+    mid = round((lo_x + hi_x) / 2)
+    ax.set_xlim(mid - 1, mid + 1)
   ax.set_xlabel("epoch")
   ax.set_ylabel(f"student top-1 (%), {split_words(split)}")
-  ax.set_title(f"{title}: mean over seeds, band = min..max")
+  fig.suptitle(f"{title}: {setting}" if setting else title)
+  ax.set_title("student top-1 per epoch: mean over seeds, band = min..max", fontsize=9)
   ax.grid(True, alpha=0.3)
-  if ax.get_legend_handles_labels()[0]:
-    ax.legend(loc="lower right", fontsize=8)
-  fig.tight_layout()
+  handles, labels = ax.get_legend_handles_labels()
+  if handles:
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(handles)),
+               fontsize=8, frameon=False)
+  return fig
+
+
+def plot(path, curves: Mapping[str, Sequence[Sequence[Mapping]]], split: str = "test",
+         title: str = "Table 12", setting: str = "") -> None:
+  """Writes `figure(...)` as a PNG to `path`."""
+  fig = figure(curves, split, title, setting)
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   tmp = epath.Path(str(path) + ".tmp.png")
   fig.savefig(str(tmp), format="png")
   plt.close(fig)
@@ -251,7 +285,7 @@ def write(out_dir, rows: Sequence[Mapping], curves: Mapping[str, Sequence[Sequen
   _write_text(out / RESULTS_MD, render_markdown(rows, notes, title))
   _write_text(out / RESULTS_CSV, render_csv(rows))
   try:
-    plot(out / RESULTS_PNG, curves, eval_split_of(rows), title)
+    plot(out / RESULTS_PNG, curves, eval_split_of(rows), title, setting_of(rows))
     paths["png"] = str(out / RESULTS_PNG)
   except ImportError:
     paths["png_error"] = "matplotlib is not installed (pip install matplotlib): no results.png"
