@@ -29,7 +29,10 @@ def get_config(arg: str = ""):
   c.model = ml_collections.ConfigDict(dict(arch="resnet50", width=64, shortcuts="", dirac=""))
   # The teacher of distillation methods: a ResNet run's workdir, or '' to train one
   # into WORKDIR/teacher first. arch/width '' / 0 = the student's.
-  c.teacher = ml_collections.ConfigDict(dict(checkpoint="", arch="", width=0, train="frozen"))
+  # fold: a frozen teacher's BatchNorm is folded into its convs once per run (it only runs
+  # in inference mode); the same results to float rounding, fewer operations per step.
+  c.teacher = ml_collections.ConfigDict(dict(checkpoint="", arch="", width=0, train="frozen",
+                                             fold=True))
   c.loss = ml_collections.ConfigDict(dict(
       kd_tau=0.9, kd_temperature=4.0, mse_alpha=1e-3, jointrd_dc=0.5, jointrd_decay_epochs=60))
 
@@ -46,19 +49,28 @@ def get_config(arg: str = ""):
   c.half_precision = config_dict.placeholder(bool)
 
   c.log_every_steps = 100
+  # Optimizer steps per dispatch (one jitted loop over a chunk of steps, the batches
+  # computed inside; chunks also end at log steps and epoch ends): fewer round trips from
+  # Python. 0 = automatic: 10 on GPU/TPU, 1 on CPU (where XLA runs loops slowly).
+  c.steps_per_dispatch = 0
   c.checkpoint_every_epochs = 10
   c.keep_checkpoints = 2
   c.overwrite = False      # True: discard what the workdir holds and start afresh
 
   if arg not in ARGS:
-    raise ValueError(f"unknown config argument {arg!r}; use one of {ARGS[1:]}")
+    raise ValueError(f"unknown config argument {arg!r}; append nothing or ':smoke' to the file "
+                     "name (e.g. --config=configs/jointrd.py:smoke)")
   if arg == "smoke":
+    # Seconds on a laptop CPU, and still a real test of the pipeline: the synthetic task
+    # is learnable within the budget (the ResNet reaches > 90 % test top-1, every student
+    # far above the 10 % of chance), so a broken pipeline shows.
     c.dataset = "synthetic"
     c.synthetic.update(dict(train_size=512, test_size=200, num_classes=10))
-    c.model.update(dict(arch="resnet10", width=8))
+    c.model.update(dict(arch="resnet10", width=16))
     c.num_epochs = 2
-    c.batch_size = 64
-    c.eval_batch_size = 128
+    c.batch_size = 32
+    c.eval_batch_size = 200
+    c.optimizer.learning_rate = 0.03  # stable for this narrow net without warm-up
     c.log_every_steps = 4
     c.checkpoint_every_epochs = 1
   return c

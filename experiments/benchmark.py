@@ -95,7 +95,7 @@ def stand_in_config(method: str, *, arch: str, width: int, half_precision=None):
       method=method, half_precision=half_precision, num_epochs=r["num_epochs"],
       batch_size=r["batch_size"],
       model=_Section(arch=arch, width=width, shortcuts="", dirac=""),
-      teacher=_Section(checkpoint="", arch="", width=0, train="frozen"),
+      teacher=_Section(checkpoint="", arch="", width=0, train="frozen", fold=True),
       loss=_Section(**dataclasses.asdict(methods.LossConfig())),
       optimizer=_Section(learning_rate=r["learning_rate"], momentum=r["momentum"],
                          nesterov=r["nesterov"], weight_decay=r["weight_decay"],
@@ -116,7 +116,7 @@ def numpy_state(method, tx, image_shape, mesh, seed: int = 0):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from experiments.inference_benchmark import random_variables  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import sharding, train  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import sharding, steps, train  # pylint: disable=g-import-not-at-top
 
   params, stats = {}, {}
   for i, name in enumerate(method.trained):
@@ -131,8 +131,7 @@ def numpy_state(method, tx, image_shape, mesh, seed: int = 0):
   rep = sharding.replicated(mesh)
   state = jax.jit(build, out_shardings=rep)(jax.device_put(params, rep),
                                            jax.device_put(stats, rep))
-  want = jax.eval_shape(lambda k: train.create_state(method, tx, k, image_shape, mesh),
-                        jax.random.key(seed))
+  want = steps.abstract_state(method, tx, image_shape)
   if (jax.tree_util.tree_structure(state) != jax.tree_util.tree_structure(want)
       or _abstract(state) != _abstract(want)):
     raise AssertionError("numpy_state no longer matches train.create_state; use --init=jax")

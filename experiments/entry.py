@@ -1,5 +1,6 @@
 """What every entry point shares: multi-host start-up, TensorFlow kept off the
 accelerators, and user errors printed as one line (`error: ...`, exit status 2)."""
+import os
 import re
 import sys
 
@@ -7,11 +8,21 @@ import jax
 from absl import app, flags, logging
 from ml_collections.config_flags import config_flags as ml_config_flags
 
-flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (auto-detected on "
-                  "Cloud TPU and SLURM).")
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for jax.distributed.")
-flags.DEFINE_integer("num_processes", None, "Number of processes, for jax.distributed.")
-flags.DEFINE_integer("process_id", None, "This process's index, for jax.distributed.")
+flags.DEFINE_bool("multihost", False, "Multi-host run (Cloud TPU pod slice, SLURM): call "
+                  "jax.distributed.initialize(), which finds the coordinator and process ids "
+                  "there; run the same command on every host.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for "
+                    "jax.distributed where it cannot detect it (with --num_processes and "
+                    "--process_id).")
+flags.DEFINE_integer("num_processes", None, "Number of processes, with --coordinator_address.")
+flags.DEFINE_integer("process_id", None, "This process's index, with --coordinator_address.")
+flags.DEFINE_string(
+    "compilation_cache_dir",
+    os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                 "jointrd_jax", "xla"),
+    "Compiled XLA programs kept between runs, so that a rerun or another seed of the same "
+    "shapes skips compiling; '' = off. The environment variable JAX_COMPILATION_CACHE_DIR "
+    "takes precedence.")
 
 
 def define_distributed_flags():
@@ -21,18 +32,23 @@ def define_distributed_flags():
 def hide_gpus_from_tensorflow():
   if jax.default_backend() != "gpu":
     return  # only GPUs can be grabbed by TF; skip importing it (seconds) elsewhere
+  from jointrd_jax import tensorflow_support  # pylint: disable=g-import-not-at-top
   try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tensorflow_support.import_tensorflow()
   except ImportError:
     return
-  tf.config.set_visible_devices([], "GPU")
 
 
 def setup():
   f = flags.FLAGS
+  from jointrd_jax import reporting  # pylint: disable=g-import-not-at-top
+  reporting.use_one_log_format()
   if not f["verbosity"].present:
     # Orbax and TFDS log every file at INFO; our progress lines go to stdout instead.
     logging.set_verbosity(logging.WARNING)
+  if f.compilation_cache_dir and not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    jax.config.update("jax_compilation_cache_dir", f.compilation_cache_dir)
+    jax.config.update("jax_compilation_cache_max_size", 2 << 30)  # bytes; oldest evicted
   if f.coordinator_address is not None:
     jax.distributed.initialize(f.coordinator_address, f.num_processes, f.process_id)
   elif f.multihost:
@@ -150,6 +166,9 @@ def _parse_flags(argv):
   try:
     parsed = flags.FLAGS(argv)
   except flags.Error as e:
+    m = re.match(r"(flag --[\w.]+=\S*): \('Non-boolean argument to boolean flag', .*\)", str(e))
+    if m:
+      _fail(f"{m.group(1)}: not a boolean; write true or false (or 1/0, t/f; any case).")
     _fail(f"{_one_line(e)}{_type_hint(str(e), argv)}")
   except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:
     # ml_collections raises these (not flags.Error) for an override of an unknown key, or

@@ -10,10 +10,14 @@ from ml_collections import config_flags
 from experiments import entry
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "A config file from configs/, e.g. configs/jointrd.py[:smoke].",
-                                lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and the summary.")
+config_flags.DEFINE_config_file(
+    "config", None, "The run's config file: configs/<method>.py (CIFAR) or "
+    "configs/imagenet/<method>.py, optionally :smoke; override any key with "
+    "--config.KEY=VALUE (see configs/default.py).", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory of the run: checkpoints, metrics, summary. "
+                    "Rerun the same command to resume.")
 entry.define_distributed_flags()
+flags.adopt_module_key_flags(entry)  # --multihost & co. in --help, not only --helpfull
 flags.mark_flags_as_required(["config", "workdir"])
 
 

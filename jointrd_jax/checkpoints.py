@@ -145,6 +145,7 @@ def save_network(run_dir: str, net: models.ResNet, variables, *, image_shape, co
   """Writes a minimal run (config.json + one checkpoint) holding `net` as its student:
   what `load_network` and the trainer's `teacher.checkpoint` accept."""
   path = workdir_lib.check_writable(run_dir)
+  path.mkdir(parents=True, exist_ok=True)
   workdir_lib.write_json(path / workdir_lib.CONFIG_FILE, config_dict)
   state = {"step": np.int32(0),
            "params": {"student": variables["params"]},

@@ -48,11 +48,13 @@ METHODS = {
                           "Residual Distillation: student stages through the teacher's later stages"),
 }
 TEACHER_TRAIN = ("frozen", "joint")
+# What an evaluation can report: the student, the teacher, JointRD's hybrid paths.
+EVAL_HEADS = ("student", "teacher", "hybrid")
 
 
 def get_spec(name: str) -> MethodSpec:
   if name not in METHODS:
-    raise UserError(f"unknown method {name!r}; choose one of {', '.join(METHODS)} (--config.method).")
+    raise UserError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}.")
   return METHODS[name]
 
 
@@ -156,16 +158,23 @@ class Method:
       metrics["loss"] = loss
     return loss, (metrics, new_stats)
 
-  def eval_logits(self, trainable, other, images):
-    """Inference-mode logits: `student`, and `teacher`, `hybrid1..3` where they exist."""
+  def eval_logits(self, trainable, other, images, heads=None):
+    """Inference-mode logits of `heads` (default: all the method has): `student`, and
+    `teacher`, `hybrid` (-> `hybrid1..3`) where they exist."""
+    heads = EVAL_HEADS if heads is None else heads
     stats = other["batch_stats"]
-    z_s, feats = self.student.apply(
-        {"params": trainable["student"], "batch_stats": stats["student"]}, images, train=False)
-    out = {"student": z_s}
+    out, feats = {}, None
+    if "student" in heads or "hybrid" in heads:
+      z_s, feats = self.student.apply(
+          {"params": trainable["student"], "batch_stats": stats["student"]}, images,
+          train=False)
+      if "student" in heads:
+        out["student"] = z_s
     if self.teacher is not None:
       t_vars = self._teacher_vars(trainable, other)
-      out["teacher"], _ = self.teacher.apply(t_vars, images, train=False)
-      if self.spec.loss == "jointrd":
+      if "teacher" in heads:
+        out["teacher"], _ = self.teacher.apply(t_vars, images, train=False)
+      if "hybrid" in heads and self.spec.loss == "jointrd":
         for k, z in enumerate(hybrid_logits(self.teacher, t_vars, feats), 1):
           out[f"hybrid{k}"] = z
     return out

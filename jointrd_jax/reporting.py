@@ -1,25 +1,74 @@
-"""Metrics out of a run: `metrics.jsonl` (one JSON object a line), TensorBoard events, and
-the progress lines a person reads (epoch, step, images/s, ETA).
+"""Metrics out of a run: `metrics.jsonl` (one JSON object a line), TensorBoard events, the
+progress lines a person reads (epoch, step, images/s, ETA), and a learning-curve PNG.
 
 Only process 0 writes. Each record has `epoch` (1-based, the epoch it closes or is in),
-`step` (global optimizer steps done), `split` (`train` or `eval`) and scalar metrics.
+`step` (global optimizer steps done), `split` and scalar metrics:
+- `train`: every `log_every_steps` steps (and at each epoch's end), the means of every loss
+  term, accuracy, learning rate and gradient norm over the steps since the previous
+  `train` record (`steps` of them), and `images_per_s`;
+- `eval`: at each epoch's end, test top-1/top-5/loss of the student (and of the teacher and
+  each hybrid path where they exist), and `train_loss`, the epoch's mean training loss.
+
+One log format for everything a run prints: `[hh:mm:ss] message` on stdout, and warnings
+(ours and the libraries') as `[hh:mm:ss] warning: message` on stderr.
 """
 import datetime
 import json
+import logging as py_logging
 import math
+import sys
 import time
+import types
 
 import jax
 from absl import logging
 from etils import epath
 
 METRICS_FILE = "metrics.jsonl"
+CURVES_FILE = "learning_curves.png"
 
 
 def format_eta(seconds: float) -> str:
   if not math.isfinite(seconds) or seconds < 0:
     return "?"
   return str(datetime.timedelta(seconds=int(seconds)))
+
+
+# ------------------------------------------------------------------ log format
+
+
+class _Formatter(py_logging.Formatter):
+
+  def format(self, record):
+    level = "" if record.levelno < py_logging.WARNING else f"{record.levelname.lower()}: "
+    return f"[{time.strftime('%H:%M:%S', time.localtime(record.created))}] {level}" + \
+        " ".join(record.getMessage().split("\n"))
+
+
+def use_one_log_format() -> None:
+  """absl's (and so every library's Python) log records in this module's format."""
+  logging.get_absl_handler().python_handler.setFormatter(_Formatter())
+
+
+def log(msg: str, *args) -> None:
+  """A progress line on stdout (process 0 only), time-stamped."""
+  if jax.process_index() == 0:
+    text = msg % args if args else msg
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+# ------------------------------------------------------------------ metrics
+
+
+def _tensorboard_writer(logdir: str):
+  """tensorboard's own event writer. It reads and writes files through TensorFlow when TF
+  is importable; for a local directory in a run that has not imported TF (seconds to
+  import), tensorboard's built-in TF-free stub does the same."""
+  if "://" not in logdir and "tensorflow" not in sys.modules:
+    # The switch tensorboard's build offers as //tensorboard/compat:no_tensorflow.
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("notf"))
+  from tensorboard.summary import Writer  # pylint: disable=g-import-not-at-top
+  return Writer(logdir)
 
 
 class Writer:
@@ -30,16 +79,15 @@ class Writer:
     self.path = epath.Path(workdir) / METRICS_FILE
     self._tb = None
     if self.enabled and tensorboard:
-      from flax.metrics import tensorboard as flax_tb  # imports TensorFlow; lazily
-      self._tb = flax_tb.SummaryWriter(str(epath.Path(workdir) / "tensorboard"))
+      self._tb = _tensorboard_writer(str(epath.Path(workdir) / "tensorboard"))
 
-  def truncate_after(self, epoch_done: int, step_done: int) -> None:
-    """On resume: drop the records an interrupted run wrote after its last checkpoint."""
+  def truncate_after(self, step_done: int) -> None:
+    """On resume: drop the records an interrupted run wrote after its last checkpoint (a
+    record of step s describes the run up to step s, which a checkpoint of step s holds)."""
     if not self.enabled or not self.path.exists():
       return
     keep = [line for line in self.path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= step_done
-            and json.loads(line)["epoch"] <= max(epoch_done, 1)]
+            if line.strip() and json.loads(line)["step"] <= step_done]
     self.path.write_text("".join(line + "\n" for line in keep))
 
   def write(self, split: str, epoch: int, step: int, scalars: dict) -> None:
@@ -51,7 +99,7 @@ class Writer:
       f.write(json.dumps(record) + "\n")
     if self._tb is not None:
       for k, v in scalars.items():
-        self._tb.scalar(f"{split}/{k}", float(v), int(step))
+        self._tb.add_scalar(f"{split}/{k}", float(v), step=int(step))
       self._tb.flush()
 
   def close(self):
@@ -64,6 +112,38 @@ def read_metrics(workdir) -> list:
   if not path.exists():
     return []
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_learning_curves(workdir, title: str = "") -> epath.Path:
+  """`workdir/learning_curves.png`: the training loss and the test top-1 of every head
+  (student, teacher, hybrid paths) per epoch, from `metrics.jsonl`."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib.ticker import MaxNLocator  # pylint: disable=g-import-not-at-top
+
+  evals = [r for r in read_metrics(workdir) if r["split"] == "eval"]
+  epochs = [r["epoch"] for r in evals]
+  fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+  ax_loss.plot(epochs, [r.get("train_loss", float("nan")) for r in evals], marker=".")
+  ax_loss.set(xlabel="epoch", ylabel="training loss (epoch mean)")
+  heads = [k[:-len("_top1")] for k in (evals[0] if evals else {}) if k.endswith("_top1")]
+  for head in sorted(heads, key=lambda h: (h != "student", h)):
+    ax_acc.plot(epochs, [r[f"{head}_top1"] for r in evals], marker=".", label=head)
+  ax_acc.set(xlabel="epoch", ylabel="test top-1 (%)")
+  if heads:
+    ax_acc.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+  for ax in (ax_loss, ax_acc):
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  path = epath.Path(workdir) / CURVES_FILE
+  with path.open("wb") as f:
+    fig.savefig(f, format="png", dpi=100)
+  plt.close(fig)
+  return path
 
 
 class Progress:
@@ -94,11 +174,3 @@ class Progress:
       return "?"
     per_step = self.timed_seconds / self.timed_steps
     return format_eta((self.total_steps - step) * per_step + epoch_overhead_s * epochs_left)
-
-
-def log(msg: str, *args) -> None:
-  """A progress line on stdout (process 0 only), time-stamped; also to absl's log."""
-  if jax.process_index() == 0:
-    text = msg % args if args else msg
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
-    logging.info(text)

@@ -6,6 +6,8 @@ distillation run trained its own teacher. A workdir that holds a run of another 
 is refused unless `--config.overwrite=True`.
 """
 import json
+import os
+import pathlib
 import shutil
 
 import jax
@@ -40,12 +42,24 @@ def _diff(a: dict, b: dict, prefix=""):
 
 
 def check_writable(workdir: str) -> epath.Path:
+  """Refuses a workdir this process cannot write to, without creating it: an existing
+  directory gets a probe file (one per process, removed at once); a new one needs its
+  nearest existing parent to be a writable directory. (Remote paths such as gs:// are
+  checked when the run first writes.)"""
   path = epath.Path(workdir)
   try:
-    path.mkdir(parents=True, exist_ok=True)
-    probe = path / f".write_probe.{jax.process_index()}"  # one per process: no races
-    probe.write_text("ok")
-    probe.unlink()
+    if path.exists():
+      probe = path / f".write_probe.{jax.process_index()}"  # one per process: no races
+      probe.write_text("ok")
+      probe.unlink()
+    elif "://" not in str(path):
+      parent = pathlib.Path(os.path.abspath(str(path))).parent
+      while not parent.exists():
+        parent = parent.parent
+      if not parent.is_dir():
+        raise NotADirectoryError(f"{parent} is not a directory")
+      if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{parent} is not writable")
   except OSError as e:
     raise UserError(f"cannot write to workdir {workdir} ({e.strerror or e}); "
                     "choose a writable --workdir.") from None
@@ -100,6 +114,7 @@ def prepare(workdir: str, config, discard=None) -> epath.Path:
       elif p.exists():
         p.unlink()
   check_writable(workdir)
+  path.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
     (path / CONFIG_FILE).write_text(json.dumps(config_to_dict(config), indent=2, sort_keys=True))
   return path

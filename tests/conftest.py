@@ -40,3 +40,16 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.register_profile("dev")
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
                       or ("ci" if os.environ.get("CI") else "dev"))
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def mock_tfds(monkeypatch):
+  """`tfds.testing.mock_data`, for `with mock_tfds(num_examples=N): ...`. Under it TFDS's
+  download step is a no-op, so the probe of the real download host (which fails offline,
+  as it should) is bypassed too."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from jointrd_jax.datasets import arrays  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(arrays, "_reachable", lambda host, timeout=None: True)
+  return tfds.testing.mock_data

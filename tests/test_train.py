@@ -10,10 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 from etils import epath
 
-from jointrd_jax import checkpoints, datasets, methods, reporting, sharding, train
+from jointrd_jax import checkpoints, datasets, feeds, methods, reporting, sharding, train
 from jointrd_jax.errors import UserError
 
 METHODS = list(methods.METHODS)
@@ -91,23 +90,33 @@ def test_smoke_config_trains_every_method_on_synthetic_data(method, smoke_runs):
     for h in heads:
       assert 0 <= r[f"{h}_top1"] <= r[f"{h}_top5"] <= 100
   assert summary["final"]["student_top1"] == evals[-1]["student_top1"]
+  # A train record every log_every_steps (4) steps: 16 steps per epoch, 4 records each.
   trains = _records(tmp_path, "train")
-  assert len(trains) == 2 and all(np.isfinite(r["loss"]) and r["images_per_s"] > 0 for r in trains)
+  assert [r["step"] for r in trains] == list(range(4, 33, 4))
+  assert [r["epoch"] for r in trains] == [1] * 4 + [2] * 4
+  assert all(r["steps"] == 4 and np.isfinite(r["loss"]) and r["images_per_s"] > 0
+             for r in trains)
+  # The eval record's train_loss is the epoch's mean: the mean of its 4 equal intervals.
+  for e in (1, 2):
+    mean = np.mean([r["loss"] for r in trains if r["epoch"] == e])
+    assert evals[e - 1]["train_loss"] == pytest.approx(mean, rel=1e-12)
   if method == "jointrd":
     assert {"ce_student", "ce_hybrid1", "ce_hybrid2", "ce_hybrid3", "m"} <= set(trains[0])
   assert list((tmp_path / "tensorboard").glob("events.out.tfevents*"))
   saved = json.loads((tmp_path / "config.json").read_text())
   assert saved["method"] == method
   _, meta = _final_params(tmp_path)
-  assert meta["epoch"] == 2 and meta["step"] == 16
+  assert meta["epoch"] == 2 and meta["step"] == 32
+  assert (tmp_path / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_smoke_config_trains_every_method_on_mock_tfds(method, teacher_dir, tmp_path):
+def test_smoke_config_trains_every_method_on_mock_tfds(method, teacher_dir, tmp_path,
+                                                      mock_tfds):
   config = smoke(method, dataset="cifar10", data_dir=str(tmp_path / "tfds"))
   if methods.METHODS[method].needs_teacher:
     config.teacher.checkpoint = teacher_dir
-  with tfds.testing.mock_data(num_examples=128):
+  with mock_tfds(num_examples=128):
     summary = train.train_and_evaluate(config, str(tmp_path / "run"))
   assert summary["dataset"] == "cifar10" and summary["num_eval"] == 128
   assert summary["epochs_done"] == 2
@@ -141,67 +150,88 @@ def test_overfitting_a_fixed_batch_drives_the_loss_down(method, teacher_dir):
 
 
 def _interrupt_at(monkeypatch, epoch_to_stop, step_in_epoch):
-  """SIGTERM this process when the pipeline hands out a given batch (a preemption)."""
-  real = datasets.train_batches
+  """SIGTERM this process when the trainer dispatches a given step (a preemption)."""
+  real_start, real_chunk = feeds.MemoryFeed.start_epoch, feeds.MemoryFeed.chunk
+  now = {}
 
-  def batches(data, *, epoch, start_step=0, **kw):
-    for i, b in enumerate(real(data, epoch=epoch, start_step=start_step, **kw), start_step):
-      if epoch == epoch_to_stop and i == step_in_epoch:
-        os.kill(os.getpid(), signal.SIGTERM)
-      yield b
+  def start_epoch(self, seed, epoch):
+    now["epoch"] = epoch
+    return real_start(self, seed, epoch)
 
-  monkeypatch.setattr(datasets, "train_batches", batches)
+  def chunk(self, first_step, num_steps):
+    if now["epoch"] == epoch_to_stop and first_step <= step_in_epoch < first_step + num_steps:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return real_chunk(self, first_step, num_steps)
+
+  monkeypatch.setattr(feeds.MemoryFeed, "start_epoch", start_epoch)
+  monkeypatch.setattr(feeds.MemoryFeed, "chunk", chunk)
 
 
-@pytest.mark.parametrize("stop_step", [7, 3], ids=["after_epoch_1", "mid_epoch_2"])
+@pytest.mark.parametrize("stop_step", [15, 3], ids=["after_epoch_1", "mid_epoch_2"])
 def test_resume_gives_the_uninterrupted_result(stop_step, smoke_runs, teacher_dir, tmp_path,
                                                monkeypatch):
   straight, _ = smoke_runs("jointrd")
   config = smoke("jointrd")
   config.teacher.checkpoint = teacher_dir
-  # Stop at the last batch of epoch 1 (a checkpoint at the epoch boundary) or inside epoch 2.
-  epoch = 0 if stop_step == 7 else 1
+  # Stop at the last batch of epoch 1 (a checkpoint at the epoch boundary) or inside epoch 2
+  # (on CPU, one step per dispatch: the run stops right after the signalled step).
+  epoch = 0 if stop_step == 15 else 1
   with monkeypatch.context() as m:
     _interrupt_at(m, epoch, stop_step)
     with pytest.raises(train.Preempted):
       train.train_and_evaluate(config, str(tmp_path / "resumed"))
   _, meta = _final_params(tmp_path / "resumed")
-  assert meta["step"] == epoch * 8 + stop_step + 1
+  assert meta["step"] == epoch * 16 + stop_step + 1
   assert not (tmp_path / "resumed" / "summary.json").exists()
   train.train_and_evaluate(config, str(tmp_path / "resumed"))
   a, _ = _final_params(straight)
   b, _ = _final_params(tmp_path / "resumed")
   jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
   assert _records(straight, "eval") == _records(tmp_path / "resumed", "eval")
+  timing = ("images_per_s",)
+  assert ([{k: v for k, v in r.items() if k not in timing} for r in _records(straight, "train")]
+          == [{k: v for k, v in r.items() if k not in timing}
+              for r in _records(tmp_path / "resumed", "train")])
 
 
 def test_eight_devices_give_the_one_device_loss_curve(smoke_runs, tmp_path, monkeypatch):
+  """The same batches and the same math on 8 devices as on 1; only the order of float
+  reductions differs (BN statistics and gradients summed over 8 shards). That difference
+  starts at rounding (measured: 3e-7 relative over the first 4 steps) and then grows as
+  SGD amplifies it (measured: 1e-3 after 8 steps, 2.5e-3 after 12 at the smoke learning
+  rate), so the curves agree tightly at the start and the run's accuracy stays close."""
   assert jax.device_count() == 8
   eight, _ = smoke_runs("plain_dirac")
   config = smoke("plain_dirac")
   monkeypatch.setattr(sharding, "make_mesh", lambda devices=None: sharding.Mesh(
       np.asarray(jax.devices()[:1]), (sharding.DATA_AXIS,)))
   train.train_and_evaluate(config, str(tmp_path / "one"))
-  for split, keys in (("train", ("loss", "ce")), ("eval", ("student_loss",))):
-    for r8, r1 in zip(_records(eight, split), _records(tmp_path / "one", split), strict=True):
-      for k in keys:
-        # Same math, reduced in another order (BN statistics over 8 shards); the
-        # difference compounds over SGD steps: 1e-5 after one step, <1e-3 after 16.
-        np.testing.assert_allclose(r8[k], r1[k], rtol=2e-3, err_msg=f"{split} {k}")
-      # Accuracies are counts: float reordering may flip an argmax or two, no more.
-      k = "accuracy" if split == "train" else "student_top1"
-      scale = 100 / 200 if split == "eval" else 1 / (8 * 64)
-      assert abs(r8[k] - r1[k]) <= 2 * scale + 1e-9, (split, r8[k], r1[k])
+  t8, t1 = _records(eight, "train"), _records(tmp_path / "one", "train")
+  assert [r["step"] for r in t8] == [r["step"] for r in t1]
+  # The first record: 4 steps, each from (nearly) the same state: float32 rounding of a
+  # few thousand-term sums, relative ~1e-6 at most.
+  for k in ("loss", "ce", "accuracy"):
+    np.testing.assert_allclose(t8[0][k], t1[0][k], rtol=1e-5, err_msg=k)
+  # Every record: the same batches (loss within a percent, far below the change of the
+  # loss from one record to the next); accuracies as counts, a few flipped argmaxes.
+  for r8, r1 in zip(t8, t1):
+    np.testing.assert_allclose(r8["loss"], r1["loss"], rtol=1e-2)
+    assert abs(r8["accuracy"] - r1["accuracy"]) <= 4 / (4 * 32) + 1e-9
+  e8, e1 = _records(eight, "eval"), _records(tmp_path / "one", "eval")
+  for r8, r1 in zip(e8, e1, strict=True):
+    assert abs(r8["student_top1"] - r1["student_top1"]) <= 4 * 100 / 200 + 1e-9
 
 
 def test_frozen_teacher_is_bitwise_unchanged_by_distillation(smoke_runs, teacher_dir,
                                                             teacher_digest):
   run, _ = smoke_runs("kd_logits_dirac")
   assert _digest(teacher_dir) == teacher_digest
-  # The teacher the run evaluated is the one on disk: same accuracy as its own run.
+  # The teacher the run evaluated is the one on disk: the accuracy of its own run (its BN
+  # folded into its convs: the same logits to float rounding, which could flip the
+  # prediction of a near-tie, one image of 200 at most).
   teacher_final = json.loads((epath.Path(teacher_dir) / "summary.json").read_text())["final"]
   for r in _records(run, "eval"):
-    assert r["teacher_top1"] == pytest.approx(teacher_final["student_top1"])
+    assert abs(r["teacher_top1"] - teacher_final["student_top1"]) <= 100 / 200
   student_params, _ = _final_params(run)
   assert set(student_params) == {"student"}
 
@@ -243,6 +273,7 @@ def test_teacher_of_another_arch_is_refused(teacher_dir, tmp_path):
 def test_optimizer_schedule_and_decay_mask():
   config = smoke("plain_dirac")
   config.num_epochs = 200
+  config.optimizer.learning_rate = 0.1
   tx, schedule = train.create_optimizer(config, steps_per_epoch=10)
   assert float(schedule(999)) == pytest.approx(0.1)
   assert float(schedule(1000)) == pytest.approx(0.01)

@@ -5,5 +5,6 @@
 - `in_memory`: those arrays on the accelerators, with jitted shuffling and augmentation.
 """
 from jointrd_jax.datasets.arrays import synthetic_arrays
-from jointrd_jax.datasets.in_memory import (Data, augment, eval_batches, load, normalize,
-                                            steps_per_epoch, train_batches)
+from jointrd_jax.datasets.in_memory import (Data, augment, epoch_inputs, eval_batches, load,
+                                            make_batch, normalize, steps_per_epoch,
+                                            train_batches)

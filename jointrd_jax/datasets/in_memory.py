@@ -181,18 +181,33 @@ def _permutation_fn(mesh: Mesh, n: int):
                  out_shardings=replicated(mesh))
 
 
+def epoch_inputs(data: Data, *, seed: int, epoch: int) -> dict:
+  """What the training batches of one epoch are computed from, all on the devices:
+  `make_batch(inputs, step, ...)` is step `step`'s batch. For the trainer, which computes
+  batches inside its jitted steps."""
+  seed_, epoch_ = _int32(seed, "seed"), _int32(epoch, "epoch")
+  return {"images": data.train_images, "labels": data.train_labels,
+          "perm": _permutation_fn(data.mesh, data.num_train)(seed_, epoch_),
+          "seed": seed_, "epoch": epoch_, "mean": data.mean, "std": data.std}
+
+
+def make_batch(inputs: dict, step, *, batch_size: int, pad: int, dtype, sharding) -> dict:
+  """Step `step`'s augmented batch (traceable): examples perm[step*B:(step+1)*B], each
+  device gathering and augmenting only its own slice."""
+  idx = jax.lax.dynamic_slice_in_dim(inputs["perm"], step * batch_size, batch_size)
+  idx = jax.lax.with_sharding_constraint(idx, sharding)  # each device: its slice
+  key = jax.random.fold_in(jax.random.fold_in(_epoch_key(inputs["seed"], inputs["epoch"]),
+                                              step), 1)
+  image = normalize(_crop_flip(inputs["images"], idx, key, pad), inputs["mean"],
+                    inputs["std"])  # = augment(images[idx])
+  return {"image": image.astype(dtype), "label": inputs["labels"][idx]}
+
+
 @functools.lru_cache(maxsize=None)
 def _train_batch_fn(mesh: Mesh, batch_size: int, pad: int, dtype):
   sharding = batch_sharded(mesh)
-
-  def fn(images, labels, perm, seed, epoch, step, mean, std):
-    idx = jax.lax.dynamic_slice_in_dim(perm, step * batch_size, batch_size)
-    idx = jax.lax.with_sharding_constraint(idx, sharding)  # each device: its slice
-    key = jax.random.fold_in(jax.random.fold_in(_epoch_key(seed, epoch), step), 1)
-    image = normalize(_crop_flip(images, idx, key, pad), mean, std)  # = augment(images[idx])
-    return {"image": image.astype(dtype), "label": labels[idx]}
-
-  return jax.jit(fn, out_shardings=sharding)
+  return jax.jit(functools.partial(make_batch, batch_size=batch_size, pad=pad, dtype=dtype,
+                                   sharding=sharding), out_shardings=sharding)
 
 
 @functools.lru_cache(maxsize=None)
@@ -222,15 +237,12 @@ def train_batches(data: Data, *, seed: int, epoch: int, batch_size: int, start_s
   steps = steps_per_epoch(data.num_train, batch_size)
   if not 0 <= start_step <= steps:
     raise ValueError(f"start_step={start_step} is outside [0, {steps}].")
-  seed_, epoch_ = _int32(seed, "seed"), _int32(epoch, "epoch")
   fn = _train_batch_fn(data.mesh, batch_size, data.pad, jnp.dtype(dtype))
-  perm_fn = _permutation_fn(data.mesh, data.num_train)
 
   def generate():
-    perm = perm_fn(seed_, epoch_)
+    inputs = epoch_inputs(data, seed=seed, epoch=epoch)
     for step in range(start_step, steps):
-      yield fn(data.train_images, data.train_labels, perm, seed_, epoch_, np.int32(step),
-               data.mean, data.std)
+      yield fn(inputs, np.int32(step))
 
   return generate()
 

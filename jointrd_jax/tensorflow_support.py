@@ -1,0 +1,47 @@
+"""TensorFlow as this project uses it: for reading data and exporting models only.
+
+`import_tensorflow()` imports it once, lazily (seconds; runs that need no TF never pay),
+quietly (TF's C++ start-up banners go to /dev/null instead of interleaving with our log),
+and keeps it off the accelerators (TF would otherwise claim every GPU's memory).
+"""
+import contextlib
+import os
+import sys
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+  """File descriptor 2 to /dev/null: C++ code writes there directly, below Python."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
+
+
+def import_tensorflow():
+  """`tensorflow`, imported quietly with every GPU hidden from it."""
+  if "tensorflow" in sys.modules:
+    tf = sys.modules["tensorflow"]
+  else:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _stderr_silenced():
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:  # TF already initialised its devices (then it was hidden before)
+    pass
+  return tf
+
+
+def import_tfds():
+  """`tensorflow_datasets`, after `import_tensorflow()`."""
+  import_tensorflow()
+  with _stderr_silenced():
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tfds
