@@ -166,29 +166,28 @@ def fixed_batch(batch_size: int, num_classes: int, image_shape, dtype, mesh):
                         sharding.batch_sharded(mesh))
 
 
-def pipeline_batches(data, batch_size: int, dtype):
-  """The trainer's training batches, epoch after epoch, without end."""
+def datasets_synthetic(mesh, batch_size: int, num_classes: int):
+  """A 50,000-image synthetic CIFAR-size dataset on the mesh (the trainer's input)."""
   from jointrd_jax import datasets  # pylint: disable=g-import-not-at-top
-  epoch = 0
-  while True:
-    yield from datasets.train_batches(data, seed=0, epoch=epoch, batch_size=batch_size,
-                                            dtype=dtype)
-    epoch += 1
+  return datasets.load("synthetic", mesh=mesh,
+                       synthetic_train_size=max(SYNTHETIC_TRAIN_SIZE, batch_size),
+                       synthetic_test_size=1, synthetic_num_classes=num_classes,
+                       synthetic_image_size=32)
 
 
 # ------------------------------------------------------------------ XLA analyses
 
 
-def xla_flops(compiled):
-  """`cost_analysis()['flops']` of the compiled program (one device's), or None."""
+def xla_cost(compiled, key: str = "flops"):
+  """`cost_analysis()[key]` of the compiled program (one device's), or None."""
   try:
     cost = compiled.cost_analysis()
   except Exception:  # pylint: disable=broad-except  # not every backend implements it
     return None
   if isinstance(cost, (list, tuple)):
     cost = cost[0] if cost else None
-  flops = (cost or {}).get("flops")
-  return float(flops) if flops is not None and flops > 0 else None
+  value = (cost or {}).get(key)
+  return float(value) if value is not None and value > 0 else None
 
 
 def xla_memory(compiled) -> dict:
@@ -230,13 +229,15 @@ def run_case(method_name: str, batch_size: int, args, mesh) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import datasets, sharding, train  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import feeds, models, sharding, steps, train  # pylint: disable=g-import-not-at-top
 
-  image_shape = (32, 32, 3)
+  probe = models.build(args.arch)
+  image_shape = probe.default_image_shape
+  num_classes = args.num_classes or probe.num_classes
   sharding.check_batch_size(batch_size, mesh, "--batch_sizes")
   config = stand_in_config(method_name, arch=args.arch, width=args.width,
                            half_precision=args.half_precision)
-  method = train.build_method(config, args.num_classes)
+  method = train.build_method(config, num_classes)
   dtype = method.student.dtype
   tx, schedule = train.create_optimizer(config, RECIPE["steps_per_epoch"])
   init = args.init
@@ -248,55 +249,70 @@ def run_case(method_name: str, batch_size: int, args, mesh) -> dict:
   else:
     state = train.create_state(method, tx, jax.random.key(0), image_shape, mesh)
   teacher_vars = teacher_variables(method, image_shape, mesh, init)
+  if teacher_vars is not None and args.fold_teacher:  # as the trainer does
+    from jointrd_jax import fold  # pylint: disable=g-import-not-at-top
+    folded_net, teacher_vars = fold.fold(method.teacher, jax.device_get(teacher_vars))
+    method = dataclasses.replace(method, teacher=folded_net)
+    teacher_vars = jax.device_put(teacher_vars, sharding.replicated(mesh))
   jax.block_until_ready((state, teacher_vars))
   init_s = time.perf_counter() - t
-
-  if args.data == "fixed":
-    batch = fixed_batch(batch_size, args.num_classes, image_shape, dtype, mesh)
-    next_batch = lambda: batch
-  else:
-    data = datasets.load(
-        "synthetic", mesh=mesh, synthetic_train_size=max(SYNTHETIC_TRAIN_SIZE, batch_size),
-        synthetic_test_size=1, synthetic_num_classes=args.num_classes, synthetic_image_size=32)
-    it = pipeline_batches(data, batch_size, dtype)
-    batch = next(it)
-    next_batch = lambda: next(it)
   epoch = np.int32(0)
+  train_step = train.make_train_step(method, tx, schedule)
 
-  jitted = jax.jit(train.make_train_step(method, tx, schedule), donate_argnums=(0,))
+  if args.data == "fixed":  # the bare step
+    batch = fixed_batch(batch_size, num_classes, image_shape, dtype, mesh)
+    jitted = jax.jit(train_step, donate_argnums=(0,))
+    call_args = lambda: (teacher_vars, batch, epoch)
+    per_call = 1
+  else:  # the trainer's dispatch: k steps per call, batches computed inside
+    data = datasets_synthetic(mesh, batch_size, num_classes)
+    feed = feeds.MemoryFeed(data, batch_size, dtype)
+    feed.start_epoch(0, 0)
+    per_call = min(args.steps_per_dispatch or train.steps_per_dispatch(config, mesh),
+                   feed.steps_per_epoch)
+    jitted = jax.jit(steps.make_multi_step(train_step, feed.batch_fn, per_call),
+                     donate_argnums=(0,))
+    calls = {"i": 0}
+
+    def call_args():
+      first = calls["i"] * per_call % (feed.steps_per_epoch - per_call + 1)
+      calls["i"] += 1
+      return teacher_vars, feed.chunk(first, per_call), epoch, np.int32(per_call)
   t = time.perf_counter()
-  lowered = jitted.lower(state, teacher_vars, batch, epoch)
+  lowered = jitted.lower(state, *call_args())
   lower_s = time.perf_counter() - t
   compiled = lowered.compile()
   compile_s = time.perf_counter() - t
 
-  state, metrics = compiled(state, teacher_vars, batch, epoch)
-  loss_first = float(metrics["loss"])
+  state, metrics = compiled(state, *call_args())
+  loss_first = float(np.ravel(metrics["loss"])[0])
   for _ in range(max(args.warmup - 1, 0)):
-    state, metrics = compiled(state, teacher_vars, next_batch(), epoch)
+    state, metrics = compiled(state, *call_args())
   jax.block_until_ready(state)
 
-  k = max(1, min(args.steps_per_block, args.steps))
+  k = max(1, min(args.steps_per_block, args.steps) // per_call) * per_call  # steps per block
   blocks = max(1, -(-args.steps // k))
   times = []
   for _ in range(blocks):
     t = time.perf_counter()
-    for _ in range(k):
-      state, metrics = compiled(state, teacher_vars, next_batch(), epoch)
+    for _ in range(k // per_call):
+      state, metrics = compiled(state, *call_args())
     jax.block_until_ready(state)
     times.append(time.perf_counter() - t)
-  loss_last = float(metrics["loss"])
+  loss_last = float(np.ravel(metrics["loss"])[-1])
   params_f32 = all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(state.params))
 
   rates = [k * batch_size / s for s in times]
   ips = statistics.median(rates)
   step_s = batch_size / ips
   n_dev = mesh.devices.size
-  flops_dev = xla_flops(compiled)
-  flops = flops_dev * n_dev if flops_dev is not None else None
+  flops_dev = xla_cost(compiled, "flops")
+  flops = flops_dev * n_dev / per_call if flops_dev is not None else None  # per step
+  bytes_dev = xla_cost(compiled, "bytes accessed")
+  bytes_step = bytes_dev * n_dev / per_call if bytes_dev is not None else None
   tflops = flops / step_s / 1e12 if flops is not None else None
   ref = None
-  if (args.arch, args.width, args.num_classes) == ("resnet50", 64, 100):
+  if (args.arch, args.width, num_classes) == ("resnet50", 64, 100):
     ref = REF_GFLOP_PER_IMAGE.get(method_name)
   mem = xla_memory(compiled)
   device = mesh.devices.flat[0]
@@ -308,9 +324,10 @@ def run_case(method_name: str, batch_size: int, args, mesh) -> dict:
   recipe_images = RECIPE["num_epochs"] * RECIPE["steps_per_epoch"] * RECIPE["batch_size"]
   return {
       "method": method_name, "batch": batch_size, "arch": args.arch, "width": args.width,
-      "num_classes": args.num_classes, "dtype": jnp.dtype(dtype).name,
+      "num_classes": num_classes, "image_size": image_shape[0], "dtype": jnp.dtype(dtype).name,
       "platform": device.platform, "device_kind": device.device_kind, "num_devices": n_dev,
-      "data": args.data, "init": init,
+      "data": args.data, "steps_per_call": per_call, "teacher_folded": bool(
+          method.teacher is not None and method.teacher.folded), "init": init,
       "images_per_s": ips,
       "images_per_s_p10": _percentile(rates, 10), "images_per_s_p90": _percentile(rates, 90),
       "images_per_s_mean": blocks * k * batch_size / sum(times),
@@ -320,6 +337,8 @@ def run_case(method_name: str, batch_size: int, args, mesh) -> dict:
       "xla_flops_per_device": flops_dev,
       "xla_tflop_per_step": flops / 1e12 if flops is not None else None,
       "xla_gflop_per_image": flops / batch_size / 1e9 if flops is not None else None,
+      "xla_mb_accessed_per_image": (bytes_step / batch_size / 1e6
+                                    if bytes_step is not None else None),
       "tflops_per_s": tflops,
       "peak_tflops": args.peak_tflops,
       "pct_peak": (100.0 * tflops / args.peak_tflops
@@ -372,6 +391,13 @@ def estimates(results) -> str:
   return "\n".join(lines)
 
 
+def _bool(s: str) -> bool:
+  v = _bool_or_auto(s)
+  if v is None:
+    raise argparse.ArgumentTypeError(f"{s!r}: use true or false")
+  return v
+
+
 def _bool_or_auto(s: str):
   s = s.strip().lower()
   if s in ("auto", ""):
@@ -380,7 +406,7 @@ def _bool_or_auto(s: str):
     return True
   if s in ("false", "0", "no", "fp32", "float32"):
     return False
-  raise argparse.ArgumentTypeError(f"--half_precision={s!r}: use auto, true or false")
+  raise argparse.ArgumentTypeError(f"{s!r}: use auto, true or false")
 
 
 def _csv(s: str):
@@ -388,40 +414,48 @@ def _csv(s: str):
 
 
 def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m experiments.benchmark",
-                              description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--methods", type=_csv, default=list(DEFAULT_METHODS),
-                 help="comma-separated methods (methods.METHODS)")
-  p.add_argument("--batch_sizes", type=lambda s: [int(x) for x in _csv(s)], default=[128, 512],
-                 help="comma-separated global batch sizes (each a multiple of the devices)")
-  p.add_argument("--arch", default="resnet50")
-  p.add_argument("--width", type=int, default=64)
-  p.add_argument("--num_classes", type=int, default=100)
+  from experiments import cli  # pylint: disable=g-import-not-at-top
+  p = cli.ArgumentParser("python -m experiments.benchmark", __doc__)
+  p.add_argument("--methods", type=_csv, default=",".join(DEFAULT_METHODS),
+                 help="comma-separated methods")
+  p.add_argument("--batch_sizes", type=lambda s: [int(x) for x in _csv(s)], default="128,512",
+                 help="comma-separated global batch sizes (multiples of the device count)")
+  p.add_argument("--arch", default="resnet50", help="network (imagenet_* archs: 224x224)")
+  p.add_argument("--width", type=int, default=64, help="stem width")
+  p.add_argument("--num_classes", type=int, default=0, help="classes; 0 = the arch's default")
   p.add_argument("--steps", type=int, default=60, help="timed steps per case (>= 50 for "
                  "reported figures)")
   p.add_argument("--steps_per_block", type=int, default=10,
-                 help="steps per timed interval (one block_until_ready per block)")
-  p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation "
-                 "(the first runs the compiled step once and records loss_first)")
-  p.add_argument("--half_precision", type=_bool_or_auto, default=None,
+                 help="steps per timed interval (one block_until_ready each)")
+  p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
+  p.add_argument("--half_precision", type=_bool_or_auto, default="auto",
                  help="auto (bf16 compute off CPU), true or false; params stay float32")
   p.add_argument("--peak_tflops", type=float, default=None,
-                 help="the device's peak TFLOP/s for pct_peak (the issue uses ~790 for "
-                 "an H200's bf16 dense peak); unset: pct_peak is null")
-  p.add_argument("--data", choices=("fixed", "pipeline"), default="fixed",
-                 help="fixed: one pre-built batch on the mesh; pipeline: the trainer's "
-                 "datasets.train_batches, one batch per step")
+                 help="the device's peak TFLOP/s, for %%peak (e.g. ~790 for an H200, bf16)")
+  p.add_argument("--data", choices=("fixed", "trainer"), default="fixed",
+                 help="fixed: the bare step on one pre-built batch; trainer: the trainer's "
+                 "dispatch (steps_per_dispatch steps per call, augmentation inside; CIFAR "
+                 "sizes)")
+  p.add_argument("--steps_per_dispatch", type=int, default=0,
+                 help="--data=trainer: steps per call; 0 = the trainer's default")
+  p.add_argument("--fold_teacher", type=_bool, default="true",
+                 help="fold the frozen teacher's BatchNorm into its convs, as the trainer")
   p.add_argument("--init", choices=("auto", "jax", "numpy"), default="auto",
-                 help="initial state: jax = train.create_state; numpy = fast on CPU; "
-                 "auto = numpy on CPU, jax elsewhere")
+                 help="initial state: jax (the trainer's), numpy (fast on CPU), auto")
   p.add_argument("--json_out", default="", help="also write the JSON lines to this file")
   args = p.parse_args(argv)
   from jointrd_jax import methods  # pylint: disable=g-import-not-at-top
   for m in args.methods:
-    methods.get_spec(m)
+    if m not in methods.METHODS:
+      p.error(f"--methods: unknown method {m!r}; choose from {', '.join(methods.METHODS)}")
+  from jointrd_jax import models  # pylint: disable=g-import-not-at-top
+  if args.arch not in models.ARCHS:
+    p.error(f"--arch: unknown arch {args.arch!r}; choose one of {', '.join(models.ARCHS)}")
   if args.steps < 1 or args.steps_per_block < 1 or args.warmup < 1:
     p.error("--steps, --steps_per_block and --warmup must be >= 1")
+  if args.data == "trainer" and models.build(args.arch).variant != "cifar":
+    p.error("--data=trainer times the device-resident (CIFAR-size) input; use --data=fixed "
+            "for ImageNet archs")
   return args
 
 

@@ -34,9 +34,10 @@ def validate(config) -> None:
   if config.method not in methods.METHODS:
     raise UserError(f"unknown method {config.method!r}; choose one of "
                     f"{', '.join(methods.METHODS)} (--config.method).")
-  if config.model.arch not in models.ARCHS:
-    raise UserError(f"unknown arch {config.model.arch!r}; choose one of "
-                    f"{', '.join(models.ARCHS)} (--config.model.arch).")
+  for key, arch in (("model.arch", config.model.arch), ("teacher.arch", config.teacher.arch)):
+    if arch and arch not in models.ARCHS:
+      raise UserError(f"unknown arch {arch!r}; choose one of {', '.join(models.ARCHS)} "
+                      f"(--config.{key}).")
   for key in ("num_epochs", "batch_size", "eval_batch_size", "log_every_steps",
               "checkpoint_every_epochs", "keep_checkpoints"):
     if config[key] <= 0:
