@@ -17,13 +17,20 @@ def get_config(arg: str = ""):
   c = ml_collections.ConfigDict()
   c.method = "resnet"
 
-  # Data: cifar100 | cifar10 (TFDS) | npz:PATH | synthetic.
+  # Data: cifar100 | cifar10 (TFDS) | npz:PATH | synthetic (generated: arrays for the
+  # CIFAR archs, a folder of JPEGs streamed like ImageNet for the imagenet_* archs).
   c.dataset = "cifar100"
   c.data_dir = ""          # TFDS data_dir ('' = TFDS default, ~/tensorflow_datasets)
   c.download = True        # fetch and prepare CIFAR into data_dir on first use
   c.holdout = 0            # >0: hold out this many training images as the eval split
   c.synthetic = ml_collections.ConfigDict(
       dict(train_size=50_000, test_size=10_000, num_classes=100, image_size=32))
+  # Streamed datasets only (ImageNet: imagefolder:PATH, imagenet2012; configs/imagenet/):
+  # the training crop and the evaluation resize (shorter side, then centre crop); host
+  # decoding threads per process (0 = TensorFlow's choice), batches buffered ahead, and
+  # imagenet2012's shuffle buffer (images).
+  c.streamed = ml_collections.ConfigDict(dict(
+      image_size=224, eval_resize=256, threads=0, prefetch=2, shuffle_buffer=8192))
 
   # The trained network; empty shortcuts/dirac take the method's defaults.
   c.model = ml_collections.ConfigDict(dict(arch="resnet50", width=64, shortcuts="", dirac=""))

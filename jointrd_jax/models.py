@@ -147,9 +147,11 @@ def max_pool(x, window: int = 3, strides: int = 2):
   """PyTorch's `MaxPool2d(window, strides, padding=window // 2)` on NHWC: the padding is
   -inf, so a padded position never wins (whatever the sign of the input)."""
   pad = window // 2
-  return jax.lax.reduce_window(
-      x, jnp.array(-jnp.inf, x.dtype), jax.lax.max, (1, window, window, 1),
-      (1, strides, strides, 1), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  # A Python scalar init value: JAX then recognises a max pool (differentiable); an array
+  # init would make it a generic reduce_window, which has no gradient.
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
+                               (1, strides, strides, 1),
+                               ((0, 0), (pad, pad), (pad, pad), (0, 0)))
 
 
 class Block(nn.Module):

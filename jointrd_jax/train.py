@@ -9,6 +9,7 @@ checkpoints with automatic resume; metrics in `metrics.jsonl` + TensorBoard and 
 learning-curve PNG at the end. Distillation methods load a ResNet run as their teacher
 (folded for inference, see `teachers.py`), or train one first into `WORKDIR/teacher`.
 """
+import contextlib
 import signal
 import time
 
@@ -97,13 +98,44 @@ def build_method(config, num_classes: int) -> methods.Method:
       loss_config=methods.LossConfig(**config.loss.to_dict()))
 
 
-def load_data(config, mesh) -> datasets.Data:
+def is_streamed(config) -> bool:
+  """Whether the dataset is read from disk as the run goes (ImageNet: `datasets.streamed`)
+  rather than held on the devices (`datasets.in_memory`). `synthetic` is generated like
+  the model's dataset: arrays for the CIFAR archs, a folder of JPEGs for the ImageNet ones."""
+  name = str(config.dataset).strip().lower()
+  arch = models.ARCHS.get(config.model.arch)
+  return (name.startswith("imagefolder:") or name == "imagenet2012"
+          or (name == "synthetic" and arch is not None and arch[0] == "imagenet"))
+
+
+def load_data(config, mesh):
   s = config.synthetic
+  if is_streamed(config):
+    if config.holdout:
+      raise UserError(f"--config.holdout is for the in-memory datasets; {config.dataset} "
+                      "evaluates on its validation split (set --config.holdout=0).")
+    o = config.streamed
+    return datasets.streamed.load(
+        config.dataset, mesh=mesh, data_dir=config.data_dir, image_size=o.image_size,
+        eval_resize=o.eval_resize, threads=o.threads or None, prefetch=o.prefetch,
+        shuffle_buffer=o.shuffle_buffer, synthetic_num_classes=s.num_classes,
+        synthetic_train_size=s.train_size, synthetic_test_size=s.test_size)
   return datasets.load(
       config.dataset, mesh=mesh, data_dir=config.data_dir, download=config.download,
       holdout=config.holdout, holdout_seed=config.seed, synthetic_train_size=s.train_size,
       synthetic_test_size=s.test_size, synthetic_num_classes=s.num_classes,
       synthetic_image_size=s.image_size)
+
+
+def make_feed(config, data, dtype, mesh):
+  """The trainer's feed of `data` and its steps per dispatch."""
+  if isinstance(data, datasets.Data):
+    feed = feeds.MemoryFeed(data, config.batch_size, dtype)
+    return feed, min(steps_per_dispatch(config, mesh), config.log_every_steps,
+                     feed.steps_per_epoch)
+  spe = data.steps_per_epoch(config.batch_size)
+  k = min(steps_per_dispatch(config, mesh), config.log_every_steps, spe)
+  return feeds.StreamFeed(data, config.batch_size, dtype, k), k
 
 
 def load_teacher(method, run_dir, mesh):
@@ -137,14 +169,17 @@ class Evaluator:
     self._step = jax.jit(make_eval_step(method, heads))
     self._teacher_step = jax.jit(make_eval_step(method, ("teacher",))) if frozen else None
     self._teacher = None
+    self.teacher_s = 0.0  # the one evaluation of a frozen teacher
 
   def __call__(self, state, teacher_vars) -> dict:
     out = evaluate(self._step, state, teacher_vars, self.feed.eval_batches(self.batch_size),
                    self.num_eval)
     if self._teacher_step is not None:
       if self._teacher is None:
+        t0 = time.perf_counter()
         self._teacher = evaluate(self._teacher_step, state, teacher_vars,
                                  self.feed.eval_batches(self.batch_size), self.num_eval)
+        self.teacher_s = time.perf_counter() - t0
       out.update(self._teacher)
     return dict(sorted(out.items()))
 
@@ -241,7 +276,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   data = load_data(config, mesh)
   method = build_method(config, data.num_classes)
   dtype = method.student.dtype
-  feed = feeds.MemoryFeed(data, config.batch_size, dtype)
+  feed, k = make_feed(config, data, dtype, mesh)
   steps_per_epoch = feed.steps_per_epoch
   total_steps = steps_per_epoch * config.num_epochs
 
@@ -269,7 +304,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
   writer = reporting.Writer(path)
   writer.truncate_after(start_step)
 
-  k = min(steps_per_dispatch(config, mesh), config.log_every_steps, steps_per_epoch)
   run_steps = jax.jit(make_multi_step(make_train_step(method, tx, schedule), feed.batch_fn, k),
                       donate_argnums=(0,))
   evaluator = Evaluator(method, feed, config.eval_batch_size, data.num_eval)
@@ -285,9 +319,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   t_start = time.perf_counter()
   compile_s = None
   eval_s = 0.0
+  # Where the wall time goes (summary.json's time_s), for experiments.run_efficiency.
+  spent = {"checkpoint": 0.0, "host_sync": 0.0, "log": 0.0}
   step = start_step
   log_every = config.log_every_steps
-  with _Preemption() as preemption:
+  with _Preemption() as preemption, contextlib.closing(feed):
     for epoch in range(start_step // steps_per_epoch, config.num_epochs):
       i = step - epoch * steps_per_epoch  # steps done in this epoch
       epoch_metrics, resumed_metrics = resumed_metrics, []
@@ -296,7 +332,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       feed.start_epoch(config.seed, epoch)
       if compile_s is None:
         t0 = time.perf_counter()
-        run_steps = run_steps.lower(state, teacher_vars, feed.chunk(i, k), epoch_arr,
+        run_steps = run_steps.lower(state, teacher_vars, feed.chunk_spec(k), epoch_arr,
                                     np.int32(k)).compile()
         compile_s = time.perf_counter() - t0
         reporting.log("compiled the train step in %.1f s", compile_s)
@@ -305,9 +341,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
       def fetch():  # the chunks' step metrics to the host: a host sync
         nonlocal pending
+        t0 = time.perf_counter()
         for rows, m in jax.device_get(pending):
           epoch_metrics.extend({key: v[j] for key, v in rows.items()} for j in range(m))
         pending = []
+        spent["host_sync"] += time.perf_counter() - t0
 
       while i < steps_per_epoch:
         n = min(k, steps_per_epoch - i, log_every - i % log_every)
@@ -321,6 +359,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
           _check_epoch(interval, epoch, step, ckpt)
           progress.add(pending_steps)
           pending_steps = 0
+          t0 = time.perf_counter()
           record = dict(_means(interval), steps=len(interval),
                         images_per_s=progress.images_per_s)
           writer.write("train", epoch + 1, step, record)
@@ -328,6 +367,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
             reporting.log("epoch %d/%d step %d/%d loss %.4f | %.0f img/s | ETA %s",
                           epoch + 1, config.num_epochs, step, total_steps, record["loss"],
                           progress.images_per_s, progress.eta(step))
+          spent["log"] += time.perf_counter() - t0
         if i < steps_per_epoch and _stop_now(preemption, i, log_every):
           fetch()
           _check_epoch(epoch_metrics, epoch, step, ckpt)
@@ -349,14 +389,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
       stop = _stop_now(preemption)
       if ((epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs
           or stop):
+        t0 = time.perf_counter()
         ckpt.save(step, state, _meta(method, data, epoch + 1, step))
+        spent["checkpoint"] += time.perf_counter() - t0
       if stop and epoch + 1 < config.num_epochs:
         _stop_preempted(ckpt, writer, step)
 
   writer.close()
   ckpt.close()
+  spent.update(eval=eval_s, teacher_eval=evaluator.teacher_s, train_steps=progress.timed_seconds)
   summary = _summary(config, path, data, method, time.perf_counter() - t_start, compile_s,
-                     progress.images_per_s, eval_s)
+                     progress.images_per_s, spent)
   workdir_lib.write_json(path / workdir_lib.SUMMARY_FILE, summary)
   if jax.process_index() == 0:
     reporting.plot_learning_curves(path, f"{config.method}, {config.model.arch} on {data.name}")
@@ -416,7 +459,7 @@ def _check_epoch(step_metrics, epoch: int, step: int, ckpt) -> None:
           "or check the data.")
 
 
-def _summary(config, path, data, method, wall_s, compile_s, images_per_s, eval_s) -> dict:
+def _summary(config, path, data, method, wall_s, compile_s, images_per_s, spent) -> dict:
   records = [r for r in reporting.read_metrics(path) if r["split"] == "eval"]
   final = records[-1] if records else {}
   best = max(records, key=lambda r: r["student_top1"]) if records else {}
@@ -431,7 +474,7 @@ def _summary(config, path, data, method, wall_s, compile_s, images_per_s, eval_s
                "note": f"best epoch by {data.eval_split} accuracy: a labelled extra, not the result"},
       "wall_time_s": wall_s,
       "compile_s": compile_s,
-      "eval_s": eval_s,
+      "time_s": spent,
       "train_images_per_s": images_per_s,
       "student": checkpoints.network_meta(method.student),
       "config": workdir_lib.config_to_dict(config),

@@ -1,0 +1,138 @@
+r"""Whole-run efficiency: a short real run of the trainer against its bare step.
+
+  python -m experiments.run_efficiency [--method=jointrd] [--arch=resnet10] [--width=16] \
+      [--batch_size=128] [--epochs=3] [--train_size=10240] [--test_size=2000]
+
+Runs `train.train_and_evaluate` as a user would (synthetic data, the default evaluation
+every epoch, checkpoints and metrics as configured; a distillation method gets a random
+frozen teacher written as a run beforehand, so no teacher is trained), then times the bare
+train step of the same method, network and batch (`experiments.benchmark`, `--data=fixed`:
+the jitted step on one device-resident batch) and reports
+
+  efficiency = steps x bare step time / (run wall time - compilation),
+
+i.e. the run's training rate as a fraction of the bare step's, and where the rest went
+(the run's `summary.json` `time_s`: evaluation, the frozen teacher's one evaluation,
+checkpoint saves, metric/log writes, host syncs, and the remainder: the input function,
+dispatch, start-up of each epoch). Prints one JSON line and a small table.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+
+def parse_args(argv):
+  from experiments import cli  # pylint: disable=g-import-not-at-top
+  p = cli.ArgumentParser("python -m experiments.run_efficiency", __doc__)
+  p.add_argument("--method", default="jointrd", help="the method to run")
+  p.add_argument("--arch", default="resnet10", help="network (CIFAR archs)")
+  p.add_argument("--width", type=int, default=16, help="stem width")
+  p.add_argument("--batch_size", type=int, default=128, help="global batch size")
+  p.add_argument("--epochs", type=int, default=3, help="epochs of the run")
+  p.add_argument("--train_size", type=int, default=10240, help="synthetic training images")
+  p.add_argument("--test_size", type=int, default=2000, help="synthetic test images")
+  p.add_argument("--num_classes", type=int, default=100, help="classes")
+  p.add_argument("--steps_per_dispatch", type=int, default=0, help="the trainer's "
+                 "steps_per_dispatch (0 = automatic)")
+  p.add_argument("--bench_steps", type=int, default=60, help="timed steps of the bare step")
+  p.add_argument("--workdir", default="", help="where the run goes (default: a temp dir)")
+  return p.parse_args(argv)
+
+
+def _config(args, teacher_dir: str):
+  from configs import default  # pylint: disable=g-import-not-at-top
+  c = default.get_config()
+  c.method = args.method
+  c.dataset = "synthetic"
+  c.synthetic.update(dict(train_size=args.train_size, test_size=args.test_size,
+                          num_classes=args.num_classes))
+  c.model.update(dict(arch=args.arch, width=args.width))
+  c.num_epochs = args.epochs
+  c.batch_size = args.batch_size
+  c.teacher.checkpoint = teacher_dir
+  if "steps_per_dispatch" in c:
+    c.steps_per_dispatch = args.steps_per_dispatch
+  return c
+
+
+def _random_teacher(config, run_dir: str) -> None:
+  """A frozen teacher run with random weights (its values do not change the cost)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import checkpoints, models, train, workdir  # pylint: disable=g-import-not-at-top
+  t = train.teacher_config(config)
+  net = train.build_method(t, config.synthetic.num_classes).student
+  variables = jax.device_get(models.init(net, jax.random.key(1), (32, 32, 3)))
+  checkpoints.save_network(run_dir, net, variables, image_shape=(32, 32, 3),
+                           config_dict=workdir.config_to_dict(t))
+
+
+def _bare_step(args) -> dict:
+  from experiments import benchmark  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import sharding  # pylint: disable=g-import-not-at-top
+  bench = benchmark.parse_args([
+      f"--methods={args.method}", f"--arch={args.arch}", f"--width={args.width}",
+      f"--num_classes={args.num_classes}", f"--batch_sizes={args.batch_size}",
+      f"--steps={args.bench_steps}", "--steps_per_block=10", "--warmup=3", "--data=fixed"])
+  return benchmark.run_case(args.method, args.batch_size, bench, sharding.make_mesh())
+
+
+def main(argv=None) -> dict:
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.WARNING)
+  from jointrd_jax import methods, train  # pylint: disable=g-import-not-at-top
+  root = args.workdir or tempfile.mkdtemp(prefix="run_efficiency_")
+  teacher_dir = ""
+  if methods.get_spec(args.method).needs_teacher:
+    teacher_dir = os.path.join(root, "random_teacher")
+    _random_teacher(_config(args, ""), teacher_dir)
+  config = _config(args, teacher_dir)
+  t0 = time.perf_counter()
+  summary = train.train_and_evaluate(config, os.path.join(root, "run"))
+  outer_wall = time.perf_counter() - t0
+  bare = _bare_step(args)
+
+  steps = summary["epochs_done"] * (args.train_size // args.batch_size)
+  step_s = args.batch_size / bare["images_per_s"]
+  wall, compile_s = summary["wall_time_s"], summary["compile_s"]
+  spent = dict(summary.get("time_s") or {})
+  if "eval_s" in summary:
+    spent.setdefault("eval", summary["eval_s"])
+  record = {
+      "method": args.method, "arch": args.arch, "width": args.width,
+      "batch": args.batch_size, "epochs": summary["epochs_done"], "steps": steps,
+      "device_kind": bare["device_kind"], "platform": bare["platform"],
+      "bare_step_images_per_s": bare["images_per_s"], "bare_steps_s": steps * step_s,
+      "run_wall_s": wall, "compile_s": compile_s, "startup_and_load_s": outer_wall - wall,
+      "run_images_per_s": steps * args.batch_size / (wall - compile_s),
+      "efficiency": steps * step_s / (wall - compile_s),
+      "time_s": spent,
+  }
+  # host_sync (waiting for the device at log steps) is where an asynchronous backend's step
+  # time shows on the host: part of the steps, not an overhead of its own.
+  other = wall - compile_s - steps * step_s - sum(
+      spent.get(k, 0.0) for k in ("eval", "checkpoint", "log"))
+  record["time_s"]["rest"] = other
+  print(json.dumps(record, sort_keys=True))
+  print(f"# {args.method} {args.arch} width {args.width}, batch {args.batch_size}, "
+        f"{record['epochs']} epochs x {steps // max(record['epochs'], 1)} steps on "
+        f"{bare['platform']} {bare['device_kind']}")
+  print(f"# bare step {bare['images_per_s']:.0f} img/s; the run trained at "
+        f"{record['run_images_per_s']:.0f} img/s = {100 * record['efficiency']:.1f} % of it "
+        f"(wall {wall:.1f} s, compile {compile_s:.1f} s excluded)")
+  rows = [("bare steps (steps x bare step time)", steps * step_s),
+          ("evaluation, every epoch", spent.get("eval", 0.0)),
+          ("  of which the frozen teacher, once", spent.get("teacher_eval", 0.0)),
+          ("checkpoint saves", spent.get("checkpoint", 0.0)),
+          ("metric records and log lines", spent.get("log", 0.0)),
+          ("rest: input function, dispatch, syncs", other)]
+  for name, v in rows:
+    print(f"#   {name:<40}{v:8.2f} s  {100 * v / (wall - compile_s):6.1f} %")
+  return record
+
+
+if __name__ == "__main__":
+  main()
