@@ -8,3 +8,5 @@ from jointrd_jax.datasets.arrays import synthetic_arrays
 from jointrd_jax.datasets.in_memory import (Data, augment, epoch_inputs, eval_batches, load,
                                             make_batch, normalize, steps_per_epoch,
                                             train_batches)
+from jointrd_jax.datasets import streamed
+from jointrd_jax.datasets.synthetic_folder import make_image_folder
