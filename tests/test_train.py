@@ -102,7 +102,16 @@ def test_smoke_config_trains_every_method_on_synthetic_data(method, smoke_runs):
     assert evals[e - 1]["train_loss"] == pytest.approx(mean, rel=1e-12)
   if method == "jointrd":
     assert {"ce_student", "ce_hybrid1", "ce_hybrid2", "ce_hybrid3", "m"} <= set(trains[0])
-  assert list((tmp_path / "tensorboard").glob("events.out.tfevents*"))
+  # TensorBoard: the same curves, one point per train record (per log step, not per epoch).
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+  events.Reload()
+  loss = events.Tensors("train/loss")
+  assert [e.step for e in loss] == [r["step"] for r in trains]
+  # float32 in the event file: relative rounding 2^-24.
+  np.testing.assert_allclose([e.tensor_proto.float_val[0] for e in loss],
+                             [r["loss"] for r in trains], rtol=2**-23)
+  assert [e.step for e in events.Tensors("eval/student_top1")] == [r["step"] for r in evals]
   saved = json.loads((tmp_path / "config.json").read_text())
   assert saved["method"] == method
   _, meta = _final_params(tmp_path)
