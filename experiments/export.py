@@ -1,31 +1,51 @@
 r"""Export a run's network for deployment: folded npz, TF SavedModel and TFLite, all checked.
 
   python -m experiments.export --workdir=RUN --out=DIR [--num_images=1000] \
-      [--which=student] [--overwrite]
+      [--check_images=test|random] [--which=student] [--overwrite]
 
 Loads the newest checkpoint of RUN, folds Dirac + BatchNorm into biased convs, checks the
-folded network against the trained one (inference mode) on the first --num_images test
-images of the run's dataset (never downloads; prepare CIFAR first), then writes
-DIR/params.npz, DIR/saved_model/, DIR/model.tflite and DIR/export.json and checks the
-SavedModel and the TFLite file on the same images. The exported models take raw uint8
-NHWC images and normalise them inside. See `jointrd_jax/export.py` for the details.
+folded network against the trained one (inference mode) on the check images, then writes
+DIR/params.npz, DIR/saved_model/, DIR/model.tflite, DIR/labels.txt and DIR/export.json and
+checks the SavedModel and the TFLite file on the same images. Check images: the first
+--num_images test images of the run's dataset (an ImageNet run's validation images,
+resized and centre-cropped as in evaluation; never downloads: prepare CIFAR first), or
+with --check_images=random deterministic random images, when the data is not on this
+machine. Any trained image size works (32x32 CIFAR, 224x224 ImageNet). The exported
+models take raw uint8 NHWC images and normalise them inside;
+`python -m experiments.predict --model=DIR IMAGE...` classifies image files with them. See `jointrd_jax/export.py` for the details.
 Exit status 0 when every check passed; 2 with `error: ...` on stderr otherwise.
 
 Flags use argparse (not absl), so this tool can be imported next to the trainer in tests.
 """
-import argparse
 import sys
+
+from experiments.predict import OneLineParser
+
+
+def parser() -> OneLineParser:
+  p = OneLineParser(
+      prog="python -m experiments.export",
+      description="Fold a run's network, check it, and export it as params.npz, a "
+                  "SavedModel and a TFLite file (uint8 images in, logits out).")
+  p.add_argument("--workdir", required=True,
+                 metavar="RUN", help="The run's workdir (config.json + checkpoints/). Required.")
+  p.add_argument("--out", required=True, metavar="DIR",
+                 help="Output directory, new or empty. Required.")
+  p.add_argument("--num_images", type=int, default=1000, metavar="N",
+                 help="Images the checks run on (default: 1000).")
+  p.add_argument("--check_images", default="test", choices=["test", "random"],
+                 help="test: the first --num_images test (ImageNet: validation) images of "
+                      "the run's dataset; random: seeded random images, for data not on "
+                      "this machine (default: test).")
+  p.add_argument("--which", default="student", metavar="NET",
+                 help="Network of the checkpoint: student or teacher (default: student).")
+  p.add_argument("--overwrite", action="store_true",
+                 help="Replace an export already in --out (default: refuse).")
+  return p
 
 
 def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m experiments.export", description=__doc__.split("\n")[0])
-  p.add_argument("--workdir", required=True, help="The run's workdir (config.json + checkpoints/).")
-  p.add_argument("--out", required=True, help="Output directory (new or empty).")
-  p.add_argument("--num_images", type=int, default=1000,
-                 help="Test images for the checks (the first N of the test split).")
-  p.add_argument("--which", default="student", help="Network of the checkpoint: student or teacher.")
-  p.add_argument("--overwrite", action="store_true", help="Replace an export already in --out.")
-  return p.parse_args(argv)
+  return parser().parse_args(argv)
 
 
 def main(argv=None) -> int:
@@ -36,7 +56,7 @@ def main(argv=None) -> int:
   logging.set_verbosity(logging.WARNING)
   try:
     export.export(args.workdir, args.out, num_images=args.num_images, which=args.which,
-                  overwrite=args.overwrite)
+                  check=args.check_images, overwrite=args.overwrite)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     return 2

@@ -10,8 +10,11 @@ import sys
 
 
 @contextlib.contextmanager
-def _stderr_silenced():
-  """File descriptor 2 to /dev/null: C++ code writes there directly, below Python."""
+def stderr_silenced():
+  """File descriptor 2 to /dev/null for the block: C++ code (TensorFlow's start-up
+  banners, the TFLite converter, the XNNPACK delegate's "INFO: Created ...") writes there
+  directly, below Python. Everything the process writes to stderr meanwhile is lost, so
+  keep the block short; exceptions still propagate."""
   sys.stderr.flush()
   saved = os.dup(2)
   devnull = os.open(os.devnull, os.O_WRONLY)
@@ -24,13 +27,16 @@ def _stderr_silenced():
     os.close(devnull)
 
 
+_stderr_silenced = stderr_silenced  # the former private name
+
+
 def import_tensorflow():
   """`tensorflow`, imported quietly with every GPU hidden from it."""
   if "tensorflow" in sys.modules:
     tf = sys.modules["tensorflow"]
   else:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _stderr_silenced():
+    with stderr_silenced():
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
     tf.config.set_visible_devices([], "GPU")
@@ -42,6 +48,6 @@ def import_tensorflow():
 def import_tfds():
   """`tensorflow_datasets`, after `import_tensorflow()`."""
   import_tensorflow()
-  with _stderr_silenced():
+  with stderr_silenced():
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   return tfds
