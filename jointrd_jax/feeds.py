@@ -45,7 +45,14 @@ class MemoryFeed:
 
   def chunk_spec(self, num_steps: int):
     """Shapes, dtypes and shardings of a chunk (to compile before any data is read)."""
-    return _spec(self.chunk(0, num_steps))
+    del num_steps
+    d = self.data
+    rep = sharding.replicated(d.mesh)
+    scalar = jax.ShapeDtypeStruct((), jnp.int32)
+    inputs = {"images": d.train_images, "labels": d.train_labels,
+              "perm": jax.ShapeDtypeStruct((d.num_train,), jnp.int32, sharding=rep),
+              "seed": scalar, "epoch": scalar, "mean": d.mean, "std": d.std}
+    return _spec({"inputs": inputs, "first": scalar})
 
   def close(self) -> None:
     pass
@@ -54,11 +61,23 @@ class MemoryFeed:
     return datasets.eval_batches(self.data, batch_size=batch_size, dtype=self.dtype,
                                  what="config.eval_batch_size")
 
+  def eval_spec(self, batch_size: int):
+    return _eval_spec(self.data, batch_size, self.dtype)
+
+
+def _eval_spec(data, batch_size: int, dtype):
+  """Shapes, dtypes and shardings of an evaluation batch."""
+  split = sharding.batch_sharded(data.mesh)
+  return {"image": jax.ShapeDtypeStruct((batch_size,) + tuple(data.image_shape), dtype,
+                                        sharding=split),
+          "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=split),
+          "mask": jax.ShapeDtypeStruct((batch_size,), jnp.float32, sharding=split)}
+
 
 def _spec(tree):
   return jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=getattr(x, "sharding", None)),
-      tree)
+      lambda x: x if isinstance(x, jax.ShapeDtypeStruct) else jax.ShapeDtypeStruct(
+          np.shape(x), x.dtype, sharding=getattr(x, "sharding", None)), tree)
 
 
 def _memory_batch(chunk, i, **kw):
@@ -121,6 +140,9 @@ class StreamFeed:
     with self.data.eval_batches(batch_size=batch_size) as batches:
       for batch in batches:
         yield self._normalize(batch)
+
+  def eval_spec(self, batch_size: int):
+    return _eval_spec(self.data, batch_size, self.dtype)
 
 
 def _stream_batch(chunk, i, *, mean, std, dtype):

@@ -51,9 +51,15 @@ def _init_fn(method: methods.Method, tx, image_shape):
   return init
 
 
-def abstract_state(method: methods.Method, tx, image_shape):
-  """The shapes and dtypes of `create_state`'s state (nothing computed)."""
-  return jax.eval_shape(_init_fn(method, tx, image_shape), jax.random.key(0))
+def abstract_state(method: methods.Method, tx, image_shape, mesh=None):
+  """The shapes and dtypes of `create_state`'s state (nothing computed); with `mesh`, also
+  its shardings (replicated), so that steps can be compiled for it before it exists."""
+  shapes = jax.eval_shape(_init_fn(method, tx, image_shape), jax.random.key(0))
+  if mesh is None:
+    return shapes
+  rep = sharding.replicated(mesh)
+  return jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep),
+                                shapes)
 
 
 def create_state(method: methods.Method, tx, key, image_shape, mesh) -> TrainState:

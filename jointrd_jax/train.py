@@ -9,6 +9,7 @@ checkpoints with automatic resume; metrics in `metrics.jsonl` + TensorBoard and 
 learning-curve PNG at the end. Distillation methods load a ResNet run as their teacher
 (folded for inference, see `teachers.py`), or train one first into `WORKDIR/teacher`.
 """
+import concurrent.futures
 import contextlib
 import signal
 import time
@@ -20,7 +21,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from jointrd_jax import checkpoints, datasets, feeds, methods, models, reporting, sharding
-from jointrd_jax import teachers, workdir as workdir_lib
+from jointrd_jax import steps, teachers, workdir as workdir_lib
 from jointrd_jax.errors import UserError
 from jointrd_jax.optim import create_optimizer, weight_decay_mask  # noqa: F401 (API)
 from jointrd_jax.steps import (TrainState, create_state, make_eval_step,  # noqa: F401 (API)
@@ -171,6 +172,13 @@ class Evaluator:
     self._teacher = None
     self.teacher_s = 0.0  # the one evaluation of a frozen teacher
 
+  def compile(self, state_spec, teacher_vars) -> None:
+    """Compiles the evaluation steps for states like `state_spec` (ahead of their use)."""
+    batch = self.feed.eval_spec(self.batch_size)
+    self._step = self._step.lower(state_spec, teacher_vars, batch).compile()
+    if self._teacher_step is not None:
+      self._teacher_step = self._teacher_step.lower(state_spec, teacher_vars, batch).compile()
+
   def __call__(self, state, teacher_vars) -> dict:
     out = evaluate(self._step, state, teacher_vars, self.feed.eval_batches(self.batch_size),
                    self.num_eval)
@@ -290,10 +298,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   _sync("workdir prepared")
   tx, schedule = create_optimizer(config, steps_per_epoch)
   ckpt = checkpoints.Checkpoints(path, keep=config.keep_checkpoints)
-  state = create_state(method, tx, jax.random.key(config.seed), data.image_shape, mesh)
+  state_spec = steps.abstract_state(method, tx, data.image_shape, mesh)
   start_step = 0
   resumed_metrics = []  # the step metrics of a partly done epoch, when resuming mid-epoch
-  restored = ckpt.restore(_abstract(state))
+  restored = ckpt.restore(state_spec)
   if restored is not None:
     state, meta = restored
     start_step = int(meta["step"])
@@ -304,9 +312,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
   writer = reporting.Writer(path)
   writer.truncate_after(start_step)
 
-  run_steps = jax.jit(make_multi_step(make_train_step(method, tx, schedule), feed.batch_fn, k),
-                      donate_argnums=(0,))
-  evaluator = Evaluator(method, feed, config.eval_batch_size, data.num_eval)
   progress = reporting.Progress(total_steps, config.batch_size)
   reporting.log(
       "%s on %s (%s; %d train / %d %s images of %s, %d classes): %s %s, %d device(s), %s "
@@ -316,8 +321,23 @@ def train_and_evaluate(config, workdir: str) -> dict:
       method.student.shortcuts, mesh.devices.size, jnp.dtype(dtype).name, config.num_epochs,
       steps_per_epoch, config.batch_size, k)
 
-  t_start = time.perf_counter()
-  compile_s = None
+  # Compile the train step, the evaluation and (for a new run) the initialisation at once:
+  # XLA compiles on one core each, so they overlap on any multi-core host.
+  run_steps = jax.jit(make_multi_step(make_train_step(method, tx, schedule), feed.batch_fn, k),
+                      donate_argnums=(0,))
+  evaluator = Evaluator(method, feed, config.eval_batch_size, data.num_eval)
+  t0 = time.perf_counter()
+  with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+    compiled = pool.submit(lambda: run_steps.lower(state_spec, teacher_vars, feed.chunk_spec(k),
+                                                   np.int32(0), np.int32(k)).compile())
+    compiled_eval = pool.submit(evaluator.compile, state_spec, teacher_vars)
+    if restored is None:
+      state = create_state(method, tx, jax.random.key(config.seed), data.image_shape, mesh)
+    run_steps = compiled.result()
+    compiled_eval.result()
+  compile_s = time.perf_counter() - t0
+  t_start = time.perf_counter() - compile_s
+  compile_logged = False
   eval_s = 0.0
   # Where the wall time goes (summary.json's time_s), for experiments.run_efficiency.
   spent = {"checkpoint": 0.0, "host_sync": 0.0, "log": 0.0}
@@ -330,12 +350,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
       logged = len(epoch_metrics) // log_every * log_every  # steps up to the last record
       epoch_arr = np.int32(epoch)
       feed.start_epoch(config.seed, epoch)
-      if compile_s is None:
-        t0 = time.perf_counter()
-        run_steps = run_steps.lower(state, teacher_vars, feed.chunk_spec(k), epoch_arr,
-                                    np.int32(k)).compile()
-        compile_s = time.perf_counter() - t0
-        reporting.log("compiled the train step in %.1f s", compile_s)
+      if not compile_logged:
+        reporting.log("compiled the train step and the evaluation in %.1f s", compile_s)
+        compile_logged = True
       progress.start()
       pending, pending_steps = [], 0  # chunks dispatched since the last host read
 

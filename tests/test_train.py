@@ -90,6 +90,10 @@ def test_smoke_config_trains_every_method_on_synthetic_data(method, smoke_runs):
     for h in heads:
       assert 0 <= r[f"{h}_top1"] <= r[f"{h}_top5"] <= 100
   assert summary["final"]["student_top1"] == evals[-1]["student_top1"]
+  # The smoke task is learnable within the smoke budget, so a working pipeline shows: the
+  # ResNet above 90 % (measured 95.5), every student far above the 10 % of chance
+  # (measured 75-93 %); a broken one stays near 10 %.
+  assert summary["final"]["student_top1"] >= (90 if method == "resnet" else 50)
   # A train record every log_every_steps (4) steps: 16 steps per epoch, 4 records each.
   trains = _records(tmp_path, "train")
   assert [r["step"] for r in trains] == list(range(4, 33, 4))
