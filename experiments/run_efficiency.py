@@ -16,7 +16,6 @@ i.e. the run's training rate as a fraction of the bare step's, and where the res
 checkpoint saves, metric/log writes, host syncs, and the remainder: the input function,
 dispatch, start-up of each epoch). Prints one JSON line and a small table.
 """
-import argparse
 import json
 import os
 import sys

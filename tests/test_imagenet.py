@@ -123,7 +123,7 @@ def test_imagefolder_path_and_resume_mid_epoch_bitwise(folder, teacher, tmp_path
   assert records(tmp_path / "straight") == records(tmp_path / "resumed")
 
 
-def test_tfds_imagenet2012(prepared, tmp_path):
+def test_tfds_imagenet2012(prepared, tmp_path):  # noqa: F811 (the imported fixture)
   """TFDS imagenet2012 through the trainer: a tiny one prepared with TFDS's own builder
   from fake manual-download tars (test_streamed_tfds.py's fixture), the real TFRecords."""
   c = config("resnet", dataset="imagenet2012", data_dir=prepared)

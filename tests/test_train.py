@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from etils import epath
 
-from jointrd_jax import checkpoints, datasets, feeds, methods, reporting, sharding, train
+from jointrd_jax import checkpoints, feeds, methods, reporting, sharding, train
 from jointrd_jax.errors import UserError
 
 METHODS = list(methods.METHODS)
@@ -123,9 +123,8 @@ def test_smoke_config_trains_every_method_on_synthetic_data(method, smoke_runs):
   assert (tmp_path / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_smoke_config_trains_every_method_on_mock_tfds(method, teacher_dir, tmp_path,
-                                                      mock_tfds):
+@pytest.mark.parametrize("method", ["resnet", "jointrd"])  # the data path is the same for all
+def test_smoke_config_trains_on_mock_tfds(method, teacher_dir, tmp_path, mock_tfds):
   config = smoke(method, dataset="cifar10", data_dir=str(tmp_path / "tfds"))
   if methods.METHODS[method].needs_teacher:
     config.teacher.checkpoint = teacher_dir
@@ -134,32 +133,6 @@ def test_smoke_config_trains_every_method_on_mock_tfds(method, teacher_dir, tmp_
   assert summary["dataset"] == "cifar10" and summary["num_eval"] == 128
   assert summary["epochs_done"] == 2
   assert 0 <= summary["final"]["student_top1"] <= 100
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_overfitting_a_fixed_batch_drives_the_loss_down(method, teacher_dir):
-  # The smoke recipe and shapes (so the smoke runs' compiled programs are reused).
-  config = smoke(method)
-  method_obj = train.build_method(config, 10)
-  tx, schedule = train.create_optimizer(config, steps_per_epoch=8)
-  mesh = sharding.make_mesh()
-  state = train.create_state(method_obj, tx, jax.random.key(0), (32, 32, 3), mesh)
-  teacher = None
-  if method_obj.frozen_teacher:
-    teacher = train.load_teacher(method_obj, teacher_dir, mesh)
-  data = datasets.load("synthetic", mesh=mesh, synthetic_train_size=64,
-                             synthetic_test_size=8, synthetic_num_classes=10)
-  batch = next(datasets.train_batches(data, seed=0, epoch=0, batch_size=64))
-  step = jax.jit(train.make_train_step(method_obj, tx, schedule), donate_argnums=(0,))
-  losses = []
-  for _ in range(30):
-    state, metrics = step(state, teacher, batch, np.int32(0))
-    losses.append(float(metrics["loss"]))
-  assert np.all(np.isfinite(losses))
-  # Losses have non-zero floors (KD's KL to a weak teacher; JointRD's CE through the
-  # teacher's stages, with the student's own CE at weight 1/4), so "down" is a ratio.
-  assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:3]), losses
-  assert losses[-1] < losses[0]
 
 
 def _interrupt_at(monkeypatch, epoch_to_stop, step_in_epoch):
@@ -250,7 +223,7 @@ def test_frozen_teacher_is_bitwise_unchanged_by_distillation(smoke_runs, teacher
 
 
 def test_teacher_is_trained_on_the_fly_then_reused(tmp_path, capsys):
-  config = smoke("jointrd")
+  config = smoke("jointrd", num_epochs=1)
   train.train_and_evaluate(config, str(tmp_path))
   t_summary = tmp_path / "teacher" / "summary.json"
   assert json.loads(t_summary.read_text())["method"] == "resnet"
@@ -260,18 +233,18 @@ def test_teacher_is_trained_on_the_fly_then_reused(tmp_path, capsys):
   out = capsys.readouterr().out
   assert "training the ResNet teacher" not in out and "compiled the train step" not in out
   assert t_summary.stat().st_mtime_ns == stamp
-  assert summary["epochs_done"] == 2
+  assert summary["epochs_done"] == 1
 
 
 def test_joint_teacher_mode_trains_both_networks(tmp_path):
-  config = smoke("jointrd")
+  config = smoke("jointrd", num_epochs=1)
   config.teacher.train = "joint"
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "teacher").exists()
   params, meta = _final_params(tmp_path)
   assert set(params) == {"student", "teacher"} and set(meta["networks"]) == {"student", "teacher"}
   assert "teacher_ce" in _records(tmp_path, "train")[0]
-  assert summary["epochs_done"] == 2
+  assert summary["epochs_done"] == 1
 
 
 def test_teacher_of_another_arch_is_refused(teacher_dir, tmp_path):
