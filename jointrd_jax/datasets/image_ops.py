@@ -30,16 +30,12 @@ caught here: they stop the pipeline, and `streamed` names the file.
 from __future__ import annotations
 
 import math
-import os
 import re
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING banners: off
-import tensorflow as tf  # noqa: E402  pylint: disable=g-import-not-at-top
+from jointrd_jax import tensorflow_support
 
-try:
-  tf.config.set_visible_devices([], "GPU")  # TF reads data only; JAX owns the GPUs
-except RuntimeError:  # TF already initialised its devices elsewhere
-  pass
+# Imported quietly (no C++ banners) and kept off the GPUs: TF reads data only, JAX owns them.
+tf = tensorflow_support.import_tensorflow()
 
 ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 windows before falling back
 SCALE = (0.08, 1.0)

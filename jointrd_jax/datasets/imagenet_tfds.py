@@ -36,6 +36,7 @@ import math
 
 import numpy as np
 
+from jointrd_jax import tensorflow_support
 from jointrd_jax.errors import UserError
 
 NAME = "imagenet2012"
@@ -58,9 +59,7 @@ def prepare_hint(data_dir: str) -> str:
 
 
 def _tfds():
-  from jointrd_jax.datasets import image_ops  # pylint: disable=g-import-not-at-top,unused-import
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  return tfds
+  return tensorflow_support.import_tfds()
 
 
 @dataclasses.dataclass(eq=False)
