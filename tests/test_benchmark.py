@@ -76,7 +76,10 @@ def test_bf16_step_matches_fp32_step(cli):
   mesh = sharding.make_mesh(jax.devices()[:1])
   image_shape = (32, 32, 3)
   steps, args, labels = [], [], []
-  for name in benchmark.DEFAULT_METHODS:
+  # Two methods cover every path of a step: the frozen teacher's full forward and KD's KL
+  # (kd_logits), the hybrid paths through the teacher's stages and Dirac convs (jointrd).
+  names = ("kd_logits", "jointrd")
+  for name in names:
     state = teacher = None
     for half in (False, True):
       config = benchmark.stand_in_config(name, arch="resnet10", width=4, half_precision=half)
@@ -102,7 +105,7 @@ def test_bf16_step_matches_fp32_step(cli):
             == jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), state)), (name, half)
     for x in jax.tree_util.tree_leaves(new_state.params):
       assert x.dtype == jnp.float32, (name, half)
-  for name in benchmark.DEFAULT_METHODS:
+  for name in names:
     assert losses[name, True] == pytest.approx(losses[name, False], rel=2e-2), name
 
 

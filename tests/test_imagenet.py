@@ -1,6 +1,6 @@
 """ImageNet end to end in the trainer (configs/imagenet/, datasets/streamed.py, feeds.py):
-every method's ImageNet config trains on a generated folder of JPEGs streamed through the
-real pipeline; `imagefolder:PATH` and TFDS `imagenet2012` (mock) work alike; a run
+every method's ImageNet config builds, and every kind of step trains on a generated folder
+of JPEGs streamed through the real pipeline; `imagefolder:PATH` and TFDS `imagenet2012` (mock) work alike; a run
 stopped mid-epoch resumes to the uninterrupted result bitwise; the recipe is the paper's.
 
 Runs are the smallest that exercise everything: imagenet_resnet10 width 4 at 32x32, one
@@ -66,8 +66,20 @@ def test_recipe_is_the_papers_imagenet_recipe():
   del tx
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_every_imagenet_config_trains_on_generated_jpegs(method, folder, teacher, tmp_path):
+def test_every_imagenet_config_builds_its_method():
+  for method in METHODS:
+    c = importlib.import_module(f"configs.imagenet.{method}").get_config()
+    train.validate(c)
+    m = train.build_method(c, 1000)
+    assert m.name == method and m.student.variant == "imagenet"
+    assert m.student.shortcuts == methods.METHODS[method].student_shortcuts
+    assert (m.teacher is not None) == methods.METHODS[method].needs_teacher
+
+
+# The three kinds of step: CE alone (resnet; also the teacher fixture), a frozen teacher's
+# features (kd_mse_all_dirac: its full forward too, as KD(logits)), the hybrid paths.
+@pytest.mark.parametrize("method", ["plain_dirac", "kd_mse_all_dirac", "jointrd"])
+def test_imagenet_configs_train_on_generated_jpegs(method, folder, teacher, tmp_path):
   c = config(method, data_dir=folder)
   if methods.METHODS[method].needs_teacher:
     c.teacher.checkpoint = teacher

@@ -1,0 +1,45 @@
+"""Teachers in the trainer: trained on the fly into WORKDIR/teacher and then reused, and
+trained jointly with the student (JointRD's `teacher.train=joint`). Tiny smoke runs of one
+epoch (the frozen teacher's folding and its one evaluation per run are in test_steps.py)."""
+import importlib
+import json
+
+from jointrd_jax import checkpoints, reporting, train
+
+
+def smoke(method, **overrides):
+  config = importlib.import_module(f"configs.{method}").get_config("smoke")
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+def _final_params(workdir):
+  state, meta = checkpoints.Checkpoints(workdir, create=False).restore()
+  return state["params"], meta
+
+
+def test_teacher_is_trained_on_the_fly_then_reused(tmp_path, capsys):
+  config = smoke("jointrd", num_epochs=1)
+  train.train_and_evaluate(config, str(tmp_path))
+  t_summary = tmp_path / "teacher" / "summary.json"
+  assert json.loads(t_summary.read_text())["method"] == "resnet"
+  stamp = t_summary.stat().st_mtime_ns
+  capsys.readouterr()
+  summary = train.train_and_evaluate(config, str(tmp_path))  # finished: nothing retrains
+  out = capsys.readouterr().out
+  assert "training the ResNet teacher" not in out and "compiled the train step" not in out
+  assert t_summary.stat().st_mtime_ns == stamp
+  assert summary["epochs_done"] == 1
+
+
+def test_joint_teacher_mode_trains_both_networks(tmp_path):
+  config = smoke("jointrd", num_epochs=1)
+  config.teacher.train = "joint"
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert not (tmp_path / "teacher").exists()
+  params, meta = _final_params(tmp_path)
+  assert set(params) == {"student", "teacher"} and set(meta["networks"]) == {"student", "teacher"}
+  assert "teacher_ce" in [r for r in reporting.read_metrics(tmp_path) if r["split"] == "train"][0]
+  assert summary["epochs_done"] == 1
+
+
