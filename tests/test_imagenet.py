@@ -30,6 +30,11 @@ def config(method, **overrides):
   return c
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _on_one_device(one_device):  # the module's runs on one device (conftest.py)
+  del one_device
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
   """Where the generated image folder goes (its data_dir), shared by the module."""

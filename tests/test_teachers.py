@@ -4,7 +4,14 @@ epoch (the frozen teacher's folding and its one evaluation per run are in test_s
 import importlib
 import json
 
+import pytest
+
 from jointrd_jax import checkpoints, reporting, train
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _on_one_device(one_device):  # the module's runs on one device (conftest.py)
+  del one_device
 
 
 def smoke(method, **overrides):

@@ -1,4 +1,6 @@
-"""The main job end to end on tiny networks: every method, resume, devices, teachers."""
+"""The main job end to end on tiny networks: every method, resume, devices, teachers.
+
+The module's runs use one device (`one_device`), but the 8-device comparison."""
 import hashlib
 import importlib
 import json
@@ -22,6 +24,11 @@ def smoke(method, **overrides):
   config = importlib.import_module(f"configs.{method}").get_config("smoke")
   config.update_from_flattened_dict(overrides)
   return config
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _on_one_device(one_device):
+  del one_device
 
 
 @pytest.fixture(scope="module")
@@ -188,12 +195,12 @@ def test_eight_devices_give_the_one_device_loss_curve(smoke_runs, tmp_path, monk
   SGD amplifies it (measured: 1e-3 after 8 steps, 2.5e-3 after 12 at the smoke learning
   rate), so the curves agree tightly at the start and the run's accuracy stays close."""
   assert jax.device_count() == 8
-  eight, _ = smoke_runs("plain_dirac")
-  config = smoke("plain_dirac")
+  one, _ = smoke_runs("plain_dirac")
   monkeypatch.setattr(sharding, "make_mesh", lambda devices=None: sharding.Mesh(
-      np.asarray(jax.devices()[:1]), (sharding.DATA_AXIS,)))
-  train.train_and_evaluate(config, str(tmp_path / "one"))
-  t8, t1 = _records(eight, "train"), _records(tmp_path / "one", "train")
+      np.asarray(jax.devices()), (sharding.DATA_AXIS,)))
+  eight = tmp_path / "eight"
+  train.train_and_evaluate(smoke("plain_dirac"), str(eight))
+  t8, t1 = _records(eight, "train"), _records(one, "train")
   assert [r["step"] for r in t8] == [r["step"] for r in t1]
   # The first record: 4 steps, each from (nearly) the same state: float32 rounding of a
   # few thousand-term sums, relative ~1e-6 at most.
@@ -204,7 +211,7 @@ def test_eight_devices_give_the_one_device_loss_curve(smoke_runs, tmp_path, monk
   for r8, r1 in zip(t8, t1):
     np.testing.assert_allclose(r8["loss"], r1["loss"], rtol=1e-2)
     assert abs(r8["accuracy"] - r1["accuracy"]) <= 4 / (4 * 32) + 1e-9
-  e8, e1 = _records(eight, "eval"), _records(tmp_path / "one", "eval")
+  e8, e1 = _records(eight, "eval"), _records(one, "eval")
   for r8, r1 in zip(e8, e1, strict=True):
     assert abs(r8["student_top1"] - r1["student_top1"]) <= 4 * 100 / 200 + 1e-9
 
