@@ -56,6 +56,9 @@ def get_config(arg: str = ""):
   c.half_precision = config_dict.placeholder(bool)
 
   c.log_every_steps = 100
+  # JointRD's hybrid paths are evaluated (a diagnostic, ~2x the student's forward) every N
+  # epochs and at the last; the student every epoch, a frozen teacher once per run.
+  c.eval_hybrids_every_epochs = 10
   # Optimizer steps per dispatch (one jitted loop over a chunk of steps, the batches
   # computed inside; chunks also end at log steps and epoch ends): fewer round trips from
   # Python. 0 = automatic: 10 on GPU/TPU, 1 on CPU (where XLA runs loops slowly).
@@ -80,4 +83,5 @@ def get_config(arg: str = ""):
     c.optimizer.learning_rate = 0.03  # stable for this narrow net without warm-up
     c.log_every_steps = 4
     c.checkpoint_every_epochs = 1
+    c.eval_hybrids_every_epochs = 1
   return c

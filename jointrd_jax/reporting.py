@@ -127,10 +127,13 @@ def plot_learning_curves(workdir, title: str = "") -> epath.Path:
   fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
   ax_loss.plot(epochs, [r.get("train_loss", float("nan")) for r in evals], marker=".")
   ax_loss.set(xlabel="epoch", ylabel="training loss (epoch mean)")
-  heads = [k[:-len("_top1")] for k in (evals[0] if evals else {}) if k.endswith("_top1")]
-  for head in sorted(heads, key=lambda h: (h != "student", h)):
-    ax_acc.plot(epochs, [r[f"{head}_top1"] for r in evals], marker=".", label=head)
-  ax_acc.set(xlabel="epoch", ylabel="test top-1 (%)")
+  # Every head any record has (the hybrid paths are evaluated at some epochs only).
+  heads = sorted({k[:-len("_top1")] for r in evals for k in r if k.endswith("_top1")},
+                 key=lambda h: (h != "student", h))
+  for head in heads:
+    points = [(r["epoch"], r[f"{head}_top1"]) for r in evals if f"{head}_top1" in r]
+    ax_acc.plot(*zip(*points), marker=".", label=head)
+  ax_acc.set(xlabel="epoch", ylabel="top-1 on the evaluation split (%)")
   if heads:
     ax_acc.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
   for ax in (ax_loss, ax_acc):

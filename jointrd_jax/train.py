@@ -44,6 +44,9 @@ def validate(config) -> None:
               "checkpoint_every_epochs", "keep_checkpoints"):
     if config[key] <= 0:
       raise UserError(f"config.{key}={config[key]} must be positive (--config.{key}=N).")
+  if config.eval_hybrids_every_epochs < 0:
+    raise UserError(f"config.eval_hybrids_every_epochs={config.eval_hybrids_every_epochs} "
+                    "must be >= 0 (0 = at the last epoch only).")
   if config.model.width <= 0:
     raise UserError(f"config.model.width={config.model.width} must be positive.")
   if config.steps_per_dispatch < 0:
@@ -161,13 +164,17 @@ def evaluate(eval_step, state, teacher_vars, batches, num_eval: int) -> dict:
 
 
 class Evaluator:
-  """Evaluates every epoch; a frozen teacher, which never changes, once per run."""
+  """Evaluates the student every epoch; JointRD's hybrid paths when asked (they are
+  diagnostics, and cost about twice the student's forward); a frozen teacher, which never
+  changes, once per run. A jointly trained teacher every epoch."""
 
   def __init__(self, method: methods.Method, feed, batch_size: int, num_eval: int):
     self.feed, self.batch_size, self.num_eval = feed, batch_size, num_eval
     frozen = method.frozen_teacher
-    heads = ("student", "hybrid") if frozen else methods.EVAL_HEADS
-    self._step = jax.jit(make_eval_step(method, heads))
+    student = ("student",) if frozen else ("student", "teacher")
+    self._steps = {False: jax.jit(make_eval_step(method, student))}
+    if method.spec.loss == "jointrd":
+      self._steps[True] = jax.jit(make_eval_step(method, student + ("hybrid",)))
     self._teacher_step = jax.jit(make_eval_step(method, ("teacher",))) if frozen else None
     self._teacher = None
     self.teacher_s = 0.0  # the one evaluation of a frozen teacher
@@ -175,12 +182,14 @@ class Evaluator:
   def compile(self, state_spec, teacher_vars) -> None:
     """Compiles the evaluation steps for states like `state_spec` (ahead of their use)."""
     batch = self.feed.eval_spec(self.batch_size)
-    self._step = self._step.lower(state_spec, teacher_vars, batch).compile()
+    for key, step in self._steps.items():
+      self._steps[key] = step.lower(state_spec, teacher_vars, batch).compile()
     if self._teacher_step is not None:
       self._teacher_step = self._teacher_step.lower(state_spec, teacher_vars, batch).compile()
 
-  def __call__(self, state, teacher_vars) -> dict:
-    out = evaluate(self._step, state, teacher_vars, self.feed.eval_batches(self.batch_size),
+  def __call__(self, state, teacher_vars, hybrids: bool = True) -> dict:
+    step = self._steps.get(hybrids, self._steps[False])
+    out = evaluate(step, state, teacher_vars, self.feed.eval_batches(self.batch_size),
                    self.num_eval)
     if self._teacher_step is not None:
       if self._teacher is None:
@@ -393,7 +402,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
       jax.block_until_ready(state)
 
       t_eval = time.perf_counter()
-      ev = evaluator(state, teacher_vars)
+      every = config.eval_hybrids_every_epochs
+      ev = evaluator(state, teacher_vars, hybrids=epoch + 1 == config.num_epochs or (
+          every > 0 and (epoch + 1) % every == 0))
       eval_s += time.perf_counter() - t_eval
       ev["train_loss"] = _means(epoch_metrics)["loss"]
       writer.write("eval", epoch + 1, step, ev)

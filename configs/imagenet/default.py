@@ -31,6 +31,7 @@ def get_config(arg: str = ""):
                           lr_drop_at=(0.25, 0.5, 0.75)))  # epochs 30, 60, 90 of 120
   c.log_every_steps = 100
   c.checkpoint_every_epochs = 1  # an ImageNet epoch is long: lose at most one
+  c.eval_hybrids_every_epochs = 5
   c.streamed.update(dict(image_size=224, eval_resize=256))
   if arg == "smoke":
     # A generated folder of JPEGs (varied sizes, 10 classes) streamed through the real
@@ -44,4 +45,5 @@ def get_config(arg: str = ""):
     c.eval_batch_size = 104  # a multiple of 8 devices; the padding is masked
     c.optimizer.update(dict(learning_rate=0.03, lr_drop_at=(0.5, 0.75)))
     c.log_every_steps = 5
+    c.eval_hybrids_every_epochs = 1
   return c
