@@ -268,8 +268,8 @@ def run_case(method_name: str, batch_size: int, args, mesh) -> dict:
     data = datasets_synthetic(mesh, batch_size, num_classes)
     feed = feeds.MemoryFeed(data, batch_size, dtype)
     feed.start_epoch(0, 0)
-    per_call = min(args.steps_per_dispatch or train.steps_per_dispatch(config, mesh),
-                   feed.steps_per_epoch)
+    config.steps_per_dispatch = args.steps_per_dispatch  # 0: the trainer's default
+    per_call = min(train.steps_per_dispatch(config, mesh), feed.steps_per_epoch)
     jitted = jax.jit(steps.make_multi_step(train_step, feed.batch_fn, per_call),
                      donate_argnums=(0,))
     calls = {"i": 0}
