@@ -1,28 +1,29 @@
-r"""Throughput of the input pipelines on this machine.
+r"""Throughput of the input pipelines on this machine (images/s; a script, not a test).
 
   python -m experiments.data_throughput [--batch_sizes=128,512] [--dataset=synthetic]
   python -m experiments.data_throughput --pipeline=imagenet [--cores=1,all] [--folder=PATH]
-
-`--pipeline=in_memory` (default; CIFAR-sized data on the devices): for each batch size,
-builds the pipeline over all local devices, runs `--warmup` steps (compilation
-included), then times `--steps` batches, blocking on each one, and prints the median
-images/s.
-
-`--pipeline=imagenet`: the streamed ImageNet pipeline (`datasets.streamed`), decode
-included, on generated ImageNet-sized JPEGs (`--image_shape`, default 375x500, ~110 KB,
-or a real `--folder=PATH` in imagefolder layout). For each `--cores` setting it runs a
-child process pinned to that many cores (`1`: one core, tf.data private threadpool of 1
-and intra-op parallelism 1; `all`: every core) and reports images/s and images/s per
-core for: training augmentation (host batches; and to the devices), evaluation,
-and, to show what limits them, the stages alone: reading the files, JPEG decode of the
-crop window (fused decode-and-crop), full decode, and the resize of a crop. One core
-also runs PIL (torchvision's default loader: decode the whole image) and PIL with draft
-decoding (JPEG DCT scaling, as fast PyTorch loaders do) for comparison. Two figures per
-row, each the best of `--repeats` timed passes over `--seconds` or more: images per
-wall-clock second, and images per CPU-second of the measuring process (all its
-threads): the rate of one fully used core, which other jobs on a shared machine do not
-lower (they only steal wall-clock time).
 """
+# What is measured:
+# `--pipeline=in_memory` (default; CIFAR-sized data on the devices): for each batch size,
+# builds the pipeline over all local devices, runs `--warmup` steps (compilation
+# included), then times `--steps` batches, blocking on each one, and prints the median
+# images/s.
+#
+# `--pipeline=imagenet`: the streamed ImageNet pipeline (`datasets.streamed`), decode
+# included, on generated ImageNet-sized JPEGs (`--image_shape`, default 375x500, ~110 KB,
+# or a real `--folder=PATH` in imagefolder layout). For each `--cores` setting it runs a
+# child process pinned to that many cores (`1`: one core, tf.data private threadpool of 1
+# and intra-op parallelism 1; `all`: every core) and reports images/s and images/s per
+# core for: training augmentation (host batches; and to the devices), evaluation,
+# and, to show what limits them, the stages alone: reading the files, JPEG decode of the
+# crop window (fused decode-and-crop), full decode, and the resize of a crop. One core
+# also runs PIL (torchvision's default loader: decode the whole image) and PIL with draft
+# decoding (JPEG DCT scaling, as fast PyTorch loaders do) for comparison. Two figures per
+# row, each the best of `--repeats` timed passes over `--seconds` or more: images per
+# wall-clock second, and images per CPU-second of the measuring process (all its
+# threads): the rate of one fully used core, which other jobs on a shared machine do not
+# lower (they only steal wall-clock time).
+
 import os
 import statistics
 import subprocess
@@ -255,7 +256,7 @@ def main_imagenet():
       raise UserError(f"the measurement with --cores={cores} failed (see above).")
 
 
-_CHILD = flags.DEFINE_bool("_child", False, "Internal: measure one --cores setting here.")
+_CHILD = flags.DEFINE_bool("_child", False, "(internal: the measuring child process)")
 
 
 def main(argv):
