@@ -5,13 +5,17 @@ import argparse
 import sys
 
 
-class ArgumentParser(argparse.ArgumentParser):
-  """`argparse.ArgumentParser` whose errors are one line and whose help shows defaults."""
-
-  def __init__(self, prog: str, doc: str, **kw):
-    super().__init__(prog=prog, description=doc.strip().split("\n")[0],
-                     formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kw)
+class OneLineErrorParser(argparse.ArgumentParser):
+  """`argparse.ArgumentParser` whose errors are one line: `error: ...`, exit status 2."""
 
   def error(self, message):
     print(f"error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+class ArgumentParser(OneLineErrorParser):
+  """One-line errors, and a help that shows each flag's default."""
+
+  def __init__(self, prog: str, doc: str, **kw):
+    super().__init__(prog=prog, description=doc.strip().split("\n")[0],
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kw)

@@ -41,7 +41,8 @@ _VARIANT_NAME = {"cifar": "CIFAR", "imagenet": "ImageNet"}
 
 
 def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
+  from experiments import cli  # pylint: disable=g-import-not-at-top
+  p = cli.OneLineErrorParser(
       prog="python -m experiments.convert_torch",
       description="Convert a PyTorch ResNet checkpoint (torchvision or JointRD release) into "
                   "a run workdir. Details: the module docstring (pydoc "

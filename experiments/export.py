@@ -19,11 +19,11 @@ Flags use argparse (not absl), so this tool can be imported next to the trainer 
 """
 import sys
 
-from experiments.predict import OneLineParser
+from experiments import cli
 
 
-def parser() -> OneLineParser:
-  p = OneLineParser(
+def parser() -> cli.OneLineErrorParser:
+  p = cli.OneLineErrorParser(
       prog="python -m experiments.export",
       description="Fold a run's network, check it, and export it as params.npz, a "
                   "SavedModel and a TFLite file (uint8 images in, logits out).")

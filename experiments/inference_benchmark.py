@@ -330,7 +330,8 @@ def table(results) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
+  from experiments import cli  # pylint: disable=g-import-not-at-top
+  p = cli.OneLineErrorParser(
       prog="python -m experiments.inference_benchmark",
       description="Inference latency and activation memory of the folded ResNet teacher vs "
                   "the plain students. Fields and the memory model: the module docstring "

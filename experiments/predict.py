@@ -15,17 +15,11 @@ import argparse
 import json
 import sys
 
-
-class OneLineParser(argparse.ArgumentParser):
-  """argparse whose usage mistakes are ONE line, `error: ... (see --help)`, exit 2."""
-
-  def error(self, message):
-    print(f"error: {message} (see {self.prog} --help).", file=sys.stderr, flush=True)
-    sys.exit(2)
+from experiments import cli
 
 
 def parser() -> argparse.ArgumentParser:
-  p = OneLineParser(
+  p = cli.OneLineErrorParser(
       prog="python -m experiments.predict",
       description="Classify image files with an exported model (experiments.export's "
                   "directory): the top classes of each image with their probabilities.")

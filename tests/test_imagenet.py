@@ -8,13 +8,13 @@ epoch of 3 steps of 16, 16 validation images.
 """
 import importlib
 import os
-import signal
 
 import jax
 import numpy as np
 import pytest
 
 from jointrd_jax import checkpoints, feeds, methods, reporting, train
+import run_helpers
 import test_streamed_tfds
 from test_streamed_tfds import prepared  # noqa: F401  (a fixture)
 
@@ -110,21 +110,8 @@ def test_imagefolder_path_and_resume_mid_epoch_bitwise(folder, teacher, tmp_path
   straight = train.train_and_evaluate(c, str(tmp_path / "straight"))
   assert straight["dataset"] == f"imagefolder:{path}"
 
-  real_start, real_chunk = feeds.StreamFeed.start_epoch, feeds.StreamFeed.chunk
-  now = {}
-
-  def start_epoch(self, seed, epoch):
-    now["epoch"] = epoch
-    return real_start(self, seed, epoch)
-
-  def chunk(self, first_step, num_steps):
-    if now["epoch"] == 1 and first_step == 1:
-      os.kill(os.getpid(), signal.SIGTERM)
-    return real_chunk(self, first_step, num_steps)
-
   with monkeypatch.context() as m:
-    m.setattr(feeds.StreamFeed, "start_epoch", start_epoch)
-    m.setattr(feeds.StreamFeed, "chunk", chunk)
+    run_helpers.sigterm_at(m, feeds.StreamFeed, epoch_to_stop=1, step_in_epoch=1)
     with pytest.raises(train.Preempted):
       train.train_and_evaluate(c, str(tmp_path / "resumed"))
   _, meta = _final(tmp_path / "resumed")

@@ -27,6 +27,7 @@ F = torch.nn.functional
 from experiments import convert_torch  # pylint: disable=g-import-not-at-top
 from jointrd_jax import checkpoints, models, torch_import  # pylint: disable=g-import-not-at-top
 from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+from test_torch_import import our_logits, torch_logits  # noqa: E402  (shared helpers)
 
 U = 2.0 ** -24
 
@@ -123,15 +124,6 @@ def make(depth, width=64, num_classes=1000, seed=0):
         m.running_mean.normal_(0, 0.2)
         m.running_var.uniform_(0.5, 2.0)
   return net.eval()
-
-
-def torch_logits(net, x_nhwc):
-  with torch.no_grad():
-    return net(torch.from_numpy(x_nhwc.transpose(0, 3, 1, 2).copy())).numpy()
-
-
-def our_logits(net, variables, x_nhwc):
-  return np.asarray(jax.jit(lambda v, x: net.apply(v, x, train=False)[0])(variables, x_nhwc))
 
 
 def images(n, size, seed=0):

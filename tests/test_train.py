@@ -4,9 +4,7 @@ The module's runs use one device (`one_device`), but the 8-device comparison."""
 import hashlib
 import importlib
 import json
-import os
 import pathlib
-import signal
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +14,7 @@ from etils import epath
 
 from jointrd_jax import checkpoints, feeds, methods, reporting, sharding, train
 from jointrd_jax.errors import UserError
+import run_helpers
 
 METHODS = list(methods.METHODS)
 
@@ -142,24 +141,6 @@ def test_smoke_config_trains_on_mock_tfds(method, teacher_dir, tmp_path, mock_tf
   assert 0 <= summary["final"]["student_top1"] <= 100
 
 
-def _interrupt_at(monkeypatch, epoch_to_stop, step_in_epoch):
-  """SIGTERM this process when the trainer dispatches a given step (a preemption)."""
-  real_start, real_chunk = feeds.MemoryFeed.start_epoch, feeds.MemoryFeed.chunk
-  now = {}
-
-  def start_epoch(self, seed, epoch):
-    now["epoch"] = epoch
-    return real_start(self, seed, epoch)
-
-  def chunk(self, first_step, num_steps):
-    if now["epoch"] == epoch_to_stop and first_step <= step_in_epoch < first_step + num_steps:
-      os.kill(os.getpid(), signal.SIGTERM)
-    return real_chunk(self, first_step, num_steps)
-
-  monkeypatch.setattr(feeds.MemoryFeed, "start_epoch", start_epoch)
-  monkeypatch.setattr(feeds.MemoryFeed, "chunk", chunk)
-
-
 def test_resume_mid_epoch_gives_the_uninterrupted_result(smoke_runs, teacher_dir, tmp_path,
                                                         monkeypatch):
   """SIGTERM at step 3 of epoch 2 (on CPU one step per dispatch: the run stops right after
@@ -171,7 +152,7 @@ def test_resume_mid_epoch_gives_the_uninterrupted_result(smoke_runs, teacher_dir
   config.teacher.checkpoint = teacher_dir
   epoch = 1
   with monkeypatch.context() as m:
-    _interrupt_at(m, epoch, stop_step)
+    run_helpers.sigterm_at(m, feeds.MemoryFeed, epoch, stop_step)
     with pytest.raises(train.Preempted):
       train.train_and_evaluate(config, str(tmp_path / "resumed"))
   _, meta = _final_params(tmp_path / "resumed")
