@@ -163,3 +163,15 @@ def test_bad_flags_exit_2(capsys):
     benchmark.main(["--methods=nope"], out=io.StringIO())
   assert e.value.code == 2
   assert "error:" in capsys.readouterr().err
+
+
+def test_estimates_per_recipe():
+  """CIFAR: the 200-epoch recipe's minutes; ImageNet (224x224): one epoch's."""
+  cifar = {"method": "jointrd", "batch": 128, "images_per_s": 12_800.0,
+           "est_200_epochs_min": 200 * 390 * 128 / 12_800 / 60, "est_imagenet_epoch_min": None}
+  imagenet = {"method": "resnet", "batch": 256, "images_per_s": 2_000.0,
+              "est_200_epochs_min": None, "est_imagenet_epoch_min": 1_281_167 / 2_000 / 60}
+  text = benchmark.estimates([cifar, imagenet])
+  assert "jointrd: a full 200-epoch CIFAR run" in text and "= 13.0 min" in text
+  assert "resnet: one ImageNet epoch (1,281,167 images) at 2000 img/s" in text
+  assert "= 10.7 min of training steps" in text
