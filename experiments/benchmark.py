@@ -484,7 +484,8 @@ def main(argv=None, out=None) -> list:
 def _main(argv, out) -> list:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   import jax  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import sharding  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import reporting, sharding  # pylint: disable=g-import-not-at-top
+  reporting.use_one_log_format()
   mesh = sharding.make_mesh()
   d = jax.devices()[0]
   print(f"# machine: {d.platform} {d.device_kind} x{jax.device_count()}, jax "

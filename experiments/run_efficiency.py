@@ -7,14 +7,19 @@ Runs `train.train_and_evaluate` as a user would (synthetic data, the default eva
 every epoch, checkpoints and metrics as configured; a distillation method gets a random
 frozen teacher written as a run beforehand, so no teacher is trained), then times the bare
 train step of the same method, network and batch (`experiments.benchmark`, `--data=fixed`:
-the jitted step on one device-resident batch; before and after the run, averaged) and reports
+the jitted step on one device-resident batch) and the trainer's own dispatch of it
+(`--data=trainer`: the augmented batch computed inside the step, `steps_per_dispatch` steps
+per call), each before and after the run, averaged, and reports
 
   efficiency = steps x bare step time / (run wall time - compilation),
 
-i.e. the run's training rate as a fraction of the bare step's, and where the rest went
-(the run's `summary.json` `time_s`: evaluation, the frozen teacher's one evaluation,
-checkpoint saves, metric/log writes, host syncs, and the remainder: the input function,
-dispatch, start-up of each epoch). Prints one JSON line and a small table.
+i.e. the run's training rate as a fraction of the bare step's, and where the rest went:
+the input and dispatch (the two benchmarks' difference), the training loop's time beyond
+that (host work between steps, and the machine's drift between the measurements: on a
+shared machine the speed changes by several percent from minute to minute), and the run's
+`summary.json` `time_s` (evaluation, the frozen teacher's one evaluation, checkpoint saves;
+metric records and log lines happen inside the loop), and the remainder (each epoch's
+start, the summary). Prints one JSON line and a small table.
 """
 import json
 import os
@@ -68,72 +73,93 @@ def _random_teacher(config, run_dir: str) -> None:
                            config_dict=workdir.config_to_dict(t))
 
 
-def _bare_step(args) -> dict:
+def _bare_step(args, data: str = "fixed") -> dict:
   from experiments import benchmark  # pylint: disable=g-import-not-at-top
   from jointrd_jax import sharding  # pylint: disable=g-import-not-at-top
   bench = benchmark.parse_args([
       f"--methods={args.method}", f"--arch={args.arch}", f"--width={args.width}",
       f"--num_classes={args.num_classes}", f"--batch_sizes={args.batch_size}",
-      f"--steps={args.bench_steps}", "--steps_per_block=10", "--warmup=3", "--data=fixed"])
+      f"--steps={args.bench_steps}", "--steps_per_block=10", "--warmup=3", f"--data={data}",
+      f"--steps_per_dispatch={args.steps_per_dispatch}"])
   return benchmark.run_case(args.method, args.batch_size, bench, sharding.make_mesh())
+
+
+def _step_rates(args) -> dict:
+  """images/s of the bare step and of the trainer's dispatch, measured back to back."""
+  return {d: _bare_step(args, d) for d in ("fixed", "trainer")}
 
 
 def main(argv=None) -> dict:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)
-  from jointrd_jax import methods, train  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import methods, reporting, train  # pylint: disable=g-import-not-at-top
+  reporting.use_one_log_format()  # the trainer's lines as experiments.main prints them
   root = args.workdir or tempfile.mkdtemp(prefix="run_efficiency_")
   teacher_dir = ""
   if methods.get_spec(args.method).needs_teacher:
     teacher_dir = os.path.join(root, "random_teacher")
     _random_teacher(_config(args, ""), teacher_dir)
   config = _config(args, teacher_dir)
-  # The bare step is timed before and after the run and averaged: on a shared machine the
+  # The steps are timed before and after the run and averaged: on a shared machine the
   # speed drifts, and the comparison should not depend on when it was measured.
-  before = _bare_step(args)
+  before = _step_rates(args)
   t0 = time.perf_counter()
   summary = train.train_and_evaluate(config, os.path.join(root, "run"))
   outer_wall = time.perf_counter() - t0
-  bare = _bare_step(args)
-  bare["images_per_s"] = (before["images_per_s"] + bare["images_per_s"]) / 2
+  after = _step_rates(args)
+  rate = {d: (before[d]["images_per_s"] + after[d]["images_per_s"]) / 2 for d in before}
+  bare = after["fixed"]
 
   steps = summary["epochs_done"] * (args.train_size // args.batch_size)
-  step_s = args.batch_size / bare["images_per_s"]
+  step_s = args.batch_size / rate["fixed"]
+  dispatch_s = args.batch_size / rate["trainer"]
   wall, compile_s = summary["wall_time_s"], summary["compile_s"]
-  spent = dict(summary.get("time_s") or {})
-  if "eval_s" in summary:
-    spent.setdefault("eval", summary["eval_s"])
+  run_s = wall - compile_s
+  spent = dict(summary["time_s"])
+  loop_s = spent["train_steps"]  # the training loop, log steps included
   record = {
       "method": args.method, "arch": args.arch, "width": args.width,
       "batch": args.batch_size, "epochs": summary["epochs_done"], "steps": steps,
       "device_kind": bare["device_kind"], "platform": bare["platform"],
-      "bare_step_images_per_s": bare["images_per_s"], "bare_steps_s": steps * step_s,
-      "run_wall_s": wall, "compile_s": compile_s, "startup_and_load_s": outer_wall - wall,
-      "run_images_per_s": steps * args.batch_size / (wall - compile_s),
-      "efficiency": steps * step_s / (wall - compile_s),
+      "bare_step_images_per_s": rate["fixed"], "dispatch_images_per_s": rate["trainer"],
+      "bare_step_images_per_s_before_after": [before["fixed"]["images_per_s"],
+                                              after["fixed"]["images_per_s"]],
+      "bare_steps_s": steps * step_s, "run_wall_s": wall, "compile_s": compile_s,
+      "startup_and_load_s": outer_wall - wall,
+      "run_images_per_s": steps * args.batch_size / run_s,
+      "efficiency": steps * step_s / run_s,
+      "loop_share": loop_s / run_s,
       "time_s": spent,
   }
-  # host_sync (waiting for the device at log steps) is where an asynchronous backend's step
-  # time shows on the host: part of the steps, not an overhead of its own.
-  other = wall - compile_s - steps * step_s - sum(
-      spent.get(k, 0.0) for k in ("eval", "checkpoint", "log"))
-  record["time_s"]["rest"] = other
+  parts = {
+      "bare": steps * step_s,
+      "input_dispatch": steps * (dispatch_s - step_s),
+      "loop_beyond_dispatch": loop_s - steps * dispatch_s,
+      "eval": spent["eval"], "checkpoint": spent["checkpoint"],
+      "rest": run_s - loop_s - spent["eval"] - spent["checkpoint"],
+  }
+  record["parts_s"] = parts
   print(json.dumps(record, sort_keys=True))
   print(f"# {args.method} {args.arch} width {args.width}, batch {args.batch_size}, "
         f"{record['epochs']} epochs x {steps // max(record['epochs'], 1)} steps on "
         f"{bare['platform']} {bare['device_kind']}")
-  print(f"# bare step {bare['images_per_s']:.0f} img/s; the run trained at "
-        f"{record['run_images_per_s']:.0f} img/s = {100 * record['efficiency']:.1f} % of it "
-        f"(wall {wall:.1f} s, compile {compile_s:.1f} s excluded)")
-  rows = [("bare steps (steps x bare step time)", steps * step_s),
-          ("evaluation, every epoch", spent.get("eval", 0.0)),
-          ("  of which the frozen teacher, once", spent.get("teacher_eval", 0.0)),
-          ("checkpoint saves", spent.get("checkpoint", 0.0)),
-          ("metric records and log lines", spent.get("log", 0.0)),
-          ("rest: input function, dispatch, syncs", other)]
+  b0, b1 = record["bare_step_images_per_s_before_after"]
+  print(f"# bare step {rate['fixed']:.0f} img/s ({b0:.0f} before the run, {b1:.0f} after), "
+        f"the trainer's dispatch {rate['trainer']:.0f} img/s; the run trained at "
+        f"{record['run_images_per_s']:.0f} img/s = {100 * record['efficiency']:.1f} % of the "
+        f"bare step (wall {wall:.1f} s, compile {compile_s:.1f} s excluded); its training "
+        f"loop took {100 * record['loop_share']:.1f} % of that time")
+  rows = [("bare steps (steps x bare step time)", parts["bare"]),
+          ("input in the step + dispatch (benchmarks)", parts["input_dispatch"]),
+          ("training loop beyond that (drift, host)", parts["loop_beyond_dispatch"]),
+          ("  of which metric records and log lines", spent["log"]),
+          ("evaluation, every epoch", parts["eval"]),
+          ("  of which the frozen teacher, once", spent["teacher_eval"]),
+          ("checkpoint saves", parts["checkpoint"]),
+          ("rest: epoch starts, the summary", parts["rest"])]
   for name, v in rows:
-    print(f"#   {name:<40}{v:8.2f} s  {100 * v / (wall - compile_s):6.1f} %")
+    print(f"#   {name:<42}{v:8.2f} s  {100 * v / run_s:6.1f} %")
   return record
 
 

@@ -46,8 +46,17 @@ class _Formatter(py_logging.Formatter):
 
 
 def use_one_log_format() -> None:
-  """absl's (and so every library's Python) log records in this module's format."""
-  logging.get_absl_handler().python_handler.setFormatter(_Formatter())
+  """absl's (and so every library's Python) log records in this module's format, under
+  `app.run` (absl's handler) and outside it: a script's root logger, which absl's first
+  record outside `app.run` gives `logging.basicConfig`'s plain stream handler."""
+  formatter = _Formatter()
+  logging.get_absl_handler().python_handler.setFormatter(formatter)
+  root = py_logging.getLogger()
+  if not root.handlers:
+    root.addHandler(py_logging.StreamHandler(sys.stderr))
+  for handler in root.handlers:
+    if type(handler) is py_logging.StreamHandler:  # pylint: disable=unidiomatic-typecheck
+      handler.setFormatter(formatter)  # not a subclass such as pytest's capture handlers
 
 
 def log(msg: str, *args) -> None:

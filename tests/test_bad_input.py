@@ -181,3 +181,19 @@ def test_overwrite_true_accepts_the_workdir_of_another_config(inputs, tmp_path):
   workdir_lib.prepare(str(other), config)
   assert sorted(p.name for p in other.iterdir()) == ["config.json"]
   assert workdir_lib.read_config(str(other))["seed"] == 0
+
+
+def test_scripts_log_in_the_one_format():
+  """Outside `app.run` (experiments.benchmark, run_efficiency) absl's first record would
+  install logging.basicConfig's plain handler ('WARNING:absl:...'); use_one_log_format,
+  called first, gives the script the run's format."""
+  def stderr_lines(setup):
+    code = (f"from absl import logging; from jointrd_jax import reporting; {setup}"
+            "logging.warning('one'); logging.vlog(1, 'hidden'); logging.warning('two')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, check=True)
+    return proc.stderr.strip().splitlines()
+
+  assert stderr_lines("") == ["WARNING:absl:one", "WARNING:absl:two"]  # what it prevents
+  lines = stderr_lines("reporting.use_one_log_format(); ")
+  assert [re.sub(r"^\[\d\d:\d\d:\d\d\] warning: ", "", x) for x in lines] == ["one", "two"], lines

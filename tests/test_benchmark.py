@@ -175,3 +175,29 @@ def test_estimates_per_recipe():
   assert "jointrd: a full 200-epoch CIFAR run" in text and "= 13.0 min" in text
   assert "resnet: one ImageNet epoch (1,281,167 images) at 2000 img/s" in text
   assert "= 10.7 min of training steps" in text
+
+
+def test_run_efficiency_accounts_for_the_run(tmp_path, capsys, one_device):  # pylint: disable=unused-argument
+  """experiments.run_efficiency: a real run against its benchmarked step. The trainer's
+  timed parts (training loop, evaluation, checkpoints) are disjoint intervals of the run's
+  wall time, so they fit inside it; the figures follow from summary.json and the step rates."""
+  from experiments import run_efficiency  # pylint: disable=g-import-not-at-top
+  r = run_efficiency.main(["--method=jointrd", "--width=4", "--num_classes=10",
+                           "--batch_size=16", "--epochs=2", "--train_size=64",
+                           "--test_size=24", "--bench_steps=2", f"--workdir={tmp_path}"])
+  summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+  t = summary["time_s"]
+  assert (r["epochs"], r["steps"]) == (2, 2 * (64 // 16))
+  run_s = summary["wall_time_s"] - summary["compile_s"]
+  assert r["efficiency"] == pytest.approx(r["steps"] * 16 / r["bare_step_images_per_s"] / run_s)
+  assert r["loop_share"] == pytest.approx(t["train_steps"] / run_s)
+  assert min(t.values()) >= 0 and t["teacher_eval"] <= t["eval"] and t["log"] <= t["train_steps"]
+  assert t["train_steps"] + t["eval"] + t["checkpoint"] <= run_s
+  assert r["parts_s"]["rest"] >= 0
+  before, after = r["bare_step_images_per_s_before_after"]
+  assert r["bare_step_images_per_s"] == pytest.approx((before + after) / 2)
+  assert r["dispatch_images_per_s"] > 0
+  text = capsys.readouterr().out
+  (line,) = [x for x in text.splitlines() if x.startswith("{")]
+  assert json.loads(line) == json.loads(json.dumps(r))
+  assert "% of the bare step" in text and "evaluation, every epoch" in text
