@@ -57,8 +57,7 @@ def _config(args, teacher_dir: str):
   c.num_epochs = args.epochs
   c.batch_size = args.batch_size
   c.teacher.checkpoint = teacher_dir
-  if "steps_per_dispatch" in c:
-    c.steps_per_dispatch = args.steps_per_dispatch
+  c.steps_per_dispatch = args.steps_per_dispatch
   return c
 
 
@@ -73,7 +72,9 @@ def _random_teacher(config, run_dir: str) -> None:
                            config_dict=workdir.config_to_dict(t))
 
 
-def _bare_step(args, data: str = "fixed") -> dict:
+def _time_step(args, data: str) -> dict:
+  """The benchmark's record of the method's step: `fixed` the bare step, `trainer` the
+  trainer's dispatch of it."""
   from experiments import benchmark  # pylint: disable=g-import-not-at-top
   from jointrd_jax import sharding  # pylint: disable=g-import-not-at-top
   bench = benchmark.parse_args([
@@ -86,7 +87,7 @@ def _bare_step(args, data: str = "fixed") -> dict:
 
 def _step_rates(args) -> dict:
   """images/s of the bare step and of the trainer's dispatch, measured back to back."""
-  return {d: _bare_step(args, d) for d in ("fixed", "trainer")}
+  return {d: _time_step(args, d) for d in ("fixed", "trainer")}
 
 
 def main(argv=None) -> dict:

@@ -458,16 +458,22 @@ def test_class_names_of_each_dataset(tmp_path):
   assert class_names.for_dataset(f"imagefolder:{tmp_path}/missing", 3)[0] == generic[:3]
 
 
-def test_help_describes_every_flag_with_its_default(capsys):
-  for action in export_cli.parser()._actions:  # pylint: disable=protected-access
-    if action.dest == "help":
+def assert_every_flag_ends_with_its_default(parser, skip=(), shown=None):
+  """Each flag's help ends with `Required.` or `(default: D).` (D = the argparse default,
+  or `shown[dest]` where the help words it), and stays short."""
+  for action in parser._actions:  # pylint: disable=protected-access
+    if action.dest in ("help", *skip):
       continue
     text = " ".join(action.help.split())
     if action.required:
       assert text.endswith("Required."), action.dest
     else:
-      default = "refuse" if action.dest == "overwrite" else action.default
+      default = (shown or {}).get(action.dest, action.default)
       assert text.endswith(f"(default: {default}).") and len(text) < 200, (action.dest, text)
+
+
+def test_help_describes_every_flag_with_its_default(capsys):
+  assert_every_flag_ends_with_its_default(export_cli.parser(), shown={"overwrite": "refuse"})
   with pytest.raises(SystemExit) as e:
     export_cli.main(["--help"])
   assert e.value.code == 0 and "--check_images" in capsys.readouterr().out

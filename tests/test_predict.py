@@ -20,7 +20,8 @@ from PIL import Image
 from experiments import predict as predict_cli
 from jointrd_jax import datasets, export, models, predict
 from jointrd_jax.datasets import class_names
-from tests.test_export import make_run, random_variables
+from tests.test_export import (assert_every_flag_ends_with_its_default, make_run,
+                               random_variables)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAT = 3
@@ -301,15 +302,8 @@ def test_bad_input_is_one_line(model, tmp_path, capsys):
 
 
 def test_help_describes_every_flag_with_its_default(capsys):
-  for action in predict_cli.parser()._actions:  # pylint: disable=protected-access
-    if action.dest in ("help", "images"):
-      continue
-    text = " ".join(action.help.split())
-    if action.required:
-      assert text.endswith("Required."), action.dest
-    else:
-      default = "off" if action.dest == "json" else action.default
-      assert text.endswith(f"(default: {default}).") and len(text) < 200, (action.dest, text)
+  assert_every_flag_ends_with_its_default(predict_cli.parser(), skip=("images",),
+                                          shown={"json": "off"})
   with pytest.raises(SystemExit) as e:
     predict_cli.main(["--help"])
   text = capsys.readouterr().out

@@ -133,16 +133,21 @@ class TNet(nn.Module):
     return self.fc(F.relu(x).mean(dim=(2, 3)))
 
 
+def randomize_bn_(m) -> None:
+  """Non-trivial statistics and affine parameters for a BatchNorm2d, in place (no_grad)."""
+  m.weight.uniform_(0.5, 1.5)
+  m.bias.normal_(0, 0.2)
+  m.running_mean.normal_(0, 0.2)
+  m.running_var.uniform_(0.5, 2.0)
+
+
 def make(kind, sizes=(1, 1, 1, 1), width=4, num_classes=10, seed=0, **kw):
   torch.manual_seed(seed)
   net = TNet(kind, sizes, width, num_classes, **kw)
-  with torch.no_grad():  # non-trivial BN statistics and affine parameters
+  with torch.no_grad():
     for m in net.modules():
       if isinstance(m, nn.BatchNorm2d):
-        m.weight.uniform_(0.5, 1.5)
-        m.bias.normal_(0, 0.2)
-        m.running_mean.normal_(0, 0.2)
-        m.running_var.uniform_(0.5, 2.0)
+        randomize_bn_(m)
   return net.eval()
 
 

@@ -27,7 +27,7 @@ F = torch.nn.functional
 from experiments import convert_torch  # pylint: disable=g-import-not-at-top
 from jointrd_jax import checkpoints, models, torch_import  # pylint: disable=g-import-not-at-top
 from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-from test_torch_import import our_logits, torch_logits  # noqa: E402  (shared helpers)
+from test_torch_import import our_logits, randomize_bn_, torch_logits  # noqa: E402  (shared helpers)
 
 U = 2.0 ** -24
 
@@ -119,10 +119,7 @@ def make(depth, width=64, num_classes=1000, seed=0):
       if isinstance(m, nn.Conv2d):
         nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
       elif isinstance(m, nn.BatchNorm2d):
-        m.weight.uniform_(0.5, 1.5)
-        m.bias.normal_(0, 0.2)
-        m.running_mean.normal_(0, 0.2)
-        m.running_var.uniform_(0.5, 2.0)
+        randomize_bn_(m)
   return net.eval()
 
 
