@@ -8,6 +8,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections.config_flags import config_flags as ml_config_flags
 
+from jointrd_jax import cache
+
 flags.DEFINE_bool("multihost", False, "Multi-host run (Cloud TPU pod slice, SLURM): call "
                   "jax.distributed.initialize(), which finds the coordinator and process ids "
                   "there; run the same command on every host.")
@@ -18,8 +20,7 @@ flags.DEFINE_integer("num_processes", None, "Number of processes, with --coordin
 flags.DEFINE_integer("process_id", None, "This process's index, with --coordinator_address.")
 flags.DEFINE_string(
     "compilation_cache_dir",
-    os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                 "jointrd_jax", "xla"),
+    cache.cache_dir("xla"),
     "Compiled XLA programs kept between runs, so that a rerun or another seed of the same "
     "shapes skips compiling; '' = off. The environment variable JAX_COMPILATION_CACHE_DIR "
     "takes precedence.")
@@ -62,8 +63,10 @@ def setup():
 
 
 def run_guarded(fn):
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.train import Preempted  # pylint: disable=g-import-not-at-top
+  """Runs `fn()`; a `UserError` exits 2 and a run stopped by a signal exits as
+  `Preempted` says, each with one line on stderr; so does a Ctrl-C outside the training
+  loop (before it starts, or a second Ctrl-C while a checkpoint is being saved)."""
+  from jointrd_jax.errors import Preempted, UserError  # pylint: disable=g-import-not-at-top
   try:
     return fn()
   except UserError as e:
@@ -71,15 +74,21 @@ def run_guarded(fn):
     sys.exit(2)
   except Preempted as e:
     print(str(e), file=sys.stderr, flush=True)
-    sys.exit(0)
+    sys.exit(e.exit_code)
+  except KeyboardInterrupt:
+    print("interrupted; nothing more was saved: rerun the same command to resume from the "
+          "last checkpoint, if the run had saved one.", file=sys.stderr, flush=True)
+    sys.exit(130)
 
 
 def run_app(main):
   """`app.run(main)`, with config-flag mistakes (unknown key, wrong type) as one line."""
   try:
     app.run(main, flags_parser=_parse_flags)
-  except SystemExit:
-    raise
+  except KeyboardInterrupt:  # Ctrl-C while starting up (imports, flag parsing)
+    print("interrupted before the run started; nothing was written.", file=sys.stderr,
+          flush=True)
+    sys.exit(130)
 
 
 def _fail(message: str):

@@ -22,6 +22,7 @@ from jax.experimental import multihost_utils
 
 from jointrd_jax import checkpoints, datasets, feeds, methods, models, reporting, sharding
 from jointrd_jax import steps, teachers, workdir as workdir_lib
+from jointrd_jax import errors
 from jointrd_jax.errors import UserError
 from jointrd_jax.optim import create_optimizer, weight_decay_mask  # noqa: F401 (API)
 from jointrd_jax.steps import (TrainState, create_state, make_eval_step,  # noqa: F401 (API)
@@ -232,31 +233,39 @@ def _means(step_metrics: list) -> dict:
 # ------------------------------------------------------------------ the loop
 
 
-class _Preemption:
-  """SIGTERM (the preemption signal) asks the loop to checkpoint and stop."""
+class _Interruption:
+  """SIGTERM (preemption) and SIGINT (Ctrl-C) ask the loop to checkpoint and stop.
+
+  `signum` is the first of them received (0: none). A second Ctrl-C aborts at once
+  (KeyboardInterrupt, even during the checkpoint save: the run then resumes from the
+  previous complete checkpoint)."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
-    self.requested = False
-    self._old = None
+    self.signum = 0
+    self._old = {}
 
   def __enter__(self):
-    try:
-      self._old = signal.signal(signal.SIGTERM, self._handler)
-    except ValueError:  # not the main thread: no handler
-      self._old = None
+    for sig in self.SIGNALS:
+      try:
+        self._old[sig] = signal.signal(sig, self._handler)
+      except ValueError:  # not the main thread: no handler
+        pass
     return self
 
   def _handler(self, signum, frame):
-    del signum, frame
-    self.requested = True
+    del frame
+    if signum == signal.SIGINT and self.signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.signum = self.signum or int(signum)
 
   def __exit__(self, *exc):
-    if self._old is not None:
-      signal.signal(signal.SIGTERM, self._old)
+    for sig, old in self._old.items():
+      signal.signal(sig, old)
 
 
-class Preempted(Exception):
-  """Raised after SIGTERM once a checkpoint is saved; the entry point exits cleanly."""
+Preempted = errors.Preempted  # the trainer's exception, defined with the other errors
 
 
 def _finished(config, workdir: str):
@@ -316,8 +325,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     start_step = int(meta["step"])
     if start_step % steps_per_epoch:
       resumed_metrics = _restore_epoch_metrics(meta)
-    reporting.log("resumed from %s at step %d (epoch %d)", ckpt.directory, start_step,
-                  start_step // steps_per_epoch)
+    reporting.log("resumed from %s at step %d (%s)", ckpt.directory, start_step,
+                  reporting.epoch_position(start_step, steps_per_epoch, config.num_epochs))
   writer = reporting.Writer(path)
   writer.truncate_after(start_step)
 
@@ -352,7 +361,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   spent = {"checkpoint": 0.0, "host_sync": 0.0, "log": 0.0}
   step = start_step
   log_every = config.log_every_steps
-  with _Preemption() as preemption, contextlib.closing(feed):
+  with _Interruption() as interruption, contextlib.closing(feed):
     for epoch in range(start_step // steps_per_epoch, config.num_epochs):
       i = step - epoch * steps_per_epoch  # steps done in this epoch
       epoch_metrics, resumed_metrics = resumed_metrics, []
@@ -394,10 +403,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
                           epoch + 1, config.num_epochs, step, total_steps, record["loss"],
                           progress.images_per_s, progress.eta(step))
           spent["log"] += time.perf_counter() - t0
-        if i < steps_per_epoch and _stop_now(preemption, i, log_every):
+        signum = _stop_now(interruption, i, log_every) if i < steps_per_epoch else 0
+        if signum:
           fetch()
           _check_epoch(epoch_metrics, epoch, step, ckpt)
-          _stop_preempted(ckpt, writer, step, state,
+          _stop_preempted(ckpt, writer, step, signum, state,
                           _meta(method, data, epoch, step, epoch_metrics))
       jax.block_until_ready(state)
 
@@ -414,14 +424,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
                     progress.images_per_s,
                     progress.eta(step, eval_s / (epoch + 1 - start_step // steps_per_epoch),
                                  config.num_epochs - epoch - 1))
-      stop = _stop_now(preemption)
+      stop = _stop_now(interruption)
       if ((epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs
           or stop):
         t0 = time.perf_counter()
         ckpt.save(step, state, _meta(method, data, epoch + 1, step))
         spent["checkpoint"] += time.perf_counter() - t0
       if stop and epoch + 1 < config.num_epochs:
-        _stop_preempted(ckpt, writer, step)
+        _stop_preempted(ckpt, writer, step, stop)
 
   writer.close()
   ckpt.close()
@@ -430,7 +440,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
                      progress.images_per_s, spent)
   workdir_lib.write_json(path / workdir_lib.SUMMARY_FILE, summary)
   if jax.process_index() == 0:
-    reporting.plot_learning_curves(path, f"{config.method}, {config.model.arch} on {data.name}")
+    reporting.plot_learning_curves(
+        path, f"{config.method}, {config.model.arch} on {data.name}",
+        network="student" if method.teacher is not None else config.method)
   reporting.log("final %s top-1 of the student: %.2f (best %.2f at epoch %d); summary in %s",
                 data.eval_split, summary["final"]["student_top1"],
                 summary["best"]["student_top1"], summary["best"]["epoch"],
@@ -438,19 +450,20 @@ def train_and_evaluate(config, workdir: str) -> dict:
   return summary
 
 
-def _stop_now(preemption, steps_done_in_epoch=None, every=1) -> bool:
-  """Whether to checkpoint and stop for a SIGTERM, decided alike by every process.
+def _stop_now(interruption, steps_done_in_epoch=None, every=1) -> int:
+  """The signal to checkpoint and stop for (SIGTERM or SIGINT; 0: go on), decided alike by
+  every process.
 
   One process checks its own flag after every chunk of steps. Several processes must stop
   at the same step (saving is collective), and the signal may reach only some of them, or
   at different steps: they exchange their flags every `every` steps of an epoch (a host
-  sync, at the same steps everywhere) and at each epoch's end, and stop if any got it.
+  sync, at the same steps everywhere) and at each epoch's end, and stop if any got one.
   """
   if jax.process_count() == 1:
-    return preemption.requested
+    return interruption.signum
   if steps_done_in_epoch is not None and steps_done_in_epoch % every:
-    return False
-  return bool(np.any(multihost_utils.process_allgather(np.int32(preemption.requested))))
+    return 0
+  return int(np.max(multihost_utils.process_allgather(np.int32(interruption.signum))))
 
 
 def _sync(name: str) -> None:
@@ -459,12 +472,15 @@ def _sync(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
-def _stop_preempted(ckpt, writer, step, state=None, meta=None):
-  """After SIGTERM: checkpoint (unless the epoch's end just did), close, and stop."""
+def _stop_preempted(ckpt, writer, step, signum, state=None, meta=None):
+  """After SIGTERM or SIGINT: checkpoint (unless the epoch's end just did), close, stop."""
   if state is not None:
     ckpt.save(step, state, meta)
   writer.close()
   ckpt.close()
+  if signum == signal.SIGINT:
+    raise Preempted(f"interrupted at step {step}; checkpoint saved in {ckpt.directory}; "
+                    "rerun the same command to resume.", exit_code=130)
   reporting.log("SIGTERM: checkpoint saved at step %d; rerun the same command to resume.", step)
   raise Preempted(f"preempted at step {step}; checkpoint saved in {ckpt.directory}")
 

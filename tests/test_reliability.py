@@ -195,6 +195,49 @@ def test_preempted_and_killed_run_resumes_to_the_uninterrupted_result(straight, 
   assert_same_result(straight, workdir)
 
 
+def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes_to_the_uninterrupted_result(
+    straight, tmp_path):
+  # Ctrl-C (SIGINT) inside epoch 1: a checkpoint at the step reached, one line on stderr and
+  # no traceback, exit status 130; the rerun resumes there and ends bitwise as the
+  # uninterrupted run.
+  workdir = tmp_path / "run"
+  args = (*SMOKE, f"--workdir={workdir}")
+  run = Run(*args)
+  line = run.signal_when(lambda l: _progress(l) == 4, signal.SIGINT)
+  rc, out, err = run.finish()
+  assert line is not None and rc == 130, (rc, out[-2000:], err[-2000:])
+  assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]
+  m = re.fullmatch(r"interrupted at step (\d+); checkpoint saved in (\S+); rerun the same "
+                   r"command to resume\.", err.strip().splitlines()[-1])
+  assert m, err[-2000:]
+  saved = int(m.group(1))
+  assert 4 <= saved <= 8 and m.group(2) == str(workdir / "checkpoints")
+  _, meta = _final(workdir)
+  assert meta["step"] == saved and not (workdir / "summary.json").exists()
+  rc, out, err = Run(*args).finish()
+  assert rc == 0, err[-2000:]
+  assert f"resumed from {workdir / 'checkpoints'} at step {saved} " in out
+  assert_same_result(straight, workdir)
+
+
+def test_a_second_ctrl_c_aborts_at_once():
+  # The first SIGINT only asks the loop to stop at the next chunk's end; a second one,
+  # e.g. while the checkpoint is being saved, raises KeyboardInterrupt at once (the entry
+  # point turns it into one line and exit status 130).
+  with train._Interruption() as interruption:  # pylint: disable=protected-access
+    assert interruption.signum == 0
+    os.kill(os.getpid(), signal.SIGINT)
+    assert interruption.signum == signal.SIGINT
+    with pytest.raises(KeyboardInterrupt):
+      os.kill(os.getpid(), signal.SIGINT)
+  with train._Interruption() as interruption:  # pylint: disable=protected-access
+    os.kill(os.getpid(), signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGTERM)  # SIGTERM never aborts; the first signal counts
+    os.kill(os.getpid(), signal.SIGINT)
+    assert interruption.signum == signal.SIGTERM
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 # ------------------------------------------------------------------ corrupt checkpoints
 
 
