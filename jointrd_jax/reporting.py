@@ -34,6 +34,15 @@ def format_eta(seconds: float) -> str:
   return str(datetime.timedelta(seconds=int(seconds)))
 
 
+def epoch_position(step: int, steps_per_epoch: int, num_epochs: int) -> str:
+  """Where global step `step` (steps done) stands, in the 1-based epochs of the progress
+  lines: 'after epoch 2/3' at an epoch's end, 'in epoch 2/3, step 5 of 16' within one."""
+  done, into = divmod(int(step), int(steps_per_epoch))
+  if into == 0:
+    return f"after epoch {done}/{num_epochs}" if done else "at the start"
+  return f"in epoch {done + 1}/{num_epochs}, step {into} of {steps_per_epoch}"
+
+
 # ------------------------------------------------------------------ log format
 
 
@@ -123,15 +132,25 @@ def read_metrics(workdir) -> list:
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot_learning_curves(workdir, title: str = "") -> epath.Path:
-  """`workdir/learning_curves.png`: the training loss and the test top-1 of every head
-  (student, teacher, hybrid paths) per epoch, from `metrics.jsonl`."""
+def integer_epoch_axis(ax, epochs) -> None:
+  """An x axis of whole epochs: ticks at integers only, the view half an epoch beyond the
+  first and last epoch plotted (so one epoch gets the single tick 1, two epochs 1 and 2)."""
+  from matplotlib.ticker import MaxNLocator  # pylint: disable=g-import-not-at-top
+  epochs = list(epochs)
+  if epochs:
+    ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
+def learning_curves_figure(records, title: str = "", network: str = "student"):
+  """A matplotlib Figure (Agg) of a run's `metrics.jsonl` records: the training loss and
+  the top-1 of every head per epoch (the trained network labelled `network`; the teacher
+  and the hybrid paths where they exist)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  from matplotlib.ticker import MaxNLocator  # pylint: disable=g-import-not-at-top
 
-  evals = [r for r in read_metrics(workdir) if r["split"] == "eval"]
+  evals = [r for r in records if r["split"] == "eval"]
   epochs = [r["epoch"] for r in evals]
   fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
   ax_loss.plot(epochs, [r.get("train_loss", float("nan")) for r in evals], marker=".")
@@ -141,16 +160,23 @@ def plot_learning_curves(workdir, title: str = "") -> epath.Path:
                  key=lambda h: (h != "student", h))
   for head in heads:
     points = [(r["epoch"], r[f"{head}_top1"]) for r in evals if f"{head}_top1" in r]
-    ax_acc.plot(*zip(*points), marker=".", label=head)
+    ax_acc.plot(*zip(*points), marker=".", label=network if head == "student" else head)
   ax_acc.set(xlabel="epoch", ylabel="top-1 on the evaluation split (%)")
   if heads:
     ax_acc.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
   for ax in (ax_loss, ax_acc):
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    integer_epoch_axis(ax, epochs)
     ax.grid(alpha=0.3)
   if title:
     fig.suptitle(title)
   fig.tight_layout()
+  return fig
+
+
+def plot_learning_curves(workdir, title: str = "", network: str = "student") -> epath.Path:
+  """`workdir/learning_curves.png` (`learning_curves_figure` of its `metrics.jsonl`)."""
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig = learning_curves_figure(read_metrics(workdir), title, network)
   path = epath.Path(workdir) / CURVES_FILE
   with path.open("wb") as f:
     fig.savefig(f, format="png", dpi=100)

@@ -14,6 +14,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from etils import epath
 
+from jointrd_jax import reporting
+
 RESULTS_MD = "results.md"
 RESULTS_CSV = "results.csv"
 RESULTS_PNG = "results.png"
@@ -224,7 +226,6 @@ def figure(curves: Mapping[str, Sequence[Sequence[Mapping]]], split: str = "test
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  from matplotlib.ticker import MaxNLocator  # pylint: disable=g-import-not-at-top
 
   fig, ax = plt.subplots(figsize=(8, 5.5), dpi=100, layout="constrained")
   for method, seeds in curves.items():
@@ -239,11 +240,8 @@ def figure(curves: Mapping[str, Sequence[Sequence[Mapping]]], split: str = "test
       ax.errorbar(epochs, mean, yerr=[[m - a for m, a in zip(mean, lo)],
                                       [b - m for m, b in zip(mean, hi)]],
                   fmt="none", ecolor=line.get_color(), capsize=3, linewidth=1)
-  ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-  lo_x, hi_x = ax.get_xlim()
-  if hi_x - lo_x < 2:  # one epoch: whole epochs either side, so a tick can sit on it
-    mid = round((lo_x + hi_x) / 2)
-    ax.set_xlim(mid - 1, mid + 1)
+  reporting.integer_epoch_axis(ax, [e for seeds in curves.values()
+                                    for e in curve_bands(seeds)[0]])
   ax.set_xlabel("epoch")
   ax.set_ylabel(f"student top-1 (%), {split_words(split)}")
   fig.suptitle(f"{title}: {setting}" if setting else title)

@@ -11,6 +11,7 @@ import statistics
 import sys
 import threading
 import time
+import types
 
 import pytest
 
@@ -107,15 +108,17 @@ def test_png_has_integer_epochs_the_setting_in_its_title_and_the_legend_off_the_
   curves = {m: [[{"epoch": e, "student_top1": 10.0 * e + i} for e in range(1, 6)]
                 for i in range(2)] for m in ("jointrd", "kd_logits_dirac", "resnet",
                                              "plain", "kd_mse_all_dirac")}
+  two = {"resnet": [[{"epoch": e, "student_top1": 5.0 * e} for e in (1, 2)]]}
   for curve, epochs in ((curves, (1, 5)), ({"resnet": [[{"epoch": 1, "student_top1": 5.0}]]},
-                                           (1, 1))):
+                                           (1, 1)), (two, (1, 2))):
     fig = results.figure(curve, "test", "Table 12", results.setting_of(rows))
     fig.canvas.draw()
     ax = fig.axes[0]
     lo, hi = ax.get_xlim()
     ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
-    assert ticks and all(float(t).is_integer() for t in ticks), ticks
-    assert all(e in ticks or not (lo <= e <= hi) for e in range(epochs[0], epochs[1] + 1))
+    # Exactly the epochs run, each a tick; the axis goes no further than the next epoch.
+    assert ticks == list(range(epochs[0], epochs[1] + 1)), ticks
+    assert epochs[0] - 1 < lo < epochs[0] and epochs[1] < hi < epochs[1] + 1, (lo, hi)
     assert fig._suptitle.get_text() == "Table 12: cifar10, resnet18, 200 epochs"
     legend = fig.legends[0]
     box, axes_box = legend.get_window_extent(), ax.get_window_extent()
@@ -349,6 +352,26 @@ def test_sigterm_stops_the_runs_with_sigterm(tmp_path, monkeypatch):
   for p in started:  # each run got SIGTERM (the trainer checkpoints on it) and exited
     assert (p.parent / "sigterm").exists()
   assert signal.getsignal(signal.SIGTERM) is not sweep._raise_terminated  # restored
+
+
+def test_an_interrupted_sweep_says_which_runs_resume_and_which_start_afresh(tmp_path):
+  def run(name, saved):
+    d = tmp_path / name
+    (d / "checkpoints" / ("16" if saved else ".tmp")).mkdir(parents=True)
+    return types.SimpleNamespace(name=name, workdir=str(d), state="stopped")
+
+  plan = types.SimpleNamespace
+  both = plan(runs=[run("a", True), run("b", True)])
+  assert sweep.stopped_hint(both).startswith("the 2 stopped run(s) saved checkpoints")
+  none = plan(runs=[run("c", False), types.SimpleNamespace(name="d", state="waiting",
+                                                           workdir=str(tmp_path / "d"))])
+  assert sweep.stopped_hint(none).startswith("the 1 stopped run(s) had not saved a "
+                                             "checkpoint yet and start afresh")
+  mixed = plan(runs=[run("e", True), run("f", False)])
+  assert "1 of the 2 stopped runs saved checkpoints and resume from them; f had not" in (
+      sweep.stopped_hint(mixed))
+  for p in (both, none, mixed):
+    assert "rerun the same command" in sweep.stopped_hint(p)
 
 
 # ------------------------------------------------------------------ SLURM, no cluster

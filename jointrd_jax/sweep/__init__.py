@@ -46,6 +46,31 @@ from jointrd_jax.sweep.planning import (BLOCKED, COMPLETE, DONE, FAILED, FINISHE
 from jointrd_jax.sweep.tracking import eta_seconds, progress, render_status, status
 
 
+def _has_checkpoint(run_dir: str) -> bool:
+  """Whether a run's workdir holds a saved checkpoint (orbax names a step's folder by the
+  step number); read from the file system only, like the rest of the sweep."""
+  d = os.path.join(run_dir, "checkpoints")
+  return os.path.isdir(d) and any(n.isdigit() for n in os.listdir(d))
+
+
+def stopped_hint(p: Plan) -> str:
+  """What an interrupted local sweep tells the user: which stopped runs resume from a
+  checkpoint and which start afresh."""
+  stopped = [r for r in p.runs if r.state == STOPPED]
+  afresh = [r.name for r in stopped if not _has_checkpoint(r.workdir)]
+  if not stopped:
+    return "rerun the same command to continue the sweep."
+  if not afresh:
+    return (f"the {len(stopped)} stopped run(s) saved checkpoints; rerun the same command "
+            "to resume them.")
+  if len(afresh) == len(stopped):
+    return (f"the {len(stopped)} stopped run(s) had not saved a checkpoint yet and start "
+            "afresh; rerun the same command to continue the sweep.")
+  return (f"{len(stopped) - len(afresh)} of the {len(stopped)} stopped runs saved checkpoints "
+          f"and resume from them; {', '.join(afresh)} had not and start afresh; rerun the "
+          "same command to continue the sweep.")
+
+
 def _say(text: str) -> None:
   print(text, flush=True)
 
@@ -177,7 +202,7 @@ def run(sc, workdir: str, *, say: Callable[[str], None] = _say,
                                 poll_s=0.2 if poll_s is None else poll_s,
                                 status_every_s=sc.status_every_s)
     if not completed:
-      hint = "the runs saved checkpoints; rerun the same command to resume."
+      hint = stopped_hint(p)
 
   rows, curves, notes = aggregate(p)
   paths = results.write(p.workdir, rows, curves, notes)
