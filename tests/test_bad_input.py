@@ -44,6 +44,7 @@ def inputs(tmp_path_factory):
   np.savez(root / "nchw.npz", **dict(good, x_train=x.transpose(0, 3, 1, 2).copy()))
   np.savez(root / "float.npz", **dict(good, x_test=x[:8].astype(np.float32)))
   np.savez(root / "negative.npz", **dict(good, y_train=y - 1))
+  np.savez(root / "one_class.npz", **dict(good, y_train=y * 0, y_test=y[:8] * 0))
   (root / "file.txt").write_text("a regular file, not a directory")
   # A workdir holding a run of another config (seed 1): its files must survive.
   other = root / "other_run"
@@ -111,6 +112,8 @@ CASES = {
                   ["x_test has dtype float32, not uint8"]),
     "npz_negative_labels": ([f"--config={SMOKE}", "--config.dataset=npz:{in}/negative.npz"],
                             ["y_train has negative labels"]),
+    "npz_one_class": ([f"--config={SMOKE}", "--config.dataset=npz:{in}/one_class.npz"],
+                      ["training labels hold only class 0", "at least 2 classes"]),
     "workdir_under_a_file": ([f"--config={SMOKE}", "--workdir={in}/file.txt/run"],
                              ["cannot write to workdir", "choose a writable --workdir"]),
     "workdir_is_a_file": ([f"--config={SMOKE}", "--workdir={in}/file.txt"],

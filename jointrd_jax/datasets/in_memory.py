@@ -97,6 +97,12 @@ def load(dataset: str, *, mesh: Mesh, data_dir: str = "", download: bool = True,
     x_train, y_train = x_train[kept], y_train[kept]
     eval_split = "holdout"
 
+  present = np.unique(y_train)
+  if len(present) < 2:  # a one-class "classifier" trains to loss 0 and 100 %, silently
+    where = "the training examples left after the holdout" if holdout else "the training labels"
+    shown = f"only class {present[0]}" if len(present) else "no class"
+    raise UserError(f"{name}: {where} hold {shown}; a classifier needs at least 2 classes "
+                    f"({'lower the holdout or ' if holdout else ''}check the labels).")
   h = x_train.shape[1]
   return Data(
       name=name,
