@@ -31,6 +31,13 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
   os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
+# Generated data (the ImageNet smoke configs' image folders) goes to the project's cache
+# (jointrd_jax/cache.py): a fresh one per test session, never the user's.
+if "JOINTRD_JAX_CACHE_DIR" not in os.environ:
+  _generated = tempfile.mkdtemp(prefix="jointrd_jax_test_generated_")
+  atexit.register(shutil.rmtree, _generated, ignore_errors=True)
+  os.environ["JOINTRD_JAX_CACHE_DIR"] = _generated
+
 # Hypothesis: random examples locally (a new seed each run, so local runs explore), a
 # derandomized profile for CI (`.ci/run` sets HYPOTHESIS_PROFILE=ci; CI=true does too): a CI
 # run can never fail by the luck of the draw, and a failure there reproduces exactly.

@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -441,6 +442,55 @@ def test_holdout(npz_path, mesh1):
   for bad in (N_TRAIN, N_TRAIN + 1, -1):
     with pytest.raises(UserError, match="holdout"):
       ip.load(f"npz:{npz_path}", mesh=mesh1, holdout=bad)
+
+
+def test_fewer_than_two_classes_is_refused(tmp_path, mesh1):
+  # A one-class dataset would train to loss 0 and 100 % without a word: refused, whether
+  # the file has one class, or the holdout leaves the training split one.
+  rng = np.random.default_rng(0)
+  x = _images(rng, 8)
+  for name, y_train, holdout, expected in (
+      ("zeros", np.zeros(8, np.int64), 0, "the training labels hold only class 0"),
+      ("threes", np.full(8, 3), 0, "the training labels hold only class 3"),
+      ("held", np.asarray([0, 1, 1, 1, 1, 1, 1, 1]), 7,
+       "the training examples left after the holdout hold only class")):
+    np.savez(tmp_path / f"{name}.npz", x_train=x, y_train=y_train, x_test=x[:4],
+             y_test=np.arange(4))
+    with pytest.raises(UserError, match="at least 2 classes") as e:
+      ip.load(f"npz:{tmp_path}/{name}.npz", mesh=mesh1, holdout=holdout)
+    assert expected in str(e.value) and "\n" not in str(e.value)
+  # Two classes are enough.
+  np.savez(tmp_path / "two.npz", x_train=x, y_train=np.arange(8) % 2, x_test=x[:4],
+           y_test=np.arange(4) % 2)
+  assert ip.load(f"npz:{tmp_path}/two.npz", mesh=mesh1).num_classes == 2
+  # An image folder (and so the generated one of the ImageNet smoke configs) likewise.
+  from jointrd_jax.datasets import streamed, synthetic_folder  # pylint: disable=g-import-not-at-top
+  folder = synthetic_folder.make_image_folder(str(tmp_path / "folder"), num_classes=1,
+                                              train_per_class=2, val_per_class=1)
+  with pytest.raises(UserError, match="1 class folder .class0000.; a classifier needs at "
+                                      "least 2 class folders"):
+    streamed.load(f"imagefolder:{folder}", mesh=mesh1)
+
+
+def test_generated_image_folder_goes_to_the_cache_and_is_reused(tmp_path, monkeypatch,
+                                                                 mesh1, caplog):
+  # The ImageNet smoke configs' generated folder: in the project's cache folder (said in
+  # the log), made once and reused; nothing in the system temp directory.
+  from jointrd_jax.datasets import streamed  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("JOINTRD_JAX_CACHE_DIR", str(tmp_path / "cache"))
+  monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+  (tmp_path / "tmp").mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+  kw = dict(mesh=mesh1, image_size=16, eval_resize=16, synthetic_num_classes=2,
+            synthetic_train_size=4, synthetic_test_size=2)
+  with caplog.at_level(logging.WARNING):
+    streamed.load("synthetic", **kw)
+  (folder,) = (tmp_path / "cache" / "generated").iterdir()
+  assert f"in {folder} (kept for later runs" in caplog.text
+  stamp = (folder / "GENERATED.json").stat().st_mtime_ns
+  streamed.load("synthetic", **kw)
+  assert (folder / "GENERATED.json").stat().st_mtime_ns == stamp
+  assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_synthetic(mesh1, caplog):

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from typing import Any, Iterator
 
 from absl import logging
@@ -50,6 +49,7 @@ import jax
 from jax.sharding import Mesh
 import numpy as np
 
+from jointrd_jax import cache
 from jointrd_jax.datasets import imagefolder
 from jointrd_jax.datasets import synthetic_folder
 from jointrd_jax.datasets.device_prefetch import DevicePrefetcher, local_rows
@@ -249,8 +249,8 @@ def load(dataset: str, *, mesh: Mesh, data_dir: str = "", download: bool = False
   """'imagefolder:PATH', 'imagenet2012' (TFDS, prepared in `data_dir`) or 'synthetic'.
 
   Every check of the data happens here (one-line `UserError`s), before training.
-  'synthetic' generates a small ImageNet-like image folder once into `data_dir` (or the
-  temp dir) and streams it. `download` is accepted for symmetry with `datasets.load`:
+  'synthetic' generates a small ImageNet-like image folder once into `data_dir` (default:
+  `cache.cache_dir('generated')`, reused by later runs) and streams it. `download` is accepted for symmetry with `datasets.load`:
   ImageNet is never downloaded (it needs a manual download).
   """
   del download
@@ -287,6 +287,9 @@ def load(dataset: str, *, mesh: Mesh, data_dir: str = "", download: bool = False
   if isinstance(source, imagefolder.FolderSource):
     classes, n_train, n_eval, split = (source.folder.classes, len(source.folder.train),
                                        len(source.folder.val), "val")
+    if len(classes) < 2:
+      raise UserError(f"{name}: {len(classes)} class folder ({classes[0]}); a classifier needs "
+                      "at least 2 class folders under train/ and val/.")
   else:
     classes, n_train, n_eval, split = (tfds_data.class_names, tfds_data.num_train,
                                        tfds_data.num_eval, "validation")
@@ -304,13 +307,14 @@ def _synthetic(data_dir: str, num_classes: int, train_size: int, test_size: int,
     raise UserError(f"synthetic_num_classes={num_classes} must be positive.")
   per_train = max(1, int(train_size) // num_classes)
   per_val = max(1, int(test_size) // num_classes)
-  directory = os.path.join(data_dir or tempfile.gettempdir(),
+  directory = os.path.join(data_dir or cache.cache_dir("generated"),
                            f"jointrd_synthetic_imagefolder_{num_classes}x{per_train}x{per_val}"
                            f"_seed{seed}")
   synthetic_folder.ensure_image_folder(directory, num_classes=num_classes,
                                        train_per_class=per_train, val_per_class=per_val,
                                        seed=int(seed))
   logging.warning("SYNTHETIC DATA: %d train / %d val generated images of %d classes in %s "
-                  "(class colour + noise); results say nothing about ImageNet.",
+                  "(kept for later runs; class colour + noise); results say nothing about "
+                  "ImageNet.",
                   per_train * num_classes, per_val * num_classes, num_classes, directory)
   return imagefolder.scan(directory, dataset="synthetic")
