@@ -15,6 +15,7 @@ import pytest
 
 from jointrd_jax import checkpoints, feeds, methods, reporting, train
 import run_helpers
+import smoke_fixture
 import test_streamed_tfds
 from test_streamed_tfds import prepared  # noqa: F401  (a fixture)
 
@@ -46,6 +47,10 @@ def teacher(folder, tmp_path_factory):
   d = str(tmp_path_factory.mktemp("teacher"))
   train.train_and_evaluate(config("resnet", data_dir=folder), d)
   return d
+
+
+def test_teacher_run_is_bitwise_as_recorded(teacher):
+  smoke_fixture.check("imagenet/resnet", teacher)
 
 
 def _final(workdir):
@@ -97,6 +102,7 @@ def test_imagenet_configs_train_on_generated_jpegs(method, folder, teacher, tmp_
   assert all(np.isfinite(r["loss"]) for r in trains)
   _, meta = _final(tmp_path)
   assert meta["image_shape"] == [32, 32, 3] and meta["step"] == 3
+  smoke_fixture.check(f"imagenet/{method}", tmp_path)  # bitwise as recorded
 
 
 def test_imagefolder_path_and_resume_mid_epoch_bitwise(folder, teacher, tmp_path, monkeypatch):

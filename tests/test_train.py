@@ -15,6 +15,7 @@ from etils import epath
 from jointrd_jax import checkpoints, feeds, methods, reporting, sharding, train
 from jointrd_jax.errors import UserError
 import run_helpers
+import smoke_fixture
 
 METHODS = list(methods.METHODS)
 
@@ -127,6 +128,8 @@ def test_smoke_config_trains_every_method_on_synthetic_data(method, smoke_runs):
   _, meta = _final_params(tmp_path)
   assert meta["epoch"] == 2 and meta["step"] == 32
   assert (tmp_path / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  # The same numbers, bitwise, as the recorded runs (tests/smoke_fixture.py).
+  smoke_fixture.check(f"cifar/{method}", tmp_path)
 
 
 @pytest.mark.parametrize("method", ["resnet", "jointrd"])  # the data path is the same for all

@@ -1,0 +1,81 @@
+"""The smoke runs' metrics, recorded: proof that a refactor changes no number, bitwise.
+
+`tests/fixtures/smoke_metrics.json` holds, per run name, every record of the run's
+`metrics.jsonl` except the timing (`images_per_s`), as the smoke tests of test_train.py
+(every CIFAR method) and test_imagenet.py (ImageNet configs) produce them. Those tests call
+`check(name, workdir)`, which compares exactly (floats round-trip through JSON exactly).
+
+Bitwise equality holds for the same programs on the same machine and software: the file
+records where it was made (jax/jaxlib versions, CPU, XLA flags), and elsewhere the check is
+skipped with a line saying so. To record again (after a deliberate change of numbers, or on
+a new jax), on the machine CI uses:
+
+    RECORD_SMOKE_FIXTURE=1 python -m pytest -q tests/test_train.py tests/test_imagenet.py \
+        -k 'every_method_on_synthetic or generated_jpegs or bitwise_as_recorded'
+"""
+import json
+import os
+import pathlib
+import platform
+
+import jax
+import jaxlib
+import pytest
+
+from jointrd_jax import reporting
+
+FIXTURE = pathlib.Path(__file__).resolve().parent / "fixtures" / "smoke_metrics.json"
+RECORD = bool(os.environ.get("RECORD_SMOKE_FIXTURE"))
+
+
+def _cpu() -> str:
+  model, isa = platform.processor() or platform.machine(), ""
+  try:
+    with open("/proc/cpuinfo") as f:
+      info = f.read()
+  except OSError:
+    return model
+  for line in info.splitlines():
+    if line.startswith("model name"):
+      model = line.split(":", 1)[1].strip()
+    if line.startswith("flags"):
+      flags = set(line.split(":", 1)[1].split())
+      isa = next((name for name in ("avx512f", "avx2", "avx", "sse4_2") if name in flags), "")
+      break
+  return f"{model} {platform.machine()} {isa}".strip()
+
+
+def fingerprint() -> dict:
+  return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "cpu": _cpu(),
+          "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
+def records(workdir) -> list:
+  return [{k: v for k, v in r.items() if k != "images_per_s"}
+          for r in reporting.read_metrics(workdir)]
+
+
+def check(name: str, workdir) -> None:
+  """Records the run's metrics under `name` (RECORD_SMOKE_FIXTURE=1), else compares them
+  with the recorded ones, bitwise."""
+  got = records(workdir)
+  data = json.loads(FIXTURE.read_text()) if FIXTURE.exists() else {"runs": {}}
+  if RECORD:
+    if data.get("fingerprint", fingerprint()) != fingerprint():
+      data = {"runs": {}}  # a new machine or jax: start afresh
+    data["fingerprint"] = fingerprint()
+    data["runs"][name] = got
+    FIXTURE.parent.mkdir(exist_ok=True)
+    FIXTURE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    return
+  if name not in data["runs"]:
+    pytest.fail(f"no recorded metrics for {name} in {FIXTURE}; record them (see "
+                "tests/smoke_fixture.py)")
+  if data["fingerprint"] != fingerprint():
+    pytest.skip(f"{FIXTURE.name} was recorded on {data['fingerprint']}, this is "
+                f"{fingerprint()}: bitwise equality holds on the same machine and software "
+                "only (see tests/smoke_fixture.py to record it here)")
+  want = data["runs"][name]
+  assert len(got) == len(want), (len(got), len(want))
+  for i, (g, w) in enumerate(zip(got, want)):
+    assert g == w, f"{name}: record {i} differs: {g} != {w}"
