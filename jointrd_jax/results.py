@@ -14,30 +14,17 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from etils import epath
 
-from jointrd_jax import reporting
+from jointrd_jax import methods, reporting
 
 RESULTS_MD = "results.md"
 RESULTS_CSV = "results.csv"
 RESULTS_PNG = "results.png"
 
-# Reference §5: CIFAR-100, plain-CNN 50 students of a ResNet-50, mean +- std over seeds.
-PAPER = {
-    "jointrd": (78.16, 0.20),
-    "kd_logits_dirac": (70.93, 3.36),
-    "kd_mse_all_dirac": (63.82, 9.97),
-    "resnet": (78.39, 0.40),
-}
+# Reference §5: CIFAR-100, plain-CNN 50 students of a ResNet-50, mean +- std over seeds
+# (each preset's `paper_top1`), and each method's label (`methods.presets`).
+PAPER = {name: p.paper_top1 for name, p in methods.METHODS.items() if p.paper_top1}
 PAPER_SETTING = {"dataset": "cifar100", "arch": "resnet50", "num_epochs": 200}
-
-LABELS = {
-    "jointrd": "JointRD (ours)",
-    "kd_logits_dirac": "KD(logits) + Dirac",
-    "kd_mse_all_dirac": "KD(MSE_ALL) + Dirac",
-    "resnet": "ResNet (with shortcuts)",
-    "kd_logits": "KD(logits)",
-    "plain": "Plain CNN, from scratch",
-    "plain_dirac": "Plain CNN + Dirac, from scratch",
-}
+LABELS = {name: p.label or name for name, p in methods.METHODS.items()}
 
 CSV_FIELDS = ("method", "label", "n_seeds", "seeds", "final_top1_mean", "final_top1_std",
               "best_top1_mean", "best_top1_std", "final_top1_per_seed", "best_epoch_per_seed",

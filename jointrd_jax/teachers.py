@@ -28,6 +28,8 @@ def teacher_config(config):
   t.model.width = config.teacher.width or config.model.width
   t.model.shortcuts = ""
   t.model.dirac = ""
+  t.model.conv = ""
+  t.terms = ""
   t.teacher.checkpoint = ""
   t.teacher.arch = ""
   t.teacher.width = 0
@@ -42,8 +44,6 @@ def load_teacher(method: methods.Method, run_dir: str, mesh, fold: bool = True):
   `method.teacher` replaced by the folded network."""
   net, variables, _ = checkpoints.load_network(run_dir, "student")
   got, expected = models.describe(net), models.describe(method.teacher)
-  got["stage_sizes"], expected["stage_sizes"] = (tuple(got["stage_sizes"]),
-                                                 tuple(expected["stage_sizes"]))
   if got != expected:
     diff = ", ".join(f"{k} {got[k]!r} (want {expected[k]!r})" for k in expected
                      if got[k] != expected[k])

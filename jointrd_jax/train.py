@@ -61,6 +61,14 @@ def validate(config) -> None:
                     "--config.optimizer.lr_drop_at='(0.5, 0.75)'.")
   if config.teacher.train not in methods.TEACHER_TRAIN:
     raise UserError(f"config.teacher.train={config.teacher.train!r}; choose frozen or joint.")
+  for key, value in (("model.conv", config.model.conv), ("model.dirac", config.model.dirac)):
+    if value and value not in models.CONVS:
+      raise UserError(f"unknown conv {value!r}; choose one of {', '.join(models.CONVS)} "
+                      f"(--config.{key}).")
+  try:  # the terms and their settings (names, weights), before anything is loaded
+    methods.resolve_terms(config.method, config.terms, config.loss.to_dict())
+  except UserError as e:
+    raise UserError(f"{e} (--config.terms, --config.loss.TERM.KEY)") from None
 
 
 def check_data_present(config) -> None:
@@ -97,10 +105,10 @@ def build_method(config, num_classes: int) -> methods.Method:
   dtype = jnp.bfloat16 if half_precision(config) else jnp.float32
   return methods.build(
       config.method, arch=config.model.arch, num_classes=num_classes, width=config.model.width,
-      shortcuts=config.model.shortcuts, dirac=config.model.dirac,
+      shortcuts=config.model.shortcuts, conv=config.model.conv, dirac=config.model.dirac,
       teacher_arch=config.teacher.arch, teacher_width=config.teacher.width,
-      teacher_train=config.teacher.train, dtype=dtype,
-      loss_config=methods.LossConfig(**config.loss.to_dict()))
+      teacher_train=config.teacher.train, dtype=dtype, terms=config.terms,
+      loss_params=config.loss.to_dict())
 
 
 def is_streamed(config) -> bool:
@@ -174,7 +182,7 @@ class Evaluator:
     frozen = method.frozen_teacher
     student = ("student",) if frozen else ("student", "teacher")
     self._steps = {False: jax.jit(make_eval_step(method, student))}
-    if method.spec.loss == "jointrd":
+    if method.uses_hybrids:
       self._steps[True] = jax.jit(make_eval_step(method, student + ("hybrid",)))
     self._teacher_step = jax.jit(make_eval_step(method, ("teacher",))) if frozen else None
     self._teacher = None
@@ -291,7 +299,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
   sharding.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
-  spec = methods.get_spec(config.method)
   check_data_present(config)
   # Refuse a workdir of another run before anything is written, trained or compiled; every
   # process checks before any process writes.
@@ -332,12 +339,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   progress = reporting.Progress(total_steps, config.batch_size)
   reporting.log(
-      "%s on %s (%s; %d train / %d %s images of %s, %d classes): %s %s, %d device(s), %s "
-      "compute, %d epochs x %d steps of %d, %d steps per dispatch", config.method, data.name,
-      spec.description, data.num_train, data.num_eval, data.eval_split,
-      "x".join(map(str, data.image_shape)), data.num_classes, config.model.arch,
-      method.student.shortcuts, mesh.devices.size, jnp.dtype(dtype).name, config.num_epochs,
-      steps_per_epoch, config.batch_size, k)
+      "%s on %s (%s; %d train / %d %s images of %s, %d classes): %s %s conv %s, %d "
+      "device(s), %s compute, %d epochs x %d steps of %d, %d steps per dispatch",
+      config.method, data.name, method.describe(), data.num_train, data.num_eval,
+      data.eval_split, "x".join(map(str, data.image_shape)), data.num_classes,
+      config.model.arch, method.student.shortcuts, method.student.conv, mesh.devices.size,
+      jnp.dtype(dtype).name, config.num_epochs, steps_per_epoch, config.batch_size, k)
 
   # Compile the train step, the evaluation and (for a new run) the initialisation at once:
   # XLA compiles on one core each, so they overlap on any multi-core host.
@@ -521,5 +528,8 @@ def _summary(config, path, data, method, wall_s, compile_s, images_per_s, spent)
       "time_s": spent,
       "train_images_per_s": images_per_s,
       "student": checkpoints.network_meta(method.student),
+      # The loss as resolved from the method, `terms` and `loss.*` (config.json has the
+      # settings as given, None where the method's value was used).
+      "terms": [{"name": w.name, "weight": w.weight, **w.params} for w in method.terms],
       "config": workdir_lib.config_to_dict(config),
   }

@@ -147,7 +147,7 @@ def test_joint_teacher_update_equals_its_own_ce_update():
   # ...and the student's gradient is JointRD's alone (the teacher CE does not reach it).
   frozen = dict(other, teacher={"params": trainable["teacher"],
                                 "batch_stats": other["batch_stats"]["teacher"]})
-  m_frozen = methods.Method("jointrd", m.student, m.teacher, "frozen", m.loss_config)
+  m_frozen = methods.Method("jointrd", m.student, m.teacher, "frozen", m.terms)
   g_frozen = jax.grad(lambda p: m_frozen.loss_fn(p, frozen, batch, jnp.int32(0))[0])(
       {"student": trainable["student"]})
   chex.assert_trees_all_close(g["student"], g_frozen["student"], rtol=1e-5, atol=1e-8)

@@ -1,0 +1,14 @@
+"""Hinton's KD on the logits (`kd`): `(1 - tau) CE(z_S, y) + tau t^2 KL(p_T^t || p_S^t)`."""
+from jointrd_jax import losses
+from jointrd_jax.methods.terms import Term, register
+
+
+def kd(inputs, *, tau: float, temperature: float):
+  return losses.kd_logits(inputs.student_logits, inputs.teacher_logits, inputs.labels,
+                          tau=tau, temperature=temperature)
+
+
+register(Term(
+    "kd", kd, needs=frozenset({"teacher_logits"}), params={"tau": 0.9, "temperature": 4.0},
+    formula="(1 - tau) CE(z_S, y) + tau t^2 KL(softmax(z_T/t) || softmax(z_S/t))",
+    source="Hinton et al. 2015; tau 0.9, t 4: the JointRD release's KD(logits)"))

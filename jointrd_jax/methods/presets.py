@@ -1,0 +1,66 @@
+"""The named methods: each a student network and its weighted loss terms.
+
+A preset line: the student's shortcut policy and conv kind, its terms (a term name, or
+`(name, {param or 'weight': value})` for a preset's own defaults of that term), whether it
+has a teacher, a label for tables, and the paper's Table 12 number where the paper has one
+(CIFAR-100, plain-CNN 50, mean and std over seeds). Config keys override any term's weight
+and parameters (`loss.<term>.<key>`), and `terms` changes or extends the list.
+"""
+import dataclasses
+from typing import Any, Mapping, Optional, Tuple, Union
+
+from jointrd_jax.errors import UserError
+
+TermEntry = Union[str, Tuple[str, Mapping[str, Any]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  student_shortcuts: str
+  student_conv: str
+  terms: Tuple[TermEntry, ...]
+  description: str
+  teacher: bool = False
+  label: str = ""
+  paper_top1: Optional[Tuple[float, float]] = None
+
+  @property
+  def needs_teacher(self) -> bool:
+    return self.teacher
+
+  @property
+  def student_dirac(self) -> str:  # the conv kind's name before other kinds existed
+    return self.student_conv
+
+  def term_entries(self):
+    """`[(name, {overrides})]`."""
+    return [(t, {}) if isinstance(t, str) else (t[0], dict(t[1])) for t in self.terms]
+
+
+P = Preset
+METHODS = {
+    # The methods of the paper's Table 12 and beside it.
+    "resnet": P("all", "none", ("ce",), "the ResNet baseline (also how every teacher is "
+                "trained)", label="ResNet (with shortcuts)", paper_top1=(78.39, 0.40)),
+    "plain": P("projection", "none", ("ce",), "plain CNN from scratch",
+               label="Plain CNN, from scratch"),
+    "plain_dirac": P("projection", "reparam", ("ce",), "plain CNN + Dirac, from scratch",
+                     label="Plain CNN + Dirac, from scratch"),
+    "kd_logits": P("projection", "none", ("kd",), "Hinton KD from the ResNet teacher",
+                   teacher=True, label="KD(logits)"),
+    "kd_logits_dirac": P("projection", "reparam", ("kd",), "Hinton KD, Dirac student",
+                         teacher=True, label="KD(logits) + Dirac", paper_top1=(70.93, 3.36)),
+    "kd_mse_all_dirac": P("projection", "reparam", ("ce", "mse_all"),
+                          "CE + MSE on all 4 stage outputs, Dirac student", teacher=True,
+                          label="KD(MSE_ALL) + Dirac", paper_top1=(63.82, 9.97)),
+    "jointrd": P("projection", "reparam", ("jointrd",),
+                 "Residual Distillation: student stages through the teacher's later stages",
+                 teacher=True, label="JointRD (ours)", paper_top1=(78.16, 0.20)),
+}
+TEACHER_TRAIN = ("frozen", "joint")
+
+
+def get_spec(name: str) -> Preset:
+  if name not in METHODS:
+    raise UserError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}.")
+  return METHODS[name]
