@@ -84,7 +84,22 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
-  """`argparse.ArgumentParser` whose errors are one line: `error: ...`, exit status 2."""
+  """`argparse.ArgumentParser` whose errors are one line: `error: ...`, exit status 2; its
+  boolean flags (`add_bool`) take `--flag=B` too."""
+
+  def parse_known_args(self, args=None, namespace=None):
+    args = sys.argv[1:] if args is None else list(args)
+    booleans = getattr(self, "_booleans", ())
+    out = []
+    for arg in args:
+      name, eq, value = arg.partition("=")
+      if eq and name.startswith("--") and name[2:] in booleans:
+        try:
+          arg = name if parse_bool(value) else f"--no{name[2:]}"
+        except argparse.ArgumentTypeError as e:
+          self.error(f"argument {name}: {e}")
+      out.append(arg)
+    return super().parse_known_args(out, namespace)
 
   def error(self, message):
     print(f"error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
@@ -100,10 +115,11 @@ class ArgumentParser(OneLineErrorParser):
                      formatter_class=HelpFormatter, **kw)
 
 
-def add_bool(parser, name: str, default: bool, help: str):  # pylint: disable=redefined-builtin
-  """A boolean flag as absl's: `--name` (true), `--noname` (false), `--name=B`."""
-  parser.add_argument(f"--{name}", type=parse_bool, nargs="?", const=True, default=default,
-                      metavar="BOOL", help=help)
+def add_bool(parser: OneLineErrorParser, name: str, default: bool, help: str):  # pylint: disable=redefined-builtin
+  """A boolean flag as absl's: `--name` (true), `--noname` (false), `--name=B` (B: true/false,
+  t/f, 1/0, any case). Like absl's, it never takes the next argument as its value."""
+  parser._booleans = getattr(parser, "_booleans", set()) | {name}  # pylint: disable=protected-access
+  parser.add_argument(f"--{name}", action="store_true", default=default, help=help)
   parser.add_argument(f"--no{name}", dest=name, action="store_false", help=argparse.SUPPRESS)
 
 

@@ -32,8 +32,8 @@ def parser() -> argparse.ArgumentParser:
                       "(default: tflite).")
   p.add_argument("--top", type=int, default=5, metavar="K",
                  help="Classes shown per image, most probable first (default: 5).")
-  p.add_argument("--json", action="store_true",
-                 help="One JSON object per image and line instead of text (default: off).")
+  cli.add_bool(p, "json", False,
+               "One JSON object per image and line instead of text (default: off).")
   return p
 
 
