@@ -29,6 +29,7 @@ key's name in both forms. Old spellings still work, with one warning line each:
 `--batch_size`) and `--images` (now `--num_images`).
 """
 import argparse
+import contextlib
 import sys
 
 BOOL_TRUE = ("true", "t", "1")
@@ -174,3 +175,20 @@ def guarded(fn, *args, **kw):
     return fn(*args, **kw)
   except UserError as e:
     fail(str(e))
+
+
+@contextlib.contextmanager
+def private_tempdir(tool: str):
+  """Python's temporary files of this process, the libraries' included, in a private
+  directory removed at the end: TFDS leaves an empty `tmp*tfds` directory in the system
+  temp directory each time it looks up a dataset that is not prepared."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  saved = tempfile.tempdir
+  path = tempfile.mkdtemp(prefix=f"jointrd_{tool}_")
+  tempfile.tempdir = path
+  try:
+    yield path
+  finally:
+    tempfile.tempdir = saved
+    shutil.rmtree(path, ignore_errors=True)

@@ -53,8 +53,9 @@ def main(argv=None) -> int:
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   cli.setup_logging()
   try:
-    export.export(args.workdir, args.out, num_images=args.num_images, which=args.which,
-                  check=args.check_images, overwrite=args.overwrite)
+    with cli.private_tempdir("export"):
+      export.export(args.workdir, args.out, num_images=args.num_images, which=args.which,
+                    check=args.check_images, overwrite=args.overwrite)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     return 2
