@@ -219,3 +219,31 @@ def test_corrupt_image_is_one_error_line_without_tensorflow_cpp_lines(tmp_path):
   assert proc.returncode == 2 and len(lines) == 1, proc.stderr
   assert lines[0].startswith("error: ") and str(bad) in lines[0]
   assert not re.search(r"^[IWEF]\d{4} ", proc.stderr, re.M)
+
+
+# ------------------------------------------------------------------ pip install -e .
+
+
+def test_install_ships_the_commands_configs_and_runtime_requirements():
+  """setup.cfg packages jointrd_jax, experiments and configs (every subpackage); setup.py
+  installs every requirement of requirements.txt but the test-only ones (the `test` extra)."""
+  import configparser  # pylint: disable=g-import-not-at-top
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import setuptools  # pylint: disable=g-import-not-at-top
+  cfg = configparser.ConfigParser()
+  cfg.read(REPO / "setup.cfg")
+  include = [x.strip() for x in cfg["options.packages.find"]["include"].split(",")]
+  found = set(setuptools.find_packages(where=str(REPO), include=include))
+  on_disk = {str(p.parent.relative_to(REPO)).replace(os.sep, ".")
+             for top in ("jointrd_jax", "experiments", "configs")
+             for p in (REPO / top).rglob("__init__.py")}
+  assert found == on_disk and {"experiments", "configs", "configs.imagenet"} <= found
+  spec = importlib.util.spec_from_file_location("project_setup", REPO / "setup.py")
+  setup = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(setup)  # not __main__: defines, does not run setup()
+  runtime, test = setup.requirements()
+  lines = [l.split("#")[0].strip() for l in (REPO / "requirements.txt").read_text().splitlines()]
+  assert sorted(runtime + test) == sorted(l for l in lines if l)
+  assert {"pytest", "pytest-xdist", "hypothesis"} <= {t.split(">")[0] for t in test}
+  assert not any(r.startswith(("pytest", "hypothesis")) for r in runtime)
+  assert any(r.startswith("jax") for r in runtime) and any(r.startswith("Pillow") for r in runtime)
