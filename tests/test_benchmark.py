@@ -344,3 +344,18 @@ def test_run_efficiency_refuses_a_workdir_it_wrote_before(tmp_path, capsys):
   err = capsys.readouterr().err
   assert e.value.code == 2 and "holds an earlier run_efficiency run" in err
   assert "--overwrite" in err and err.count("\n") == 1
+
+
+def test_run_efficiency_bad_flag_in_a_fresh_process(tmp_path):
+  """As a user runs it: TMPDIR pointed at an empty directory, which stays empty."""
+  tmp = tmp_path / "tmp"
+  tmp.mkdir()
+  t0 = time.perf_counter()
+  proc = subprocess.run([sys.executable, "-m", "experiments.run_efficiency",
+                         "--arch=imagenet_resnet10"], cwd=ROOT, capture_output=True, text=True,
+                        env=dict(os.environ, TMPDIR=str(tmp)), timeout=120)
+  assert time.perf_counter() - t0 < 15
+  assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+  assert proc.stderr.startswith("error: --arch=imagenet_resnet10 is an ImageNet arch; this "
+                                "tool trains on 32x32 synthetic data: choose one of resnet18")
+  assert proc.stdout == "" and list(tmp.iterdir()) == []

@@ -154,6 +154,24 @@ def test_config_path_resolves_from_another_directory(tmp_path):
   assert list(tmp_path.iterdir()) == []
 
 
+def test_config_path_resolution_rules(tmp_path, monkeypatch):
+  from experiments import entry  # pylint: disable=g-import-not-at-top
+  monkeypatch.chdir(tmp_path)
+  resolve = entry._resolve_config_path  # pylint: disable=protected-access
+  assert resolve("configs/jointrd.py:smoke") == f"{REPO / 'configs' / 'jointrd.py'}:smoke"
+  assert resolve("configs/imagenet/resnet.py") == str(REPO / "configs" / "imagenet" / "resnet.py")
+  for unchanged in ("configs/nope.py", "elsewhere/jointrd.py", "/abs/configs/jointrd.py"):
+    assert resolve(unchanged) == unchanged
+  (tmp_path / "configs").mkdir()
+  (tmp_path / "configs" / "jointrd.py").write_text("")
+  assert resolve("configs/jointrd.py") == "configs/jointrd.py"  # the cwd's own file first
+  # (as when experiments.main has defined its --config; not imported here: table12 defines one too)
+  monkeypatch.setattr(entry, "_config_file_flags", lambda: {"config"})
+  argv = ["main", "--config", "configs/resnet.py:smoke", "--workdir=configs/jointrd.py"]
+  assert entry._with_resolved_configs(argv) == [  # pylint: disable=protected-access
+      "main", "--config", f"{REPO / 'configs' / 'resnet.py'}:smoke", "--workdir=configs/jointrd.py"]
+
+
 # ------------------------------------------------------------------ what tools leave behind
 
 
