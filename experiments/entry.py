@@ -10,6 +10,7 @@ from absl import app, flags, logging
 from ml_collections.config_flags import config_flags as ml_config_flags
 
 from experiments import cli
+from jointrd_jax import caches
 
 flags.DEFINE_bool("multihost", False, "Multi-host run (Cloud TPU pod slice, SLURM): call "
                   "jax.distributed.initialize(), which finds the coordinator and process ids "
@@ -20,9 +21,7 @@ flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for "
 flags.DEFINE_integer("num_processes", None, "Number of processes, with --coordinator_address.")
 flags.DEFINE_integer("process_id", None, "This process's index, with --coordinator_address.")
 flags.DEFINE_string(
-    "compilation_cache_dir",
-    os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                 "jointrd_jax", "xla"),
+    "compilation_cache_dir", caches.xla(),
     "Compiled XLA programs kept between runs, so that a rerun or another seed of the same "
     "shapes skips compiling; '' = off. The environment variable JAX_COMPILATION_CACHE_DIR "
     "takes precedence.")

@@ -13,26 +13,19 @@ import os
 import statistics
 import time
 
+from jointrd_jax import caches
 from jointrd_jax.benchmarking import timing
 from jointrd_jax.errors import UserError
 
 GENERATED_CLASSES = 8
 
 
-def cache_dir() -> str:
-  """This project's cache folder: $XDG_CACHE_HOME/jointrd_jax, or ~/.cache/jointrd_jax
-  (where the XLA compilation cache lives too, in xla/)."""
-  return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                      "jointrd_jax")
-
-
 def generated_folder(num_images: int, height: int, width: int) -> tuple:
   """`(path, made_now)`: an imagefolder of `num_images` training JPEGs of height x width
-  (8 classes, a third as many validation images) in CACHE/generated/, keyed by those
-  parameters: made on first use, reused afterwards."""
+  (8 classes, a third as many validation images) in the project's cache
+  (`caches.generated`), keyed by those parameters: made on first use, reused afterwards."""
   from jointrd_jax.datasets import synthetic_folder  # pylint: disable=g-import-not-at-top
-  path = os.path.join(cache_dir(), "generated",
-                      f"throughput_{num_images}_{height}x{width}")
+  path = caches.generated(f"throughput_{num_images}_{height}x{width}")
   made_now = not os.path.isdir(path)
   per_class = max(1, num_images // GENERATED_CLASSES)
   synthetic_folder.ensure_image_folder(
