@@ -193,7 +193,7 @@ def run_case(method_name: str, batch_size: int, opts: Options, mesh) -> dict:
   probe = models.build(opts.arch)
   image_shape = probe.default_image_shape
   num_classes = opts.num_classes or probe.num_classes
-  sharding.check_batch_size(batch_size, mesh, "--batch_sizes")
+  sharding.check_batch_size(batch_size, mesh, "batch_size")  # the scripts check theirs first
   config, method, tx, schedule, state, teacher_vars, init, init_s = _build(
       method_name, opts, num_classes, image_shape, mesh)
   jitted, call_args, per_call = _step_function(config, method, tx, schedule, teacher_vars, opts,
