@@ -1,5 +1,7 @@
-"""What every entry point shares: multi-host start-up, TensorFlow kept off the
-accelerators, and user errors printed as one line (`error: ...`, exit status 2)."""
+"""What the absl entry points (`main`, `table12`) share: multi-host start-up, TensorFlow
+kept off the accelerators, user errors printed as one line (`error: ...`, exit status 2),
+`--help` exiting 0, and `--config=configs/X.py` found in this project's configs/ from any
+working directory. The command-line conventions of every tool: `experiments/cli.py`."""
 import importlib.util
 import os
 import re
