@@ -67,8 +67,7 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--dataset", default="",
                  help="The dataset recorded in the run (default: cifar100 for a CIFAR arch, "
                       "imagenet2012 for an ImageNet arch).")
-  p.add_argument("--overwrite", action="store_true",
-                 help="Replace the run --out holds (default: refuse).")
+  cli.add_bool(p, "overwrite", False, "Replace the run --out holds (default: refuse).")
   return p
 
 
@@ -115,10 +114,10 @@ def config_dict(dataset: str, num_classes: int) -> dict:
 
 def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  from absl import logging  # pylint: disable=g-import-not-at-top
+  from experiments import cli  # pylint: disable=g-import-not-at-top
   from jointrd_jax import torch_import  # pylint: disable=g-import-not-at-top
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.WARNING)
+  cli.setup_logging()
   try:
     dataset = check_args(args)
     net, variables, info = torch_import.convert(

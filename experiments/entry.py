@@ -1,5 +1,8 @@
-"""What every entry point shares: multi-host start-up, TensorFlow kept off the
-accelerators, and user errors printed as one line (`error: ...`, exit status 2)."""
+"""What the absl entry points (`main`, `table12`) share: multi-host start-up, TensorFlow
+kept off the accelerators, user errors printed as one line (`error: ...`, exit status 2),
+`--help` exiting 0, and `--config=configs/X.py` found in this project's configs/ from any
+working directory. The command-line conventions of every tool: `experiments/cli.py`."""
+import importlib.util
 import os
 import re
 import sys
@@ -8,7 +11,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections.config_flags import config_flags as ml_config_flags
 
-from jointrd_jax import cache
+from experiments import cli
+from jointrd_jax import caches
 
 flags.DEFINE_bool("multihost", False, "Multi-host run (Cloud TPU pod slice, SLURM): call "
                   "jax.distributed.initialize(), which finds the coordinator and process ids "
@@ -19,8 +23,7 @@ flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for "
 flags.DEFINE_integer("num_processes", None, "Number of processes, with --coordinator_address.")
 flags.DEFINE_integer("process_id", None, "This process's index, with --coordinator_address.")
 flags.DEFINE_string(
-    "compilation_cache_dir",
-    cache.cache_dir("xla"),
+    "compilation_cache_dir", caches.xla(),
     "Compiled XLA programs kept between runs, so that a rerun or another seed of the same "
     "shapes skips compiling; '' = off. The environment variable JAX_COMPILATION_CACHE_DIR "
     "takes precedence.")
@@ -82,13 +85,72 @@ def run_guarded(fn):
 
 
 def run_app(main):
-  """`app.run(main)`, with config-flag mistakes (unknown key, wrong type) as one line."""
+  """`app.run(main)`, with config-flag mistakes (unknown key, wrong type) as one line,
+  `--help` exiting 0 (absl's exits 1), and Ctrl-C while starting up as one line."""
   try:
     app.run(main, flags_parser=_parse_flags)
   except KeyboardInterrupt:  # Ctrl-C while starting up (imports, flag parsing)
     print("interrupted before the run started; nothing was written.", file=sys.stderr,
           flush=True)
     sys.exit(130)
+
+
+_HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?")
+
+
+def _asks_for_help(argv) -> bool:
+  return any(a.lstrip("-").split("=", 1)[0] in _HELP_FLAGS
+             for a in argv[1:] if a.startswith("-"))
+
+
+def _project_configs_dir():
+  """The `configs/` directory of this project (a checkout, or where `pip install` put it),
+  or None."""
+  spec = importlib.util.find_spec("configs")
+  if spec is None or not spec.submodule_search_locations:
+    return None
+  for folder in spec.submodule_search_locations:
+    if os.path.isfile(os.path.join(folder, "default.py")):
+      return folder
+  return None
+
+
+def _resolve_config_path(value: str) -> str:
+  """`configs/X.py[:arg]` that does not exist relative to the working directory: the same
+  file of this project's configs/ (so that commands work from any directory once the
+  project is installed); any other value unchanged."""
+  path, sep, arg = value.partition(":")
+  norm = path.replace(os.sep, "/")
+  if not norm.startswith("configs/") or os.path.exists(path):
+    return value
+  folder = _project_configs_dir()
+  if folder is None:
+    return value
+  candidate = os.path.join(folder, *norm[len("configs/"):].split("/"))
+  return candidate + sep + arg if os.path.isfile(candidate) else value
+
+
+def _config_file_flags() -> set:
+  return {name for name in flags.FLAGS
+          if isinstance(flags.FLAGS[name].parser, ml_config_flags.ConfigFileFlagParser)}
+
+
+def _with_resolved_configs(argv) -> list:
+  """argv with each config-file flag's `configs/...` path resolved (`_resolve_config_path`)."""
+  names, out, i = _config_file_flags(), list(argv[:1]), 1
+  while i < len(argv):
+    arg = argv[i]
+    m = re.match(r"(--?)([A-Za-z_]\w*)(=(.*))?$", arg)
+    if m and m.group(2) in names:
+      if m.group(3) is not None:
+        arg = f"{m.group(1)}{m.group(2)}={_resolve_config_path(m.group(4))}"
+      elif i + 1 < len(argv):  # `--config PATH`
+        out.append(arg)
+        i += 1
+        arg = _resolve_config_path(argv[i])
+    out.append(arg)
+    i += 1
+  return out
 
 
 def _fail(message: str):
@@ -172,12 +234,17 @@ def _type_hint(message: str, argv) -> str:
 
 
 def _parse_flags(argv):
+  argv = ["--help" if a == "-h" else a for a in _with_resolved_configs(argv)]  # as argparse
   try:
     parsed = flags.FLAGS(argv)
+  except SystemExit as e:  # absl's --help & co. exit 1 after printing the help
+    if e.code == 1 and _asks_for_help(argv):
+      sys.exit(0)
+    raise
   except flags.Error as e:
     m = re.match(r"(flag --[\w.]+=\S*): \('Non-boolean argument to boolean flag', .*\)", str(e))
     if m:
-      _fail(f"{m.group(1)}: not a boolean; write true or false (or 1/0, t/f; any case).")
+      _fail(f"{m.group(1)}: not a boolean; {cli.BOOL_HINT}.")
     _fail(f"{_one_line(e)}{_type_hint(str(e), argv)}")
   except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:
     # ml_collections raises these (not flags.Error) for an override of an unknown key, or

@@ -39,8 +39,7 @@ def parser() -> cli.OneLineErrorParser:
                       "this machine (default: test).")
   p.add_argument("--which", default="student", metavar="NET",
                  help="Network of the checkpoint: student or teacher (default: student).")
-  p.add_argument("--overwrite", action="store_true",
-                 help="Replace an export already in --out (default: refuse).")
+  cli.add_bool(p, "overwrite", False, "Replace an export already in --out (default: refuse).")
   return p
 
 
@@ -52,11 +51,11 @@ def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   from jointrd_jax import export  # pylint: disable=g-import-not-at-top
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.WARNING)
+  cli.setup_logging()
   try:
-    export.export(args.workdir, args.out, num_images=args.num_images, which=args.which,
-                  check=args.check_images, overwrite=args.overwrite)
+    with cli.private_tempdir("export"):
+      export.export(args.workdir, args.out, num_images=args.num_images, which=args.which,
+                    check=args.check_images, overwrite=args.overwrite)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     return 2

@@ -32,8 +32,8 @@ def parser() -> argparse.ArgumentParser:
                       "(default: tflite).")
   p.add_argument("--top", type=int, default=5, metavar="K",
                  help="Classes shown per image, most probable first (default: 5).")
-  p.add_argument("--json", action="store_true",
-                 help="One JSON object per image and line instead of text (default: off).")
+  cli.add_bool(p, "json", False,
+               "One JSON object per image and line instead of text (default: off).")
   return p
 
 
@@ -47,6 +47,7 @@ def format_text(path: str, predictions: list) -> str:
 
 def main(argv=None) -> int:
   args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+  cli.setup_logging()
   from jointrd_jax import predict  # pylint: disable=g-import-not-at-top
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top

@@ -73,6 +73,8 @@ def _apply_shorthands(config):
 
 def main(argv):
   del argv
+  from jointrd_jax import reporting  # pylint: disable=g-import-not-at-top
+  reporting.use_one_log_format()  # initialises no JAX backend
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   # No entry.setup(): this process must not initialise a JAX backend (on a GPU host it

@@ -54,10 +54,23 @@ class _Formatter(py_logging.Formatter):
         " ".join(record.getMessage().split("\n"))
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+  """Python's warnings (`warnings.warn`) as log records, one line each: `message
+  (Category, file.py:N)`."""
+  del file, line
+  import os  # pylint: disable=g-import-not-at-top
+  where = f"{os.path.basename(str(filename))}:{lineno}"
+  py_logging.getLogger("py.warnings").warning("%s (%s, %s)", str(message).strip(),
+                                              category.__name__, where)
+
+
 def use_one_log_format() -> None:
   """absl's (and so every library's Python) log records in this module's format, under
   `app.run` (absl's handler) and outside it: a script's root logger, which absl's first
-  record outside `app.run` gives `logging.basicConfig`'s plain stream handler."""
+  record outside `app.run` gives `logging.basicConfig`'s plain stream handler. Python's
+  warnings become log records too (one line each, same format)."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  warnings.showwarning = _show_warning
   formatter = _Formatter()
   logging.get_absl_handler().python_handler.setFormatter(formatter)
   root = py_logging.getLogger()

@@ -1,8 +1,10 @@
 """TensorFlow as this project uses it: for reading data and exporting models only.
 
 `import_tensorflow()` imports it once, lazily (seconds; runs that need no TF never pay),
-quietly (TF's C++ start-up banners go to /dev/null instead of interleaving with our log),
-and keeps it off the accelerators (TF would otherwise claim every GPU's memory).
+quietly (TF's C++ start-up banners go to /dev/null instead of interleaving with our log,
+and its C++ INFO and WARNING lines are off: `quiet_cpp_logs`), and keeps it off the
+accelerators (TF would otherwise claim every GPU's memory). Every module of this project
+imports TensorFlow through it (never `import tensorflow` directly).
 """
 import contextlib
 import os
@@ -30,12 +32,27 @@ def stderr_silenced():
 _stderr_silenced = stderr_silenced  # the former private name
 
 
+# JAX sets TF_CPP_MIN_LOG_LEVEL to 1 when it is imported (unless it is set): this value
+# is taken for "not chosen by the user".
+_JAX_DEFAULT_LEVEL = "1"
+
+
+def quiet_cpp_logs() -> None:
+  """TensorFlow's C++ log level to 2 (errors only; no `I0000`/`W0000` lines such as
+  `local_rendezvous ... aborting` when a corrupt image fails a tf.data pipeline, which the
+  pipeline reports as one error line of its own), unless the user chose a level other than
+  JAX's default 1 (e.g. TF_CPP_MIN_LOG_LEVEL=0 to see them). TF reads the variable when it
+  is imported: call this before."""
+  if os.environ.get("TF_CPP_MIN_LOG_LEVEL", _JAX_DEFAULT_LEVEL) in ("", _JAX_DEFAULT_LEVEL):
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+
+
 def import_tensorflow():
   """`tensorflow`, imported quietly with every GPU hidden from it."""
   if "tensorflow" in sys.modules:
     tf = sys.modules["tensorflow"]
   else:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_cpp_logs()
     with stderr_silenced():
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:

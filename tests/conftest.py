@@ -32,7 +32,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 # Generated data (the ImageNet smoke configs' image folders) goes to the project's cache
-# (jointrd_jax/cache.py): a fresh one per test session, never the user's.
+# (jointrd_jax/caches.py): a fresh one per test session, never the user's.
 if "JOINTRD_JAX_CACHE_DIR" not in os.environ:
   _generated = tempfile.mkdtemp(prefix="jointrd_jax_test_generated_")
   atexit.register(shutil.rmtree, _generated, ignore_errors=True)

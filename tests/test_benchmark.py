@@ -1,11 +1,14 @@
 """The training-step benchmark: its records (run in a subprocess that must not import
-TensorFlow or ml_collections), and bf16 vs fp32 numerics of the trainer's step for the
-four benchmarked methods."""
+TensorFlow or ml_collections), bf16 vs fp32 numerics of the trainer's step for the
+four benchmarked methods, its CPU defaults and flags; and experiments.run_efficiency."""
 import io
 import json
 import os
+import pathlib
+import re
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +17,7 @@ import pytest
 
 from experiments import benchmark
 from jointrd_jax import sharding, train
+from jointrd_jax.benchmarking import random_weights, tables, train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FORBIDDEN = ("tensorflow", "tensorflow_datasets", "ml_collections", "configs")
@@ -82,15 +86,15 @@ def test_bf16_step_matches_fp32_step(cli):
   for name in names:
     state = teacher = None
     for half in (False, True):
-      config = benchmark.stand_in_config(name, arch="resnet10", width=4, half_precision=half)
+      config = train_step.stand_in_config(name, arch="resnet10", width=4, half_precision=half)
       method = train.build_method(config, 10)
       assert method.student.dtype == (jnp.bfloat16 if half else jnp.float32)
       tx, schedule = train.create_optimizer(config, 390)
       if state is None:  # one initial state and teacher for both dtypes: float32 in both
-        state = benchmark.numpy_state(method, tx, image_shape, mesh, seed=0)
-        teacher = benchmark.teacher_variables(method, image_shape, mesh, "numpy")
+        state = random_weights.numpy_state(method, tx, image_shape, mesh, seed=0)
+        teacher = random_weights.teacher_variables(method, image_shape, mesh, "numpy")
       # The same images: fp32, and fp32 rounded to bf16 (what the pipeline feeds bf16).
-      batch = benchmark.fixed_batch(16, 10, image_shape, method.student.dtype, mesh)
+      batch = train_step.fixed_batch(16, 10, image_shape, method.student.dtype, mesh)
       steps.append(train.make_train_step(method, tx, schedule))
       args.append((state, teacher, batch, np.int32(0)))
       labels.append((name, half))
@@ -138,10 +142,10 @@ def test_does_not_import_tensorflow_or_ml_collections(cli):
 
 
 def test_reference_flops():
-  assert benchmark.REF_GFLOP_PER_IMAGE["jointrd"] == 16.02
-  assert benchmark.REF_GFLOP_PER_IMAGE["kd_logits"] == 10.28
-  assert benchmark.REF_GFLOP_PER_IMAGE["resnet"] == 7.78
-  assert set(benchmark.DEFAULT_METHODS) <= set(benchmark.REF_GFLOP_PER_IMAGE)
+  assert train_step.REF_GFLOP_PER_IMAGE["jointrd"] == 16.02
+  assert train_step.REF_GFLOP_PER_IMAGE["kd_logits"] == 10.28
+  assert train_step.REF_GFLOP_PER_IMAGE["resnet"] == 7.78
+  assert set(train_step.DEFAULT_METHODS) <= set(train_step.REF_GFLOP_PER_IMAGE)
 
 
 def test_stand_in_config_matches_default_recipe():
@@ -149,7 +153,7 @@ def test_stand_in_config_matches_default_recipe():
   del ml_collections
   from configs import default  # pylint: disable=g-import-not-at-top
   c = default.get_config()
-  s = benchmark.stand_in_config("jointrd", arch=c.model.arch, width=c.model.width)
+  s = train_step.stand_in_config("jointrd", arch=c.model.arch, width=c.model.width)
   assert s.optimizer.to_dict() == {k: tuple(v) if isinstance(v, (list, tuple)) else v
                                    for k, v in c.optimizer.to_dict().items()}
   assert s.loss.to_dict() == c.loss.to_dict()
@@ -171,7 +175,7 @@ def test_estimates_per_recipe():
            "est_200_epochs_min": 200 * 390 * 128 / 12_800 / 60, "est_imagenet_epoch_min": None}
   imagenet = {"method": "resnet", "batch": 256, "images_per_s": 2_000.0,
               "est_200_epochs_min": None, "est_imagenet_epoch_min": 1_281_167 / 2_000 / 60}
-  text = benchmark.estimates([cifar, imagenet])
+  text = tables.estimates([cifar, imagenet])
   assert "jointrd: a full 200-epoch CIFAR run" in text and "= 13.0 min" in text
   assert "resnet: one ImageNet epoch (1,281,167 images) at 2000 img/s" in text
   assert "= 10.7 min of training steps" in text
@@ -183,7 +187,7 @@ def test_run_efficiency_accounts_for_the_run(tmp_path, capsys, one_device):  # p
   wall time, so they fit inside it; the figures follow from summary.json and the step rates."""
   from experiments import run_efficiency  # pylint: disable=g-import-not-at-top
   r = run_efficiency.main(["--method=jointrd", "--width=4", "--num_classes=10",
-                           "--batch_size=16", "--epochs=2", "--train_size=64",
+                           "--batch_size=16", "--num_epochs=2", "--train_size=64",
                            "--test_size=24", "--bench_steps=2", f"--workdir={tmp_path}"])
   summary = json.loads((tmp_path / "run" / "summary.json").read_text())
   t = summary["time_s"]
@@ -201,3 +205,157 @@ def test_run_efficiency_accounts_for_the_run(tmp_path, capsys, one_device):  # p
   (line,) = [x for x in text.splitlines() if x.startswith("{")]
   assert json.loads(line) == json.loads(json.dumps(r))
   assert "% of the bare step" in text and "evaluation, every epoch" in text
+
+
+def test_cpu_defaults_are_a_small_case_said_on_the_first_line():
+  """No --arch/--width/--batch_sizes on a CPU: resnet10 width 8 at batch 32 (about a minute,
+  measured; ResNet-50 at 128 and 512 takes hours there), named in the note; a flag given
+  keeps its value; on GPU/TPU the full defaults and no note."""
+  args = benchmark.parse_args([])
+  note = benchmark.apply_defaults(args, "cpu")
+  assert (args.arch, args.width, args.batch_sizes) == ("resnet10", 8, [32])
+  assert note.startswith("# on a CPU: --arch=resnet10, --width=8, --batch_sizes=32 ")
+  assert "--arch=resnet50, --width=64, --batch_sizes=128,512" in note
+  args = benchmark.parse_args(["--arch=resnet50", "--batch_sizes=8"])
+  note = benchmark.apply_defaults(args, "cpu")
+  assert (args.arch, args.width, args.batch_sizes) == ("resnet50", 8, [8])
+  assert note.startswith("# on a CPU: --width=8 (") and "--arch" not in note
+  args = benchmark.parse_args([])
+  assert benchmark.apply_defaults(args, "gpu") is None
+  assert (args.arch, args.width, args.batch_sizes) == ("resnet50", 64, [128, 512])
+
+
+class _Stop(Exception):
+  pass
+
+
+def test_cpu_note_first_and_bf16_warning_before_any_case(monkeypatch, caplog):
+  """(The warning's format, `[hh:mm:ss] warning: ...`, is test_bad_input's
+  test_scripts_log_in_the_one_format; here pytest's handler catches the record.)"""
+  def stop(*args, **kw):
+    raise _Stop()
+  monkeypatch.setattr(train_step, "run_case", stop)
+  out = io.StringIO()
+  with pytest.raises(_Stop):
+    benchmark.main(["--methods=resnet", "--half_precision=true"], out=out)
+  assert out.getvalue().splitlines()[0].startswith("# on a CPU: --arch=resnet10")
+  (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert warning.startswith("--half_precision=true on a CPU: XLA:CPU emulates bfloat16"), warning
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["--half_precision=yes"], ["--half_precision", "'yes'", "auto, true or false"]),
+    (["--fold_teacher=no"], ["--fold_teacher", "'no'", "true or false (or 1/0, t/f"]),
+    (["--methods=jointRD"], ["--methods", "'jointRD'"]),
+    (["--batch_sizes=0"], ["--batch_sizes"]),
+    (["--batch_sizes=3"], ["--batch_sizes: 3 does not divide over 8 devices", "e.g. 8"]),
+    (["--json_out=/nonexistent_dir/x.jsonl"], ["--json_out", "existing, writable directory"]),
+])
+def test_bad_flags_are_one_line_before_any_case(argv, names, monkeypatch, capsys):
+  monkeypatch.setattr(train_step, "run_case", lambda *a, **k: pytest.fail("a case ran"))
+  out = io.StringIO()
+  with pytest.raises(SystemExit) as e:
+    benchmark.main(["--steps=1", *argv], out=out)
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+  for name in names:
+    assert name in err, (name, err)
+  assert out.getvalue() == ""
+
+
+# ------------------------------------------------------------------ run_efficiency
+
+RUN_EFFICIENCY_BAD = {
+    "method_case": (["--method=jointRD"], "--method: unknown method 'jointRD'"),
+    "zero_epochs_old_spelling": (["--epochs=0"], "--num_epochs=0 must be at least 1"),
+    "zero_epochs": (["--num_epochs=0"], "--num_epochs=0 must be at least 1"),
+    "imagenet_arch": (["--arch=imagenet_resnet10"], "--arch=imagenet_resnet10 is an ImageNet arch"),
+    "batch_not_divisible": (["--batch_size=12"], "--batch_size=12 does not divide over 8"),
+    "train_smaller_than_batch": (["--train_size=64"], "--train_size=64 is less than one batch"),
+    "one_class": (["--num_classes=1"], "--num_classes=1 must be at least 2"),
+    "bad_boolean": (["--overwrite=yes"], "--overwrite: not a boolean: 'yes'"),
+}
+
+
+@pytest.fixture
+def temp_root(tmp_path, monkeypatch):
+  """The system temp directory, for this test: a fresh one, to see what is left there."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  root = tmp_path / "system_tmp"
+  root.mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", str(root))
+  return root
+
+
+@pytest.mark.parametrize("case", list(RUN_EFFICIENCY_BAD))
+def test_run_efficiency_refuses_bad_flags_at_once(case, temp_root, capsys):
+  """Each mistake: exit 2, one `error:` line naming this tool's flag (no `--config.*`, no
+  other tool's help), within seconds, nothing left in the temp directory."""
+  from experiments import run_efficiency  # pylint: disable=g-import-not-at-top
+  argv, text = RUN_EFFICIENCY_BAD[case]
+  t0 = time.perf_counter()
+  with pytest.raises(SystemExit) as e:
+    run_efficiency.main(argv)
+  elapsed = time.perf_counter() - t0
+  err = capsys.readouterr().err
+  errors = [line for line in err.splitlines() if line.startswith("error:")]
+  assert e.value.code == 2 and len(errors) == 1, err
+  assert text in errors[0] and "--config" not in errors[0] and "benchmark" not in errors[0]
+  others = [line for line in err.splitlines() if not line.startswith("error:")]
+  assert all(re.match(r"\[\d\d:\d\d:\d\d\] warning: --epochs is deprecated; write "
+                      r"--num_epochs", line) for line in others), others
+  assert elapsed < 5, elapsed
+  assert list(temp_root.iterdir()) == []
+
+
+def test_run_efficiency_removes_its_temp_dir_after_a_failure_and_a_success(
+    temp_root, monkeypatch, capsys):
+  from experiments import run_efficiency  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.benchmarking import run_efficiency as library  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  seen = []
+
+  def fails(config, root, bench_steps):
+    seen.append(root)
+    (pathlib.Path(root) / "run").mkdir()
+    raise UserError("the run failed")
+
+  monkeypatch.setattr(library, "measure", fails)
+  with pytest.raises(SystemExit) as e:
+    run_efficiency.main(["--batch_size=16", "--train_size=64"])
+  assert e.value.code == 2 and capsys.readouterr().err == "error: the run failed\n"
+  assert pathlib.Path(seen[0]).parent == temp_root and list(temp_root.iterdir()) == []
+
+  def succeeds(config, root, bench_steps):
+    (pathlib.Path(root) / "run").mkdir()
+    return {"efficiency": 0.9}
+
+  monkeypatch.setattr(library, "measure", succeeds)
+  monkeypatch.setattr(library, "report", lambda record: ["# report"])
+  assert run_efficiency.main(["--batch_size=16", "--train_size=64"]) == {"efficiency": 0.9}
+  assert list(temp_root.iterdir()) == []
+
+
+def test_run_efficiency_refuses_a_workdir_it_wrote_before(tmp_path, capsys):
+  from experiments import run_efficiency  # pylint: disable=g-import-not-at-top
+  (tmp_path / "run").mkdir()
+  with pytest.raises(SystemExit) as e:
+    run_efficiency.main([f"--workdir={tmp_path}"])
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and "holds an earlier run_efficiency run" in err
+  assert "--overwrite" in err and err.count("\n") == 1
+
+
+def test_run_efficiency_bad_flag_in_a_fresh_process(tmp_path):
+  """As a user runs it: TMPDIR pointed at an empty directory, which stays empty."""
+  tmp = tmp_path / "tmp"
+  tmp.mkdir()
+  t0 = time.perf_counter()
+  proc = subprocess.run([sys.executable, "-m", "experiments.run_efficiency",
+                         "--arch=imagenet_resnet10"], cwd=ROOT, capture_output=True, text=True,
+                        env=dict(os.environ, TMPDIR=str(tmp)), timeout=120)
+  assert time.perf_counter() - t0 < 15
+  assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+  assert proc.stderr.startswith("error: --arch=imagenet_resnet10 is an ImageNet arch; this "
+                                "tool trains on 32x32 synthetic data: choose one of resnet18")
+  assert proc.stdout == "" and list(tmp.iterdir()) == []

@@ -1,5 +1,6 @@
 """Deployment export end to end on tiny runs (CIFAR-style 32x32 on synthetic data, ImageNet-style
 224x224): fold check, npz, SavedModel, TFLite, class names, clean output."""
+import argparse
 import json
 import os
 import subprocess
@@ -462,7 +463,7 @@ def assert_every_flag_ends_with_its_default(parser, skip=(), shown=None):
   """Each flag's help ends with `Required.` or `(default: D).` (D = the argparse default,
   or `shown[dest]` where the help words it), and stays short."""
   for action in parser._actions:  # pylint: disable=protected-access
-    if action.dest in ("help", *skip):
+    if action.dest in ("help", *skip) or action.help == argparse.SUPPRESS:  # --noflag
       continue
     text = " ".join(action.help.split())
     if action.required:

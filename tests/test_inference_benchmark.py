@@ -10,6 +10,7 @@ import pytest
 
 from experiments import inference_benchmark as bench
 from jointrd_jax import models
+from jointrd_jax.benchmarking import inference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -83,7 +84,7 @@ def test_analytic_model_resnet50():
   """Full ResNet-50 (no compilation): 16 shortcuts in the teacher, 3 in the plain-CNN."""
   share = {}
   for s, n in (("all", 16), ("projection", 3), ("none", 0)):
-    a = bench.activation_accounting(models.build("resnet50", s, num_classes=100))
+    a = inference.activation_accounting(models.build("resnet50", s, num_classes=100))
     assert a["num_shortcuts"] == n
     share[s] = a["shortcut_share_of_total"]
   assert share["all"] > share["projection"] > share["none"] == 0
@@ -129,7 +130,7 @@ def test_imagenet_arch_runs_at_224_by_default():
 def test_analytic_model_imagenet_resnet50():
   """Full ImageNet ResNet-50 at 224 (no compilation), peaks computed by hand: the stem conv
   gives 112x112x64 = 802816, the max-pool 56x56x64 = 200704."""
-  a = {s: bench.activation_accounting(models.build("imagenet_resnet50", s))
+  a = {s: inference.activation_accounting(models.build("imagenet_resnet50", s))
        for s in ("all", "projection", "none")}
   assert a["all"]["largest_activation"] == 802816
   assert [a[s]["num_shortcuts"] for s in ("all", "projection", "none")] == [16, 3, 0]

@@ -49,7 +49,7 @@ import jax
 from jax.sharding import Mesh
 import numpy as np
 
-from jointrd_jax import cache
+from jointrd_jax import caches
 from jointrd_jax.datasets import imagefolder
 from jointrd_jax.datasets import synthetic_folder
 from jointrd_jax.datasets.device_prefetch import DevicePrefetcher, local_rows
@@ -250,7 +250,7 @@ def load(dataset: str, *, mesh: Mesh, data_dir: str = "", download: bool = False
 
   Every check of the data happens here (one-line `UserError`s), before training.
   'synthetic' generates a small ImageNet-like image folder once into `data_dir` (default:
-  `cache.cache_dir('generated')`, reused by later runs) and streams it. `download` is accepted for symmetry with `datasets.load`:
+  `caches.generated(...)`, reused by later runs) and streams it. `download` is accepted for symmetry with `datasets.load`:
   ImageNet is never downloaded (it needs a manual download).
   """
   del download
@@ -307,9 +307,8 @@ def _synthetic(data_dir: str, num_classes: int, train_size: int, test_size: int,
     raise UserError(f"synthetic_num_classes={num_classes} must be positive.")
   per_train = max(1, int(train_size) // num_classes)
   per_val = max(1, int(test_size) // num_classes)
-  directory = os.path.join(data_dir or cache.cache_dir("generated"),
-                           f"jointrd_synthetic_imagefolder_{num_classes}x{per_train}x{per_val}"
-                           f"_seed{seed}")
+  name = f"jointrd_synthetic_imagefolder_{num_classes}x{per_train}x{per_val}_seed{seed}"
+  directory = os.path.join(data_dir, name) if data_dir else caches.generated(name)
   synthetic_folder.ensure_image_folder(directory, num_classes=num_classes,
                                        train_per_class=per_train, val_per_class=per_val,
                                        seed=int(seed))

@@ -1,0 +1,20 @@
+"""What the benchmark scripts of `experiments/` measure, as library code: the scripts only
+parse flags, call these and print. One module per concern:
+
+- `machine`: a description of the machine (devices, CPU, cores, load) for every record;
+- `timing`: timing loops (blocks of steps, round-robin calls, best passes), percentiles;
+- `xla_analysis`: XLA's cost and memory analyses of a compiled program, device memory;
+- `random_weights`: networks, training states and teacher runs with random weights
+  (the cost of a step does not depend on the values);
+- `train_step`: one training-step case timed as the trainer runs it (`experiments.benchmark`);
+- `inference`: the folded networks' latency and the analytic activation-memory model
+  (`experiments.inference_benchmark`);
+- `run_efficiency`: a real run of the trainer against its benchmarked step
+  (`experiments.run_efficiency`);
+- `input_throughput`: the input pipelines' images/s (`experiments.data_throughput`);
+- `tables`: the JSON lines and tables the scripts print.
+
+Layering: above `train` (like `sweep`): these modules may import the trainer; nothing in
+the trainer imports them. No module imports TensorFlow at import time, and `train_step`,
+`inference` and `random_weights` never do (the benchmarks must run without it).
+"""
