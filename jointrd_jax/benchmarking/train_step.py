@@ -65,9 +65,11 @@ def stand_in_config(method: str, *, arch: str, width: int, half_precision=None):
   return _Section(
       method=method, half_precision=half_precision, num_epochs=r["num_epochs"],
       batch_size=r["batch_size"],
-      model=_Section(arch=arch, width=width, shortcuts="", dirac=""),
+      model=_Section(arch=arch, width=width, shortcuts="", conv="", dirac=""),
       teacher=_Section(checkpoint="", arch="", width=0, train="frozen", fold=True),
-      loss=_Section(**dataclasses.asdict(methods.LossConfig())),
+      # Each method's own terms and settings: every term's settings unset, as the config.
+      terms="", loss=_Section(**{name: {key: None for key in ("weight", *term.params)}
+                                 for name, term in methods.TERMS.items()}),
       optimizer=_Section(learning_rate=r["learning_rate"], momentum=r["momentum"],
                          nesterov=r["nesterov"], weight_decay=r["weight_decay"],
                          lr_drop_at=r["lr_drop_at"], lr_drop_factor=r["lr_drop_factor"]))
