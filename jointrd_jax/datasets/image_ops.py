@@ -12,18 +12,18 @@ The pixels are torchvision's (PIL's), not only the geometry:
   the window's rows and columns; it decodes two pixels more on each side and drops
   them, because libjpeg's chroma upsampling treats the edge of a cropped region as an
   image edge (the edge column would differ, by up to tens of levels) and upsamples a
-  region only one chroma sample wide differently (its rows would differ). PNG, GIF (first frame), BMP and WebP go through
-  `tf.io.decode_image`; TIFF and PPM/PGM, which TensorFlow cannot decode, through PIL
-  (`Image.open(...).convert("RGB")`, torchvision's loader), in `tf.numpy_function`.
-  The content decides, not the file name. Grayscale, CMYK, palette and RGBA images come
-  out as RGB.
+  region one chroma sample wide differently (its rows would differ). PNG, GIF (first
+  frame), BMP and WebP go through `tf.io.decode_image`; TIFF and PPM/PGM, which
+  TensorFlow cannot decode, through PIL (`Image.open(...).convert("RGB")`,
+  torchvision's loader) in a `tf.numpy_function`. The content decides, not the file
+  name. Grayscale, CMYK, palette and RGBA images come out as RGB.
 - `train_image(contents, key, size)`: torchvision's RandomResizedCrop(size) (scale
   0.08-1, log-uniform aspect ratio 3/4-4/3, 10 attempts, then torchvision's central-crop
   fallback) + RandomHorizontalFlip, uint8 [size, size, 3]. `resize="antialias"` (the
-  default) resizes the crop exactly as torchvision does on PIL images:
-  `img.crop(box).resize((size, size), BILINEAR)`, PIL's bilinear with its support
+  default) resizes the crop as torchvision does on PIL images,
+  `img.crop(box).resize((size, size), BILINEAR)`: PIL's bilinear with its support
   widened by the reduction factor (antialiasing), within 1 level of PIL (PIL rounds its
-  intermediate pass to uint8, we do not). `resize="fast"` is bilinear interpolation
+  first pass to uint8, we do not). `resize="fast"` is bilinear interpolation
   without antialiasing (TF's and big_vision's ImageNet input): faster, but random
   crops of large regions come out sharper and aliased (a whole 500x375 image is shrunk
   2.2x, a large photo's crop often 4x or more), up to tens of levels from torchvision's.
