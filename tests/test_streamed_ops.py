@@ -292,7 +292,7 @@ def _tiff(array, **kw):
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "png_named_jpeg", "gray_jpeg", "cmyk_jpeg",
-                                 "gif", "bmp", "webp", "rgba_png", "gray_png", "palette_png",
+                                 "gif", "bmp", "webp", "lossy_webp", "rgba_png", "gray_png", "palette_png",
                                  "tif", "tif_lzw_big_endian", "gray16_tif", "ppm", "pgm"])
 def test_formats_decode_to_rgb(fmt):
   x = _photo(90, 130, seed=1)
@@ -308,6 +308,7 @@ def test_formats_decode_to_rgb(fmt):
       "gif": lambda: _encode(x, "GIF"),
       "bmp": lambda: _encode(x, "BMP"),
       "webp": lambda: _encode(x, "WEBP", lossless=True),
+      "lossy_webp": lambda: _encode(x, "WEBP", quality=80),
       "rgba_png": lambda: _encode(np.concatenate([x, np.full((90, 130, 1), 7, np.uint8)], -1),
                                   "PNG"),
       "gray_png": lambda: _encode(gray, "PNG"),
@@ -326,8 +327,9 @@ def test_formats_decode_to_rgb(fmt):
   evaluation = image_ops.eval_image(tf.constant(data), 64, 72)
   assert train.shape == (64, 64, 3) and train.dtype == tf.uint8
   assert evaluation.shape == (64, 64, 3) and evaluation.dtype == tf.uint8
-  # Exactly PIL's RGB conversion of the file (torchvision's loader): JPEG by the same
-  # libjpeg code, lossless formats by definition, TIFF/PPM/PGM by PIL itself.
+  # Exactly PIL's RGB conversion of the file (torchvision's loader): JPEG and lossy WebP
+  # by the same libjpeg / libwebp code, lossless formats by definition, TIFF/PPM/PGM by
+  # PIL itself.
   got = image_ops.decode_rgb(tf.constant(data)).numpy()
   np.testing.assert_array_equal(got, _pil_decoded(data), err_msg=fmt)
 

@@ -1,7 +1,8 @@
 """ImageNet image transforms as TensorFlow ops, for tf.data workers on the host.
 
-Importing this module imports TensorFlow and hides every GPU from it (TF only reads
-data here; the accelerators belong to JAX). `streamed` imports it lazily.
+Importing this module imports TensorFlow, hides every GPU from it (TF only reads data
+here; the accelerators belong to JAX) and gives its ops one thread each (tf.data
+parallelises over images). `streamed` imports it lazily.
 
 The pixels are torchvision's (PIL's), not only the geometry:
 
@@ -36,8 +37,10 @@ The pixels are torchvision's (PIL's), not only the geometry:
 
 The antialiased resize (`resample`) is separable: each axis is a product with PIL's
 bilinear weight matrix, computed as a batch of small dense matrix products over blocks
-of 16 output rows and the band of input rows they read (matrix products are the fast
-path on a CPU; TF's own antialiased resize is about 2.5x slower).
+of 16 output rows and the band of input rows they read. Matrix products are the fast
+path on a CPU: about 0.75 ms for a crop of a 500x375 image on one core, where TF's own
+antialiased resize (`tf.image.resize(antialias=True)`, the same filter) takes 1.35 ms
+and bilinear without antialiasing 0.33 ms; decoding takes about 1.2 ms.
 
 All randomness is stateless: `key` (int64 [2], see `example_key`) determines the crop
 and the flip, so an example's augmentation does not depend on threads, batch layout or
@@ -53,6 +56,12 @@ from jointrd_jax import tensorflow_support
 
 # Imported quietly (no C++ banners) and kept off the GPUs: TF reads data only, JAX owns them.
 tf = tensorflow_support.import_tensorflow()
+try:  # One thread per op: tf.data works on many images at once, and oneDNN's matrix
+  # products would otherwise spread each image over every core and spin waiting (on 2
+  # cores the antialiased pipeline ran at ~560 instead of ~750 images/s).
+  tf.config.threading.set_intra_op_parallelism_threads(1)
+except RuntimeError:  # TensorFlow's runtime already started: its setting stays
+  pass
 
 ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 windows before falling back
 SCALE = (0.08, 1.0)
