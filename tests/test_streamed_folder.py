@@ -253,6 +253,23 @@ def test_unknown_dataset_and_sizes():
     streamed.load("imagenet", mesh=_mesh(1))
   with pytest.raises(UserError, match="eval_resize"):
     streamed.load("imagefolder:/nonexistent", mesh=_mesh(1), image_size=224, eval_resize=200)
+  with pytest.raises(UserError, match="'antialias' .* or 'fast'") as e:
+    streamed.load("imagefolder:/nonexistent", mesh=_mesh(1), train_resize="area")
+  assert "\n" not in str(e.value)
+
+
+def test_fast_training_resize(folder):
+  """train_resize='fast': the same crops and flips, bilinear without antialiasing."""
+  fast = streamed.load(f"imagefolder:{folder}", mesh=_mesh(1), image_size=SIZE,
+                       eval_resize=36, train_resize="fast")
+  files = imagefolder.scan(folder)
+  order = fast.train_order(seed=1, epoch=0, batch_size=16)
+  batch = _host(fast, seed=1, epoch=0, batch_size=16)[1]
+  for row in (0, 9):
+    i = order[1, row]
+    want = image_ops.train_image(tf.io.read_file(files.train.path(i)),
+                                 image_ops.example_key(1, 0, i), SIZE, resize="fast")
+    np.testing.assert_array_equal(batch["image"][row], want.numpy())
 
 
 def test_labels_are_sorted_folder_names_and_non_images_are_skipped(tmp_path, jpeg_bytes, caplog):
