@@ -288,12 +288,13 @@ def test_fast_resize_is_bilinear_without_antialiasing():
 
 
 def _tiff(array, **kw):
-  return _encode(array, "TIFF", **kw)
+  return _encode(array, "TIFF", **kw)  # little-endian ("II")
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "png_named_jpeg", "gray_jpeg", "cmyk_jpeg",
-                                 "gif", "bmp", "webp", "lossy_webp", "rgba_png", "gray_png", "palette_png",
-                                 "tif", "tif_lzw_big_endian", "gray16_tif", "ppm", "pgm"])
+                                 "gif", "bmp", "webp", "lossy_webp", "rgba_png", "gray_png",
+                                 "palette_png", "tif", "tif_lzw", "gray16_big_endian_tif",
+                                 "ppm", "pgm"])
 def test_formats_decode_to_rgb(fmt):
   x = _photo(90, 130, seed=1)
   pil = Image.fromarray(x)
@@ -315,10 +316,10 @@ def test_formats_decode_to_rgb(fmt):
       "palette_png": lambda: (lambda b: (pil.convert("P").save(b, "PNG"), b.getvalue())[1])(
           io.BytesIO()),
       "tif": lambda: _tiff(x),
-      "tif_lzw_big_endian": lambda: (lambda b: (pil.save(b, "TIFF", compression="tiff_lzw",
-                                                         tiffinfo={}, byteorder=">"),
-                                                b.getvalue())[1])(io.BytesIO()),
-      "gray16_tif": lambda: _tiff(gray.astype(np.uint16) * 200),
+      "tif_lzw": lambda: _tiff(x, compression="tiff_lzw"),
+      "gray16_big_endian_tif": lambda: (lambda b: (Image.frombytes(  # "MM" byte order
+          "I;16B", (130, 90), (gray.astype(">u2") * 200).tobytes()).save(b, "TIFF"),
+                                                   b.getvalue())[1])(io.BytesIO()),
       "ppm": lambda: _encode(x, "PPM"),
       "pgm": lambda: _encode(gray, "PPM"),
   }[fmt]()
