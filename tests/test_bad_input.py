@@ -73,6 +73,9 @@ def _snapshot(root):
 CASES = {
     "unknown_method": ([f"--config={SMOKE}", "--config.method=resnet51"],
                        ["unknown method 'resnet51'", "--config.method"]),
+    "streamed_resize_typo": (["--config=configs/imagenet/plain.py:smoke",
+                              "--config.streamed.resize=area"],
+                             ["training resize 'area' (streamed.resize)", "'fast'"]),
     "unknown_key": ([f"--config={SMOKE}", "--config.num_epoch=3"],
                     ["--config.num_epoch", "no key 'num_epoch'", "configs/default.py"]),
     "unknown_nested_key": ([f"--config={SMOKE}", "--config.model.depth=18"],

@@ -72,7 +72,8 @@ def test_recipe_is_the_papers_imagenet_recipe():
   for epoch, lr in ((0, 0.2), (29, 0.2), (30, 0.02), (59, 0.02), (60, 0.002), (90, 0.0002)):
     assert float(schedule(epoch * 10)) == pytest.approx(lr, rel=1e-6), epoch
   assert (c.loss.jointrd_dc, c.loss.jointrd_decay_epochs) == (5e-3, 60)
-  assert (c.streamed.image_size, c.streamed.eval_resize) == (224, 256)
+  assert (c.streamed.image_size, c.streamed.eval_resize, c.streamed.resize) == (
+      224, 256, "antialias")  # torchvision's pixels by default
   del tx
 
 
