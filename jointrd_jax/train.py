@@ -131,7 +131,8 @@ def load_data(config, mesh):
     return datasets.streamed.load(
         config.dataset, mesh=mesh, data_dir=config.data_dir, image_size=o.image_size,
         eval_resize=o.eval_resize, threads=o.threads or None, prefetch=o.prefetch,
-        shuffle_buffer=o.shuffle_buffer, synthetic_num_classes=s.num_classes,
+        shuffle_buffer=o.shuffle_buffer, train_resize=o.resize,
+        synthetic_num_classes=s.num_classes,
         synthetic_train_size=s.train_size, synthetic_test_size=s.test_size)
   return datasets.load(
       config.dataset, mesh=mesh, data_dir=config.data_dir, download=config.download,

@@ -18,8 +18,9 @@ import os
 import pathlib
 import platform
 
+import importlib.metadata
+
 import jax
-import jaxlib
 import pytest
 
 from jointrd_jax import reporting
@@ -46,7 +47,7 @@ def _cpu() -> str:
 
 
 def fingerprint() -> dict:
-  return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "cpu": _cpu(),
+  return {"jax": jax.__version__, "jaxlib": importlib.metadata.version("jaxlib"), "cpu": _cpu(),
           "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 

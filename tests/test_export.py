@@ -408,12 +408,12 @@ def test_streamed_run_is_checked_on_its_validation_images_as_evaluated(tmp_path)
   np.testing.assert_allclose(data.std, IMAGENET_STD, rtol=1e-7)
   val = next((tmp_path / "data").iterdir()) / "val"
   files = [f for d in sorted(val.iterdir()) for f in sorted(d.iterdir())][:5]
-  tf = export._tf()  # pylint: disable=protected-access
   for f, x in zip(files, data.images):
-    # The same decoder as the pipeline, then predict's Pillow resize + crop. Both are the
-    # antialiased triangle filter on the same geometry; the pipeline rounds once (float),
-    # Pillow after each of its two passes: within 1.5 of each other, so <= 1 as integers.
-    pixels = tf.io.decode_image(f.read_bytes(), channels=3, expand_animations=False).numpy()
+    # Pillow decodes as the pipeline does (the same pixels), then predict's Pillow resize +
+    # crop. Both are the antialiased triangle filter on the same geometry; the pipeline
+    # rounds once (float), Pillow after each of its two passes: within 1.5 of each other,
+    # so <= 1 as integers.
+    pixels = np.asarray(Image.open(f).convert("RGB"))
     got = predict.preprocess(Image.fromarray(pixels), (64, 64, 3),
                              {"method": "center_crop", "resize": 73})
     assert np.abs(got.astype(int) - x.astype(int)).max() <= 1, f

@@ -74,7 +74,8 @@ def test_recipe_is_the_papers_imagenet_recipe():
   jointrd = train.build_method(c, 1000).terms[0]
   assert (jointrd.name, jointrd.params["dc"], jointrd.params["decay_epochs"]) == (
       "jointrd", 5e-3, 60)
-  assert (c.streamed.image_size, c.streamed.eval_resize) == (224, 256)
+  assert (c.streamed.image_size, c.streamed.eval_resize, c.streamed.resize) == (
+      224, 256, "antialias")  # torchvision's pixels by default
   del tx
 
 

@@ -3,6 +3,7 @@ and thread invariance, exact resumption, exact evaluation, one-line errors.
 
 Real JPEG (and PNG) files of varied sizes, written here; never a download.
 """
+import io
 import logging
 import os
 import shutil
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
+from PIL import Image  # noqa: E402
 
 from jointrd_jax.datasets import image_ops, imagefolder, streamed  # noqa: E402
 from jointrd_jax.datasets.synthetic_folder import make_image_folder  # noqa: E402
@@ -217,7 +219,7 @@ def jpeg_bytes(folder):
 
 
 @pytest.mark.parametrize("case", ["missing", "file", "no_val", "no_classes", "empty_class",
-                                  "class_sets_differ", "tiff"])
+                                  "class_sets_differ", "gif_only_class"])
 def test_bad_folder_is_one_line(case, tmp_path, jpeg_bytes):
   j = jpeg_bytes
   layouts = {
@@ -229,8 +231,8 @@ def test_bad_folder_is_one_line(case, tmp_path, jpeg_bytes):
                        "val/b/1.jpg": j}, "train/b has no image files (it has 1 other"),
       "class_sets_differ": ({"train/a/1.jpg": j, "train/b/1.jpg": j, "val/a/1.jpg": j,
                              "val/c/1.jpg": j}, "only in train/: b; only in val/: c"),
-      "tiff": ({"train/a/1.jpg": j, "train/a/2.TIF": b"II*", "val/a/1.jpg": j},
-               "format TensorFlow cannot decode"),
+      "gif_only_class": ({"train/a/1.jpg": j, "train/b/1.gif": j, "val/a/1.jpg": j,
+                          "val/b/1.jpg": j}, "train/b has no image files (it has 1 other"),
   }
   files, expected = layouts[case]
   root = tmp_path / "data"
@@ -251,6 +253,23 @@ def test_unknown_dataset_and_sizes():
     streamed.load("imagenet", mesh=_mesh(1))
   with pytest.raises(UserError, match="eval_resize"):
     streamed.load("imagefolder:/nonexistent", mesh=_mesh(1), image_size=224, eval_resize=200)
+  with pytest.raises(UserError, match="'antialias' .* or 'fast'") as e:
+    streamed.load("imagefolder:/nonexistent", mesh=_mesh(1), train_resize="area")
+  assert "\n" not in str(e.value)
+
+
+def test_fast_training_resize(folder):
+  """train_resize='fast': the same crops and flips, bilinear without antialiasing."""
+  fast = streamed.load(f"imagefolder:{folder}", mesh=_mesh(1), image_size=SIZE,
+                       eval_resize=36, train_resize="fast")
+  files = imagefolder.scan(folder)
+  order = fast.train_order(seed=1, epoch=0, batch_size=16)
+  batch = _host(fast, seed=1, epoch=0, batch_size=16)[1]
+  for row in (0, 9):
+    i = order[1, row]
+    want = image_ops.train_image(tf.io.read_file(files.train.path(i)),
+                                 image_ops.example_key(1, 0, i), SIZE, resize="fast")
+    np.testing.assert_array_equal(batch["image"][row], want.numpy())
 
 
 def test_labels_are_sorted_folder_names_and_non_images_are_skipped(tmp_path, jpeg_bytes, caplog):
@@ -277,10 +296,66 @@ def test_labels_are_sorted_folder_names_and_non_images_are_skipped(tmp_path, jpe
   np.testing.assert_array_equal(scan.val.labels, [0, 1, 2, 3])
 
 
-@pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
+def _torchvision_samples(split_dir):
+  """torchvision's ImageFolder.samples, from its documented rules (torchvision is not a
+  dependency): classes = sorted sub-folders; per class, sorted(os.walk(..., followlinks
+  =True)) and sorted file names; a file counts when its lower-cased name ends with one
+  of IMG_EXTENSIONS."""
+  extensions = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+  classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
+  samples = []
+  for label, name in enumerate(classes):
+    for root, _, fnames in sorted(os.walk(os.path.join(split_dir, name), followlinks=True)):
+      samples += [(os.path.relpath(os.path.join(root, f), split_dir), label)
+                  for f in sorted(fnames) if f.lower().endswith(extensions)]
+  return samples
+
+
+def test_extensions_and_order_are_torchvisions(tmp_path, jpeg_bytes, caplog):
+  """Same files, same order, same labels as torchvision's ImageFolder: .gif is skipped,
+  .tif/.TIFF/.ppm/.pgm/.webp count; the TIFF/PPM/PGM files are decoded (by PIL)."""
+  x = np.asarray(Image.open(io.BytesIO(jpeg_bytes)).convert("RGB"))
+  encoded = {}
+  for fmt, ext in (("TIFF", ".tif"), ("TIFF", ".TIFF"), ("PPM", ".ppm"), ("WEBP", ".webp"),
+                   ("GIF", ".gif"), ("PNG", ".Png")):
+    buf = io.BytesIO()
+    Image.fromarray(x).save(buf, fmt)
+    encoded[ext] = buf.getvalue()
+  buf = io.BytesIO()
+  Image.fromarray(x[..., 0]).save(buf, "PPM")
+  encoded[".pgm"] = buf.getvalue()
+  files = {"train/b/z.jpg": jpeg_bytes, "train/b/a.gif": encoded[".gif"],
+           "train/b/m.tif": encoded[".tif"], "train/b/M.TIFF": encoded[".TIFF"],
+           "train/a/2.pgm": encoded[".pgm"], "train/a/1.ppm": encoded[".ppm"],
+           "train/a/sub/0.webp": encoded[".webp"], "train/a/3.Png": encoded[".Png"],
+           "train/a/.jpg": jpeg_bytes, "train/a/notes.txt": b"x",
+           "val/a/v.gif": encoded[".gif"], "val/a/v.tiff": encoded[".tif"],
+           "val/b/w.JPEG": jpeg_bytes}
+  root = _tree(tmp_path / "formats", files)
+  with caplog.at_level(logging.WARNING):
+    data = streamed.load(f"imagefolder:{root}", mesh=_mesh(1), image_size=SIZE, eval_resize=36)
+  assert "skipped 2 non-image file(s) in train/" in caplog.text  # a.gif, notes.txt
+  scan = imagefolder.scan(root)
+  for split, files_ in (("train", scan.train), ("val", scan.val)):
+    got = [(os.fsdecode(bytes(p)), int(c)) for p, c in zip(files_.paths, files_.labels)]
+    assert got == _torchvision_samples(os.path.join(root, split)), split
+  assert [p for p, _ in _torchvision_samples(os.path.join(root, "train"))] == [
+      "a/.jpg", "a/1.ppm", "a/2.pgm", "a/3.Png", "a/sub/0.webp", "b/M.TIFF", "b/m.tif",
+      "b/z.jpg"]  # the rules above, spelled out
+  # Every listed file decodes, to PIL's pixels (torchvision's loader).
+  batch = next(iter(data.host_train_batches(seed=0, epoch=0, batch_size=8)))
+  assert batch["image"].shape == (8, SIZE, SIZE, 3)
+  for i in range(len(scan.train)):
+    got = image_ops.decode_rgb(tf.io.read_file(scan.train.path(i))).numpy()
+    np.testing.assert_array_equal(got, np.asarray(Image.open(scan.train.path(i)).convert("RGB")))
+  assert sum(b["mask"].sum() for b in data.host_eval_batches(batch_size=2)) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "text", "tiff"])
 def test_corrupt_image_is_refused_with_its_name(tmp_path, jpeg_bytes, damage):
   j = jpeg_bytes
-  bad = {"truncated": j[:len(j) // 2], "empty": b"", "text": b"<html>404</html>"}[damage]
+  bad = {"truncated": j[:len(j) // 2], "empty": b"", "text": b"<html>404</html>",
+         "tiff": b"II*\x00 not a tiff"}[damage]
   files = {f"{s}/{c}/{i}.jpg": j for s in ("train", "val") for c in "ab" for i in range(4)}
   files["train/b/2.jpg"] = bad
   files["val/a/3.jpg"] = bad

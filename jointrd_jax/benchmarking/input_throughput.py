@@ -115,9 +115,16 @@ def _stage_datasets(data, tf, image_ops, threads, batch_size: int) -> dict:
           files_ds, lambda p, i: tf.io.decode_jpeg(tf.io.read_file(p), channels=3)[0, 0]),
       "stage: bilinear resize of a crop only": pipe(crops_ds, lambda c: tf.saturate_cast(
           tf.round(tf.image.resize(c.to_tensor(), [size, size])), tf.uint8)[0, 0]),
-      "stage: antialiased resize of a crop only": pipe(crops_ds, lambda c: tf.saturate_cast(
-          tf.round(tf.image.resize(c.to_tensor(), [size, size], antialias=True)), tf.uint8)[0, 0]),
+      "stage: antialiased resize of a crop only (the default)": pipe(
+          crops_ds, lambda c: _antialiased(tf, image_ops, c.to_tensor(), size)[0, 0]),
   }
+
+
+def _antialiased(tf, image_ops, crop, size: int):
+  """The training pipeline's default resize of a crop (PIL's antialiased bilinear)."""
+  shape = tf.shape(crop)[:2]
+  weights = image_ops.pil_weights(shape, [size, size], [0, 0], [False, False], size)
+  return tf.saturate_cast(tf.round(image_ops.resample(crop, (0, 0), weights, size)), tf.uint8)
 
 
 def pil_rate(paths, size: int, draft: bool, seconds: float, repeats: int) -> tuple:
@@ -180,6 +187,12 @@ def streamed_rows(folder: str, cores: str, n: int, batch_size: int, repeats: int
   rows["train augmentation (to device)"] = timing.best_rate(
       lambda: data.train_batches(seed=0, epoch=next(epoch), batch_size=b),
       lambda x: jax.block_until_ready(x)["label"].shape[0], reps, secs)
+  fast = streamed.load(f"imagefolder:{folder}", mesh=make_mesh(jax.local_devices()[:1]),
+                       threads=threads, num_parallel_calls=n if cores != "all" else -1,
+                       train_resize="fast")
+  rows["train augmentation, resize=fast (host batches)"] = timing.best_rate(
+      lambda: fast.host_train_batches(seed=0, epoch=next(epoch), batch_size=b),
+      lambda x: len(x["label"]), reps, secs)
   rows["eval: resize 256, centre crop 224"] = timing.best_rate(
       lambda: data.host_eval_batches(batch_size=b), lambda x: int(x["mask"].sum()), reps, secs)
   for name, ds in _stage_datasets(data, tf, image_ops, threads, b).items():

@@ -11,14 +11,16 @@ Layout (torchvision's ImageFolder, the one PyTorch users have)::
 - Examples are listed in torchvision's order (classes sorted, then `os.walk` of each class
   folder sorted, file names sorted, symlinks followed): example i is torchvision's
   `ImageFolder(...).samples[i]`.
-- Images are recognised by extension, case-insensitively: .jpg .jpeg .png .bmp .gif
-  .webp (the formats tf.io.decode_image reads; the content decides the decoder, so a
-  PNG named .JPEG works). Other files are skipped and counted in a warning. .tif .tiff
-  .ppm .pgm (torchvision reads them, TensorFlow cannot) are refused, as errors.
+- Images are recognised by extension, case-insensitively, exactly as torchvision's
+  ImageFolder does (its IMG_EXTENSIONS): .jpg .jpeg .png .ppm .bmp .pgm .tif .tiff
+  .webp. Other files, .gif included (torchvision skips it too), are skipped and counted
+  in a warning, so example i is the same file as in torchvision. The content decides
+  the decoder (`image_ops`: TensorFlow for JPEG, PNG, BMP, WebP; PIL for TIFF, PPM,
+  PGM), so a PNG named .JPEG works.
 - Refused at load time with one line (`UserError`), before anything is trained: PATH
   missing, no train/ or val/, no class folders, a class folder without images (named),
-  train/val class sets that differ (a few named), undecodable formats. Corrupt images
-  are found when decoded (listing does not open files) and then refused; see `streamed`.
+  train/val class sets that differ (a few named). Corrupt images are found when decoded
+  (listing does not open files) and then refused; see `streamed`.
 
 The lists are compact numpy arrays: relative paths as fixed-width bytes ('S') and int32
 labels, about 50 MB for ImageNet's 1.28 M training files.
@@ -33,8 +35,8 @@ import numpy as np
 
 from jointrd_jax.errors import UserError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
-UNDECODABLE_EXTENSIONS = (".tif", ".tiff", ".ppm", ".pgm")
+# torchvision.datasets.folder.IMG_EXTENSIONS, in its order (not .gif).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "val")
 LAYOUT = ("expected PATH/train/<class>/<images> and PATH/val/<class>/<images> "
           "(torchvision's ImageFolder layout)")
@@ -83,9 +85,9 @@ def _classes(where: str, split_dir: str) -> list[str]:
 
 
 def _list_split(where: str, split_dir: str, classes: list[str]) -> tuple[FileList, dict]:
-  """The split's FileList, and counts of what was skipped / refused."""
+  """The split's FileList, and what was skipped."""
   paths, labels = [], []
-  skipped, undecodable = [], []
+  skipped = []
   try:
     with os.scandir(split_dir) as entries:  # loose files next to the class folders
       skipped += [e.name for e in entries if not e.is_dir()]
@@ -98,27 +100,18 @@ def _list_split(where: str, split_dir: str, classes: list[str]) -> tuple[FileLis
       prefix = os.path.relpath(root, split_dir) + os.sep  # once per folder: fast
       for fname in sorted(files):
         rel = prefix + fname
-        ext = os.path.splitext(fname)[1].lower()
-        if ext in IMAGE_EXTENSIONS:
+        if fname.lower().endswith(IMAGE_EXTENSIONS):  # torchvision's test (".jpg" counts)
           paths.append(os.fsencode(rel))
           found += 1
-        elif ext in UNDECODABLE_EXTENSIONS:
-          undecodable.append(rel)
         else:
           skipped.append(rel)
     if not found:
-      others = sum(1 for s in skipped + undecodable
-                   if s.startswith(name + os.sep))
+      others = sum(1 for s in skipped if s.startswith(name + os.sep))
       extra = f" (it has {others} other file(s))" if others else ""
       raise UserError(
           f"{where}: class folder {os.path.join(split_dir, name)} has no image files"
           f"{extra}; every class needs at least one image ({' '.join(IMAGE_EXTENSIONS)}).")
     labels.append(np.full(found, label, np.int32))
-  if undecodable:
-    raise UserError(
-        f"{where}: {len(undecodable)} image file(s) in a format TensorFlow cannot decode "
-        f"({' '.join(UNDECODABLE_EXTENSIONS)}), e.g. {os.path.join(split_dir, undecodable[0])}"
-        "; convert them to JPEG or PNG.")
   file_list = FileList(split_dir, np.array(paths, dtype=np.bytes_),
                        np.concatenate(labels) if labels else np.zeros(0, np.int32))
   return file_list, {"skipped": skipped}
@@ -226,7 +219,7 @@ class FolderSource:
     for path in paths:
       try:
         image_ops.eval_image(tf.io.read_file(path), 8, 8)
-      except tf.errors.OpError as e:
+      except (tf.errors.OpError, ValueError) as e:  # ValueError: PIL's formats, run eagerly
         return UserError(
             f"{self.where}: cannot read or decode {path}: {image_ops.tf_message(e)}. Corrupt "
             "or unreadable images are refused, not skipped (skipping would change every later "

@@ -8,7 +8,9 @@ lazily, GPUs hidden from it) and reach the devices as global jax.Arrays split ov
 mesh's `data` axis: 'image' uint8 [B, H, W, 3] (the trainer normalises on device with
 `data.mean`, `data.std`), 'label' int32 [B], and for eval 'mask' float32 [B].
 Transforms: `image_ops` (torchvision's RandomResizedCrop + flip for training;
-Resize(256) + CenterCrop(224) for evaluation).
+Resize(256) + CenterCrop(224) for evaluation), with torchvision's pixels: JPEGs decoded
+as PIL decodes them, PIL's antialiased bilinear resize (`train_resize='fast'`: bilinear
+without antialiasing for training, faster).
 
 Order and sharding (`imagefolder:` and `synthetic`):
 - epoch e of seed s uses ONE global permutation of the N training examples,
@@ -60,6 +62,7 @@ AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CHOICES = "imagefolder:PATH, imagenet2012, synthetic"
+RESIZES = ("antialias", "fast")  # = image_ops.RESIZES, without importing TensorFlow
 
 
 def _tf():
@@ -76,8 +79,7 @@ class PipelineOptions:
   threads: int | None = None  # tf.data private threadpool size; None: TF's default
   prefetch: int = 2  # host batches buffered by tf.data
   device_prefetch: int = 2  # device batches kept ready by a background thread
-  train_antialias: bool = False
-  eval_antialias: bool = True
+  train_resize: str = "antialias"  # image_ops.RESIZES: 'antialias' (torchvision's) | 'fast'
   shuffle_buffer: int = 8192  # imagenet2012 only
 
 
@@ -147,7 +149,7 @@ class StreamedData:
     def transform(x):
       key = image_ops.example_key(seed, epoch, x["key"])
       image = image_ops.train_image(self._source.contents(x["source"]), key, o.image_size,
-                                    antialias=o.train_antialias)
+                                    resize=o.train_resize)
       return {"image": image, "label": x["label"]}
 
     return _host_batches(elements, transform, rows[1] - rows[0], o, names, self._source,
@@ -179,7 +181,7 @@ class StreamedData:
       image = tf.cond(
           x["mask"] > 0,
           lambda: image_ops.eval_image(self._source.contents(x["source"]), o.image_size,
-                                       o.eval_resize, antialias=o.eval_antialias),
+                                       o.eval_resize),
           lambda: blank)
       return {"image": image, "label": x["label"], "mask": x["mask"]}
 
@@ -242,7 +244,7 @@ def _host_batches(elements, transform, local: int, o: PipelineOptions, names, so
 def load(dataset: str, *, mesh: Mesh, data_dir: str = "", download: bool = False,
          image_size: int = 224, eval_resize: int = 256, num_parallel_calls: int = AUTOTUNE,
          threads: int | None = None, prefetch: int = 2, device_prefetch: int = 2,
-         train_antialias: bool = False, eval_antialias: bool = True,
+         train_resize: str = "antialias",
          shuffle_buffer: int = 8192, synthetic_num_classes: int = 10,
          synthetic_train_size: int = 1280, synthetic_test_size: int = 200,
          synthetic_seed: int = 0) -> StreamedData:
@@ -262,11 +264,15 @@ def load(dataset: str, *, mesh: Mesh, data_dir: str = "", download: bool = False
                     f"{AUTOTUNE} (autotune).")
   if threads is not None and int(threads) <= 0:
     raise UserError(f"threads={threads} must be positive, or None for TF's default.")
+  if train_resize not in RESIZES:
+    raise UserError(f"training resize {train_resize!r} (streamed.resize) must be 'antialias' "
+                    "(torchvision's antialiased bilinear) or 'fast' (bilinear without "
+                    "antialiasing).")
   options = PipelineOptions(
       image_size=int(image_size), eval_resize=int(eval_resize),
       num_parallel_calls=int(num_parallel_calls), threads=threads, prefetch=int(prefetch),
-      device_prefetch=int(device_prefetch), train_antialias=bool(train_antialias),
-      eval_antialias=bool(eval_antialias), shuffle_buffer=int(shuffle_buffer))
+      device_prefetch=int(device_prefetch), train_resize=str(train_resize),
+      shuffle_buffer=int(shuffle_buffer))
   name = str(dataset).strip()
   key = name.lower()
   if key.startswith("imagefolder:"):
