@@ -56,6 +56,13 @@ METHODS = {
     "jointrd": P("projection", "reparam", ("jointrd",),
                  "Residual Distillation: student stages through the teacher's later stages",
                  teacher=True, label="JointRD (ours)", paper_top1=(78.16, 0.20)),
+    # RepVGG-style students (models/repvgg.py): 3x3 conv + BN, 1x1 conv + BN, identity BN.
+    "plain_repvgg": P("projection", "repvgg", ("ce",), "plain CNN, RepVGG-style 3x3 convs, "
+                      "from scratch", label="Plain CNN + RepVGG, from scratch"),
+    "kd_logits_repvgg": P("projection", "repvgg", ("kd",), "Hinton KD, RepVGG-style student",
+                          teacher=True, label="KD(logits) + RepVGG"),
+    "jointrd_repvgg": P("projection", "repvgg", ("jointrd",), "Residual Distillation into a "
+                        "RepVGG-style student", teacher=True, label="JointRD + RepVGG"),
 }
 TEACHER_TRAIN = ("frozen", "joint")
 

@@ -59,9 +59,22 @@ def build(arch: str, shortcuts: str = "all", dirac: Optional[str] = None,
     num_classes = NUM_CLASSES[variant]
   if width <= 0 or num_classes <= 0:
     raise UserError(f"width ({width}) and num_classes ({num_classes}) must be positive.")
-  return ResNet(kind=kind, stage_sizes=sizes, num_classes=num_classes, shortcuts=shortcuts,
-                conv=conv, width=width, folded=folded, dtype=dtype, param_dtype=param_dtype,
-                variant=variant)
+  net = ResNet(kind=kind, stage_sizes=sizes, num_classes=num_classes, shortcuts=shortcuts,
+               conv=conv, width=width, folded=folded, dtype=dtype, param_dtype=param_dtype,
+               variant=variant)
+  _check_conv_applies(net, arch)
+  return net
+
+
+def _check_conv_applies(net: ResNet, arch: str) -> None:
+  """`UserError` when the student's conv kind applies to no conv of the network (its kernel
+  sizes match no conv of the arch's conv scope): the student would silently be plain."""
+  if net.conv == "none" or net.conv in net.units().values():
+    return
+  sizes = "/".join(f"{k}x{k}" for k in convs.get(net.conv).kernel_sizes or ())
+  raise UserError(f"conv {net.conv!r} applies to {sizes} convs, and arch {arch!r} (shortcuts "
+                  f"{net.shortcuts!r}) has none in its student conv scope; choose another conv "
+                  "or arch.")
 
 
 def init(net: ResNet, key, image_shape=None, batch_size: int = 1):
