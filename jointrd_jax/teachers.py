@@ -13,7 +13,8 @@ import dataclasses
 import jax
 from etils import epath
 
-from jointrd_jax import checkpoints, fold as fold_lib, methods, models, reporting, sharding
+from jointrd_jax import checkpoints, methods, models, reporting, sharding
+from jointrd_jax.models import fold as fold_lib
 from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.errors import UserError
 

@@ -123,7 +123,7 @@ def _build(method_name: str, opts: Options, num_classes: int, image_shape, mesh)
     state = train.create_state(method, tx, jax.random.key(0), image_shape, mesh)
   teacher_vars = random_weights.teacher_variables(method, image_shape, mesh, init)
   if teacher_vars is not None and opts.fold_teacher:  # as the trainer does
-    from jointrd_jax import fold  # pylint: disable=g-import-not-at-top
+    from jointrd_jax.models import fold  # pylint: disable=g-import-not-at-top
     folded_net, teacher_vars = fold.fold(method.teacher, jax.device_get(teacher_vars))
     method = dataclasses.replace(method, teacher=folded_net)
     teacher_vars = jax.device_put(teacher_vars, sharding.replicated(mesh))

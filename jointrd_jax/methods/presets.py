@@ -56,6 +56,20 @@ METHODS = {
     "jointrd": P("projection", "reparam", ("jointrd",),
                  "Residual Distillation: student stages through the teacher's later stages",
                  teacher=True, label="JointRD (ours)", paper_top1=(78.16, 0.20)),
+    # The strongest logit losses of today's distillation toolkits, Dirac students, each with
+    # its paper's CIFAR-100 recipe (docs/method.md §10).
+    "dkd_dirac": P("projection", "reparam", ("ce", "dkd"), "CE + decoupled KD (DKD), Dirac "
+                   "student", teacher=True, label="DKD + Dirac"),
+    "dist_dirac": P("projection", "reparam", ("ce", "dist"), "CE + DIST (relations of the "
+                    "softmax outputs), Dirac student", teacher=True, label="DIST + Dirac"),
+    "kd_ls_dirac": P("projection", "reparam",
+                     (("ce", {"weight": 0.1}),
+                      ("kd", {"weight": 9.0, "tau": 1.0, "temperature": 2.0,
+                              "standardize": True})),
+                     "KD on standardised logits (logit standardisation), Dirac student",
+                     teacher=True, label="KD + logit std. + Dirac"),
+    "jointrd_dkd": P("projection", "reparam", ("jointrd", "dkd"), "JointRD's loss plus a DKD "
+                     "term on the student's logits", teacher=True, label="JointRD + DKD"),
     # RepVGG-style students (models/repvgg.py): 3x3 conv + BN, 1x1 conv + BN, identity BN.
     "plain_repvgg": P("projection", "repvgg", ("ce",), "plain CNN, RepVGG-style 3x3 convs, "
                       "from scratch", label="Plain CNN + RepVGG, from scratch"),
