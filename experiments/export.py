@@ -49,7 +49,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  from jointrd_jax import export  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.deploy import export  # pylint: disable=g-import-not-at-top
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   cli.setup_logging()
   try:

@@ -48,7 +48,7 @@ def format_text(path: str, predictions: list) -> str:
 def main(argv=None) -> int:
   args = parser().parse_args(sys.argv[1:] if argv is None else argv)
   cli.setup_logging()
-  from jointrd_jax import predict  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.deploy import predict  # pylint: disable=g-import-not-at-top
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   try:

@@ -13,7 +13,8 @@ import pytest
 
 from configs import default as default_config
 from experiments import export as export_cli
-from jointrd_jax import checkpoints, export, fold, datasets, models, workdir
+from jointrd_jax import checkpoints, fold, datasets, models, workdir
+from jointrd_jax.deploy import export
 from jointrd_jax.datasets import class_names
 from jointrd_jax.errors import UserError
 
@@ -392,7 +393,7 @@ def test_streamed_run_is_checked_on_its_validation_images_as_evaluated(tmp_path)
   centre-cropped by the input pipeline; experiments.predict's own resize + crop of the
   same decoded pixels agrees with them to rounding."""
   from configs.imagenet import default as imagenet_config  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import predict  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.deploy import predict  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
   c = imagenet_config.get_config("smoke")
   c.data_dir = str(tmp_path / "data")

@@ -18,7 +18,8 @@ import pytest
 from PIL import Image
 
 from experiments import predict as predict_cli
-from jointrd_jax import datasets, export, models, predict
+from jointrd_jax import datasets, models
+from jointrd_jax.deploy import export, predict
 from jointrd_jax.datasets import class_names
 from tests.test_export import (assert_every_flag_ends_with_its_default, make_run,
                                random_variables)

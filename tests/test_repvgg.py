@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from experiments import export as export_cli
-from jointrd_jax import export, fold, methods, models, optim, train
+from jointrd_jax import fold, methods, models, optim, train
+from jointrd_jax.deploy import export
 from jointrd_jax.errors import UserError
 from jointrd_jax.models import convs, repvgg
 from test_export import make_run
