@@ -15,6 +15,7 @@ from jointrd_jax.deploy import runtimes
 from jointrd_jax.deploy.checks import _in_batches, _tf
 from jointrd_jax.deploy.files import INPUT_NAME, OUTPUT_NAME
 from jointrd_jax.models import fold
+from jointrd_jax.errors import UserError
 
 
 # ------------------------------------------------------------------ npz
@@ -101,3 +102,41 @@ def run_tflite(path: str, images: np.ndarray, batch: int | None = None) -> np.nd
   """Logits of the TFLite model at `path` (tf.lite.Interpreter, resized per batch)."""
   return _in_batches(runtimes.TFLiteModel(path), images, batch)
 
+
+
+# ------------------------------------------------------------------ ONNX
+
+
+def _rename_io(model, input_name: str, output_name: str) -> None:
+  """The graph's single input/output renamed (tf2onnx keeps TFLite's tensor names)."""
+  renames = {model.graph.input[0].name: input_name, model.graph.output[0].name: output_name}
+  for node in model.graph.node:
+    node.input[:] = [renames.get(n, n) for n in node.input]
+    node.output[:] = [renames.get(n, n) for n in node.output]
+  model.graph.input[0].name = input_name
+  model.graph.output[0].name = output_name
+
+
+def write_onnx(tflite_path: str, path: str, opset: int = 17) -> int:
+  """ONNX of the fp32 TFLite model through tf2onnx (`from_tflite`): the same builtin-op
+  graph, uint8 `images` [b, H, W, C] -> float32 `logits`; returns the file size."""
+  try:
+    import onnx  # pylint: disable=g-import-not-at-top
+    from tf2onnx import convert  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise UserError(f"the ONNX export needs tf2onnx and onnx: pip install tf2onnx onnx "
+                    f"(import failed: {e}).") from None
+  try:
+    with tensorflow_support.stderr_silenced():
+      model, _ = convert.from_tflite(tflite_path, opset=opset)
+  except Exception as e:  # pylint: disable=broad-except
+    raise UserError(f"ONNX conversion of {tflite_path} failed: "
+                    f"{' '.join(str(e).split())[:300]}") from None
+  _rename_io(model, INPUT_NAME, OUTPUT_NAME)
+  onnx.save(model, path)
+  return len(model.SerializeToString())
+
+
+def run_onnx(path: str, images: np.ndarray, batch: int | None = None) -> np.ndarray:
+  """Logits of the ONNX model at `path` (ONNX Runtime, CPU)."""
+  return _in_batches(runtimes.OnnxModel(path), images, batch)

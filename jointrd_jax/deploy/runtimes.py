@@ -34,27 +34,49 @@ def batch_size(image_shape) -> int:
   return max(1, min(MAX_BATCH, BATCH_PIXELS // max(h * w, 1)))
 
 
-class TFLiteModel:
-  """A TFLite file run by `tf.lite.Interpreter`: uint8 [N, H, W, C] -> float32 logits.
+def _litert_interpreter():
+  """LiteRT's interpreter class (`ai-edge-litert`), else the deprecated `tf.lite` one."""
+  try:
+    from ai_edge_litert import interpreter  # pylint: disable=g-import-not-at-top
+    return interpreter.Interpreter, "ai_edge_litert"
+  except ImportError:
+    tf = tf_quiet()
+    return tf.lite.Interpreter, "tf.lite"
 
-  The input is resized per batch shape (the export keeps a dynamic batch). The
-  interpreter's and XNNPACK's start-up lines ("INFO: Created TensorFlow Lite XNNPACK
-  delegate for CPU.") are silenced.
+
+class TFLiteModel:
+  """A TFLite (LiteRT) file: uint8 [N, H, W, C] -> float32 logits, run by the LiteRT
+  interpreter (`ai_edge_litert`, XNNPACK CPU delegate; `tf.lite.Interpreter` when the
+  package is missing). `threads`: the interpreter's thread count (None: its default).
+
+  The input is resized per batch shape (the export keeps a dynamic batch). An input or
+  output the model declares quantized (int8/uint8 with a scale) is quantized/dequantized
+  here with the model's own (scale, zero point); the exported models take raw uint8
+  images and return float32 logits, so nothing is converted for them. The interpreter's
+  and XNNPACK's start-up lines are silenced.
   """
 
-  def __init__(self, path: str):
-    tf = tf_quiet()
+  def __init__(self, path: str, threads: int | None = None):
+    cls, self.runtime = _litert_interpreter()
     with warnings.catch_warnings(), tensorflow_support.stderr_silenced():
       warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-      self.interpreter = tf.lite.Interpreter(model_path=path)
+      self.interpreter = cls(model_path=path, num_threads=threads)
     self._input = self.interpreter.get_input_details()[0]
     self._output = self.interpreter.get_output_details()[0]
     self._shape = None
     self.input_signature = [int(d) for d in self._input["shape_signature"]]
     self.input_dtype = np.dtype(self._input["dtype"])
 
+  def _quantized_input(self, images: np.ndarray) -> np.ndarray:
+    scale, zero = self._input.get("quantization", (0.0, 0))
+    if self.input_dtype == np.uint8 or not scale:
+      return np.ascontiguousarray(images, dtype=self.input_dtype)
+    info = np.iinfo(self.input_dtype)  # e.g. an int8 input: q = round(x / scale) + zero
+    q = np.round(np.asarray(images, np.float32) / scale) + zero
+    return np.ascontiguousarray(np.clip(q, info.min, info.max), dtype=self.input_dtype)
+
   def __call__(self, images: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(images, dtype=self.input_dtype)
+    x = self._quantized_input(images)
     if self._shape != x.shape:
       self.interpreter.resize_tensor_input(self._input["index"], x.shape)
       with tensorflow_support.stderr_silenced():  # XNNPACK's INFO line comes here
@@ -62,7 +84,39 @@ class TFLiteModel:
       self._shape = x.shape
     self.interpreter.set_tensor(self._input["index"], x)
     self.interpreter.invoke()
-    return np.array(self.interpreter.get_tensor(self._output["index"]))
+    y = np.array(self.interpreter.get_tensor(self._output["index"]))
+    scale, zero = self._output.get("quantization", (0.0, 0))
+    if y.dtype != np.float32 and scale:
+      y = (y.astype(np.float32) - zero) * scale
+    return y.astype(np.float32)
+
+
+class OnnxModel:
+  """An ONNX file run by ONNX Runtime (CPU): uint8 [N, H, W, C] -> float32 logits.
+  `threads`: intra-op threads (None: ONNX Runtime's default, all cores)."""
+
+  def __init__(self, path: str, threads: int | None = None):
+    try:
+      import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise UserError("running an ONNX model needs ONNX Runtime: pip install onnxruntime "
+                      f"(import failed: {e}).") from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    if threads:
+      options.intra_op_num_threads = int(threads)
+      options.inter_op_num_threads = 1
+    self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    self.runtime = "onnxruntime"
+    inp = self.session.get_inputs()[0]
+    self._input_name = inp.name
+    self.input_signature = [d if isinstance(d, int) else -1 for d in inp.shape]
+    self.input_dtype = np.dtype({"tensor(uint8)": np.uint8, "tensor(float)": np.float32,
+                                 "tensor(int8)": np.int8}.get(inp.type, np.float32))
+
+  def __call__(self, images: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(images, dtype=self.input_dtype)
+    return np.asarray(self.session.run(None, {self._input_name: x})[0], np.float32)
 
 
 class SavedModel:
