@@ -110,13 +110,14 @@ def sha256(path: str) -> str:
 
 
 def listing(directory: str) -> list:
-  """Every file under `directory` (relative, '/'-separated, sorted), SHA256SUMS excepted."""
+  """Every file under `directory` (relative, '/'-separated, sorted), SHA256SUMS (and a
+  SHA256SUMS.tmp left by an interrupted write) excepted."""
   out = []
   for root, dirs, files in os.walk(directory):
     dirs.sort()
     for name in files:
       rel = os.path.relpath(os.path.join(root, name), directory).replace(os.sep, "/")
-      if rel != CHECKSUMS_FILE:
+      if rel not in (CHECKSUMS_FILE, CHECKSUMS_FILE + ".tmp"):
         out.append(rel)
   return sorted(out)
 
