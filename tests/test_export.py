@@ -78,8 +78,10 @@ def exported(tmp_path_factory):
 
 def test_report_records_passing_checks(exported):
   net, _, out, report = exported
-  assert sorted(os.listdir(out)) == ["export.json", "labels.txt", "model.tflite", "params.npz",
-                                     "saved_model"]
+  assert sorted(os.listdir(out)) == ["README.md", "SHA256SUMS", "export.json", "labels.txt",
+                                     "model.tflite", "params.npz", "saved_model",
+                                     "training_config.json", "weights_folded.safetensors",
+                                     "weights_trained.safetensors"]  # tests/test_package.py
   assert report["passed"] is True
   assert set(report["checks"]) == {"fold", "saved_model", "tflite"}
   for name, c in report["checks"].items():

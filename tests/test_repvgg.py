@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from experiments import export as export_cli
-from jointrd_jax import fold, methods, models, optim, train
+from jointrd_jax import deploy, fold, methods, models, optim, train
 from jointrd_jax.deploy import export
 from jointrd_jax.errors import UserError
 from jointrd_jax.models import convs, repvgg
-from test_export import make_run
+from test_export import check_data, make_run
 
 U = 2.0 ** -24  # float32 unit roundoff
 EPS = models.BN_EPSILON
@@ -190,6 +190,12 @@ def test_export_folds_and_checks_a_repvgg_run(tmp_path):
   with np.load(out / "params.npz") as f:
     assert "stage1_block0/conv2/conv/bias" in f.files
     assert not [k for k in f.files if "bn" in k or "conv_1x1" in k]
+  # The package rebuilds both networks from export.json alone (tests/test_package.py): the
+  # folded one passes the export's own criterion against the trained one.
+  folded, trained = deploy.load(str(out)), deploy.load(str(out), folded=False)
+  assert any("conv_1x1" in k for k in flax.traverse_util.flatten_dict(trained.variables["params"]))
+  images = check_data()[0][:20]
+  assert export.compare(trained(images), folded(images))["passed"]
 
 
 # ----------------------------------------------------------------- parameter counts

@@ -41,6 +41,9 @@ Steps (`export()`):
      images the checks used (`check_data`) and every check's result.
 4. Reload the SavedModel and run the TFLite file with `tf.lite.Interpreter` on the same
    images; both must meet the same tolerance and top-1 agreement as the fold check.
+5. Write the model package (`package.write`): `weights_folded.safetensors`,
+   `weights_trained.safetensors`, `training_config.json`, the model card `README.md` and,
+   last, `SHA256SUMS` of every file (`predict` and `deploy.load` verify it).
 
 How the TFLite path works with jax 0.10.2: `jax2tf.convert` only has native serialization
 left (`enable_xla` / `native_serialization=False` are deprecated no-ops), so the TF graph
@@ -74,7 +77,7 @@ import numpy as np
 from jointrd_jax import checkpoints, models
 from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.datasets import class_names as class_names_lib
-from jointrd_jax.deploy import runtimes
+from jointrd_jax.deploy import package, runtimes
 from jointrd_jax.deploy.checks import (CHECK_IMAGES, RANDOM_SEED, RTOL, CheckData,  # noqa: F401
                                        _in_batches, _tf, check_images, compare,
                                        inference_fn, is_streamed, normalization,
@@ -99,7 +102,8 @@ def _prepare_out(out_dir: str, overwrite: bool) -> str:
     if not overwrite:
       raise UserError(f"--out={out_dir} is not empty; choose a new directory or pass "
                       "--overwrite to replace its export.")
-    for name in (PARAMS_FILE, SAVED_MODEL_DIR, TFLITE_FILE, LABELS_FILE, REPORT_FILE):
+    for name in (PARAMS_FILE, SAVED_MODEL_DIR, TFLITE_FILE, LABELS_FILE, REPORT_FILE,
+                 *package.FILES):
       p = os.path.join(out_dir, name)
       if os.path.isdir(p):
         shutil.rmtree(p)
@@ -213,6 +217,8 @@ def export(run_dir: str, out_dir: str, *, num_images: int = 1000, which: str = "
     failed = [k for k, c in checks.items() if not c["passed"]]
     raise UserError(f"the exported {' and '.join(failed)} model(s) disagree with the trained "
                     f"network beyond tolerance (see {out_dir}/{REPORT_FILE}).")
+  # The package (safetensors, model card, SHA256SUMS of every file) comes last.
+  package.write(out_dir, report, net=net, variables=variables, folded=folded, run_dir=run_dir)
   log(f"exported {which} of {run_dir} to {out_dir}: {PARAMS_FILE}, {SAVED_MODEL_DIR}/, "
       f"{TFLITE_FILE}, {LABELS_FILE}, {REPORT_FILE}")
   return report

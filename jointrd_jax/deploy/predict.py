@@ -19,6 +19,9 @@
   - `resize` (CIFAR-style networks): the whole image resized to H x W, antialiased
     bilinear (Pillow), aspect ratio not kept.
   The result is uint8 [H, W, C]: the exported models normalise inside.
+- Before anything is read, every file of the export is checked against its SHA256SUMS
+  (`package.verify`): a modified, missing or unlisted model file is refused with one line
+  (`verify=False` / `--noverify` for exports made before checksums).
 - `classify`: logits of the TFLite file (`tf.lite.Interpreter`, TFLite builtin ops, the
   default XNNPACK CPU delegate) or the SavedModel, in batches; softmax in float64; the
   `top` classes by probability (ties: the lower class index first).
@@ -37,6 +40,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from jointrd_jax import tensorflow_support
+from jointrd_jax.deploy import package
 from jointrd_jax.errors import UserError
 from jointrd_jax.deploy.files import (EXPORT_HINT, INPUT_NAME, OUTPUT_NAME,  # noqa: F401
                                       REPORT_FILE, SAVED_MODEL_DIR, TFLITE_FILE)
@@ -98,8 +102,12 @@ def default_preprocessing(variant: str | None, image_shape) -> dict:
   return {"method": "resize"}
 
 
-def read_report(directory: str) -> dict:
-  """export.json of an export directory, validated; UserError naming the fix otherwise."""
+def read_report(directory: str, verify: bool = True, needed=()) -> dict:
+  """export.json of an export directory, validated; UserError naming the fix otherwise.
+
+  `verify`: first check every file against the directory's SHA256SUMS (`package.verify`;
+  a directory without it is refused too); `needed`: the files the caller will read, which
+  must be listed there when they exist."""
   if not os.path.exists(directory):
     raise UserError(f"--model={directory} does not exist; pass {EXPORT_HINT}.")
   if not os.path.isdir(directory):
@@ -108,6 +116,8 @@ def read_report(directory: str) -> dict:
   if not os.path.isfile(path):
     raise UserError(f"--model={directory} holds no {REPORT_FILE}, so it is not an export "
                     f"directory; pass {EXPORT_HINT}.")
+  if verify:
+    package.verify(directory, needed=(REPORT_FILE, *needed))
   try:
     with open(path, encoding="utf-8") as f:
       report = json.load(f)
@@ -126,12 +136,16 @@ def read_report(directory: str) -> dict:
   return report
 
 
-def open_export(directory: str, fmt: str = "tflite", load: bool = True) -> ExportedModel:
+def open_export(directory: str, fmt: str = "tflite", load: bool = True,
+                verify: bool = True) -> ExportedModel:
   """The export in `directory`, its model in format `fmt`; loaded now with `load`, else
-  on first use (`ExportedModel.load`), so that export.json is validated without TF."""
+  on first use (`ExportedModel.load`), so that export.json is validated without TF.
+  `verify`: the files are checked against SHA256SUMS first (`read_report`); a tampered
+  file is refused with one line."""
   if fmt not in FORMATS:
     raise UserError(f"--format={fmt} is not one of {', '.join(FORMATS)}.")
-  report = read_report(directory)
+  report = read_report(directory, verify=verify,
+                       needed=(TFLITE_FILE if fmt == "tflite" else SAVED_MODEL_DIR,))
   image_shape = tuple(int(d) for d in report["input"]["shape"][1:])
   num_classes = int(report["output"]["shape"][-1])
   classes = report.get("classes") or {}
