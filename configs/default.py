@@ -10,7 +10,18 @@ Override any key with `--config.KEY=VALUE`; unknown keys and wrong types are ref
 import ml_collections
 from ml_collections import config_dict
 
+from jointrd_jax import methods
+
 ARGS = ("", "smoke")
+
+
+def loss_config() -> ml_collections.ConfigDict:
+  """`{term: {weight, each setting}}` for every registered loss term, all unset (None,
+  typed like the term's defaults): a term's settings live under its own key."""
+  return ml_collections.ConfigDict({
+      name: {key: config_dict.placeholder(type(value))
+             for key, value in {"weight": float(term.weight), **term.params}.items()}
+      for name, term in sorted(methods.TERMS.items())})
 
 
 def get_config(arg: str = ""):
@@ -35,16 +46,22 @@ def get_config(arg: str = ""):
       image_size=224, eval_resize=256, threads=0, prefetch=2, shuffle_buffer=8192,
       resize="antialias"))
 
-  # The trained network; empty shortcuts/dirac take the method's defaults.
-  c.model = ml_collections.ConfigDict(dict(arch="resnet50", width=64, shortcuts="", dirac=""))
+  # The trained network; empty shortcuts/conv take the method's defaults. conv: the
+  # student's convolution (none | init | reparam | repvgg); dirac is its former name.
+  c.model = ml_collections.ConfigDict(dict(arch="resnet50", width=64, shortcuts="", conv="",
+                                           dirac=""))
   # The teacher of distillation methods: a ResNet run's workdir, or '' to train one
   # into WORKDIR/teacher first. arch/width '' / 0 = the student's.
   # fold: a frozen teacher's BatchNorm is folded into its convs once per run (it only runs
   # in inference mode); the same results to float rounding, fewer operations per step.
   c.teacher = ml_collections.ConfigDict(dict(checkpoint="", arch="", width=0, train="frozen",
                                              fold=True))
-  c.loss = ml_collections.ConfigDict(dict(
-      kd_tau=0.9, kd_temperature=4.0, mse_alpha=1e-3, jointrd_dc=0.5, jointrd_decay_epochs=60))
+  # The method's loss terms: '' = its own; 'a,b:0.5' = exactly these (name:weight);
+  # '+b:0.5' = its own and these (e.g. --config.method=jointrd --config.terms=+dkd:0.5).
+  c.terms = ""
+  # Each term's weight and settings, `loss.<term>.<key>` (e.g. --config.loss.kd.temperature=2):
+  # unset (None) = the method's value (README "Methods and configs"; jointrd_jax/methods/).
+  c.loss = loss_config()
 
   # Recipe: 200 epochs, batch 128, SGD Nesterov 0.9, lr 0.1 x0.1 at epochs 100, 150
   # (lr_drop_at is a fraction of num_epochs), weight decay 5e-4 except Dirac a, b.

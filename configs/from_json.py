@@ -5,13 +5,14 @@ and a way to repeat any finished run exactly: a run's own `WORKDIR/config.json` 
 same way. The JSON is merged into `configs/default.py`'s config, so every key keeps its type
 (tuples stay tuples, `half_precision` stays an optional bool) and `--config.KEY=VALUE`
 overrides still work; a key the defaults do not have is refused; a key the JSON lacks keeps
-its default.
+its default. A config.json of an earlier version loads too (its renamed keys are moved).
 """
 import json
 
 import ml_collections
 
 from configs import default
+from jointrd_jax import workdir
 
 
 def _merge(node: ml_collections.ConfigDict, data: dict, prefix: str) -> None:
@@ -33,7 +34,7 @@ def get_config(path: str = ""):
   if not path:
     raise ValueError("usage: --config=configs/from_json.py:/path/to/config.json")
   with open(path) as f:
-    data = json.load(f)
+    data = workdir.migrate(json.load(f))  # keys of earlier versions too
   c = default.get_config()
   _merge(c, data, "")
   return c

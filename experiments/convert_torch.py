@@ -137,7 +137,7 @@ def main(argv=None) -> int:
   which = f" {info['which']}" if info["format"] == "release" else ""
   h, w, c = net.default_image_shape
   print(f"converted {info['format']}{which} {info['arch']} (width {info['width']}, "
-        f"{info['num_classes']} classes, shortcuts {info['shortcuts']}, dirac {info['dirac']}, "
+        f"{info['num_classes']} classes, shortcuts {info['shortcuts']}, conv {info['conv']}, "
         f"images {h}x{w}x{c}, dataset {dataset}): {info['num_tensors']} tensors -> "
         f"{args.out}{ignored}")
   return 0

@@ -100,17 +100,14 @@ class Checkpoints:
 
 
 def network_meta(net: models.ResNet) -> dict:
-  d = models.describe(net)
-  d["stage_sizes"] = list(d["stage_sizes"])
-  return d
+  """The description stored with a network (`models.describe`)."""
+  return models.describe(net)
 
 
 def build_network(desc: dict, dtype=None, **overrides) -> models.ResNet:
-  kw = dict(desc, **overrides)
-  kw["stage_sizes"] = tuple(kw["stage_sizes"])
-  if dtype is not None:
-    kw["dtype"] = dtype
-  return models.ResNet(**kw)
+  """The network of a stored description (`models.from_description`): any registered conv
+  kind, and descriptions written by earlier versions."""
+  return models.from_description(desc, dtype, **overrides)
 
 
 def load_network(run_dir: str, which: str = "student"):

@@ -74,7 +74,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jointrd_jax import checkpoints, fold, models, predict, tensorflow_support
+from jointrd_jax import checkpoints, models, predict, tensorflow_support
+from jointrd_jax.models import fold
 from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.datasets import class_names as class_names_lib
 from jointrd_jax.errors import UserError

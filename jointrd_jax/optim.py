@@ -3,7 +3,7 @@ rate, and weight decay on everything but the Dirac `a`, `b` (reference recipe)."
 import jax
 import optax
 
-from jointrd_jax import dirac
+from jointrd_jax.models import dirac
 
 
 def weight_decay_mask(params):

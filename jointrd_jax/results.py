@@ -14,30 +14,18 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from etils import epath
 
-from jointrd_jax import reporting
+from jointrd_jax import methods, reporting
 
 RESULTS_MD = "results.md"
 RESULTS_CSV = "results.csv"
 RESULTS_PNG = "results.png"
 
-# Reference §5: CIFAR-100, plain-CNN 50 students of a ResNet-50, mean +- std over seeds.
-PAPER = {
-    "jointrd": (78.16, 0.20),
-    "kd_logits_dirac": (70.93, 3.36),
-    "kd_mse_all_dirac": (63.82, 9.97),
-    "resnet": (78.39, 0.40),
-}
+# Reference §5: CIFAR-100, plain-CNN 50 students of a ResNet-50, mean +- std over seeds
+# (each preset's `paper_top1`), and each method's label (`methods.presets`).
+PAPER = {name: p.paper_top1 for name, p in methods.METHODS.items() if p.paper_top1}
 PAPER_SETTING = {"dataset": "cifar100", "arch": "resnet50", "num_epochs": 200}
-
-LABELS = {
-    "jointrd": "JointRD (ours)",
-    "kd_logits_dirac": "KD(logits) + Dirac",
-    "kd_mse_all_dirac": "KD(MSE_ALL) + Dirac",
-    "resnet": "ResNet (with shortcuts)",
-    "kd_logits": "KD(logits)",
-    "plain": "Plain CNN, from scratch",
-    "plain_dirac": "Plain CNN + Dirac, from scratch",
-}
+LABELS = {name: p.label or name for name, p in methods.METHODS.items()}
+PAPER_MARK = "†"  # results.md: the rows of the paper's Table 12
 
 CSV_FIELDS = ("method", "label", "n_seeds", "seeds", "final_top1_mean", "final_top1_std",
               "best_top1_mean", "best_top1_std", "final_top1_per_seed", "best_epoch_per_seed",
@@ -158,11 +146,15 @@ def render_markdown(rows: Sequence[Mapping], notes: Sequence[str] = (),
   out += [header, "|---|---|---|---|---|---|"]
   for r in rows:
     per_seed = ", ".join(f"s{s}: {v:.2f}" for s, v in zip(r["seeds"], r["final_top1"])) or "-"
-    out.append(f"| {r['label']} | {r['n_seeds']} | {_pm(r['final_top1_mean'], r['final_top1_std'])} "
+    mark = f" {PAPER_MARK}" if r["paper_top1_mean"] is not None else ""
+    out.append(f"| {r['label']}{mark} | {r['n_seeds']} | {_pm(r['final_top1_mean'], r['final_top1_std'])} "
                f"| {per_seed} | {_pm(r['best_top1_mean'], r['best_top1_std'])} "
                f"| {_pm(r['paper_top1_mean'], r['paper_top1_std'])} |")
   out.append("")
   notes = list(notes)
+  if any(r["paper_top1_mean"] is not None for r in rows):
+    notes.insert(0, f"{PAPER_MARK} a row of the paper's Table 12 (its number in the last "
+                 "column); the other rows are not in the paper.")
   if done and any(first.get(k) != v for k, v in PAPER_SETTING.items()):
     notes.append(f"The paper's numbers are CIFAR-100, ResNet-50 teacher and plain-CNN 50 students, "
                  f"200 epochs, test set; this sweep ({setting}) is a different setting, so the "

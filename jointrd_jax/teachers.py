@@ -13,7 +13,8 @@ import dataclasses
 import jax
 from etils import epath
 
-from jointrd_jax import checkpoints, fold as fold_lib, methods, models, reporting, sharding
+from jointrd_jax import checkpoints, methods, models, reporting, sharding
+from jointrd_jax.models import fold as fold_lib
 from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.errors import UserError
 
@@ -28,6 +29,8 @@ def teacher_config(config):
   t.model.width = config.teacher.width or config.model.width
   t.model.shortcuts = ""
   t.model.dirac = ""
+  t.model.conv = ""
+  t.terms = ""
   t.teacher.checkpoint = ""
   t.teacher.arch = ""
   t.teacher.width = 0
@@ -42,8 +45,6 @@ def load_teacher(method: methods.Method, run_dir: str, mesh, fold: bool = True):
   `method.teacher` replaced by the folded network."""
   net, variables, _ = checkpoints.load_network(run_dir, "student")
   got, expected = models.describe(net), models.describe(method.teacher)
-  got["stage_sizes"], expected["stage_sizes"] = (tuple(got["stage_sizes"]),
-                                                 tuple(expected["stage_sizes"]))
   if got != expected:
     diff = ", ".join(f"{k} {got[k]!r} (want {expected[k]!r})" for k in expected
                      if got[k] != expected[k])

@@ -44,7 +44,8 @@ from typing import Optional
 import jax
 import numpy as np
 
-from jointrd_jax import checkpoints, dirac as dirac_lib, models, workdir as workdir_lib
+from jointrd_jax import checkpoints, models, workdir as workdir_lib
+from jointrd_jax.models import dirac as dirac_lib
 from jointrd_jax.errors import UserError
 
 FORMATS = ("auto", "torchvision", "release")
@@ -312,8 +313,8 @@ def convert(path: str, *, arch: str, num_classes: int = 0, width: int = 0, fmt: 
   if not num_classes:
     num_classes = int(sd["fc.weight"].shape[0])
   shortcuts = shortcuts or ("projection" if (fmt == "release" and which == "student") else "all")
-  dirac = "reparam" if any(k.endswith(".alpha") for k in sd) else "none"
-  net = models.build(arch, shortcuts, dirac, num_classes=num_classes, width=width)
+  conv = "reparam" if any(k.endswith(".alpha") for k in sd) else "none"
+  net = models.build(arch, shortcuts, conv=conv, num_classes=num_classes, width=width)
 
   expected = jax.eval_shape(lambda: models.init(net, jax.random.key(0)))
   leaves, treedef = jax.tree_util.tree_flatten_with_path(expected)
@@ -331,7 +332,7 @@ def convert(path: str, *, arch: str, num_classes: int = 0, width: int = 0, fmt: 
       mismatched.append(f"{key} {tuple(sd[key].shape)} (expected {_torch_shape(key, want.shape)})")
     values.append(value)
   desc = (f"{arch} width {width}, {num_classes} classes, shortcuts {shortcuts!r}, "
-          f"dirac {dirac!r}")
+          f"conv {conv!r}")
   if missing:
     raise UserError(f"{path} ({fmt} layout) lacks {len(missing)} tensor(s) of a {desc}: "
                     f"{_few(missing)}; check --arch, --shortcuts and --which.")
@@ -348,7 +349,7 @@ def convert(path: str, *, arch: str, num_classes: int = 0, width: int = 0, fmt: 
                     f"does not use: {_few(unexpected)}; check --arch and --shortcuts.")
   variables = jax.tree_util.tree_unflatten(treedef, values)
   info = {"format": fmt, "which": which, "arch": arch, "width": width,
-          "num_classes": num_classes, "shortcuts": shortcuts, "dirac": dirac,
+          "num_classes": num_classes, "shortcuts": shortcuts, "conv": conv,
           "num_tensors": len(used),
           "ignored": [k for k in ignored if not k.endswith("num_batches_tracked")]}
   return net, variables, info
@@ -385,6 +386,6 @@ def write_run(run_dir: str, net: models.ResNet, variables, info: dict, *, config
         os.remove(p)
   config = dict(config_dict)
   config["model"] = dict(config.get("model", {}), arch=info["arch"], width=info["width"],
-                         shortcuts=info["shortcuts"], dirac=info["dirac"])
+                         shortcuts=info["shortcuts"], conv=info["conv"])
   checkpoints.save_network(run_dir, net, variables, image_shape=net.default_image_shape,
                            config_dict=config)

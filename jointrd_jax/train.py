@@ -20,188 +20,20 @@ import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
 
-from jointrd_jax import checkpoints, datasets, feeds, methods, models, reporting, sharding
-from jointrd_jax import steps, teachers, workdir as workdir_lib
-from jointrd_jax import errors
+from jointrd_jax import checkpoints, errors, reporting, sharding, steps, teachers
+from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.errors import UserError
+from jointrd_jax.evaluation import Evaluator, evaluate  # noqa: F401 (API)
+from jointrd_jax.interrupts import _Interruption, _stop_now  # noqa: F401 (tests)
+from jointrd_jax.run_setup import (build_method, check_data_present,  # noqa: F401 (API)
+                                   half_precision, is_streamed, load_data, load_teacher,
+                                   make_feed, steps_per_dispatch, validate)
 from jointrd_jax.optim import create_optimizer, weight_decay_mask  # noqa: F401 (API)
 from jointrd_jax.steps import (TrainState, create_state, make_eval_step,  # noqa: F401 (API)
                                make_multi_step, make_train_step)
 from jointrd_jax.teachers import TEACHER_SUBDIR, teacher_config  # noqa: F401 (API)
 
-# ------------------------------------------------------------------ configuration
-
-
-def validate(config) -> None:
-  """Value checks the config types cannot express; one clear line each."""
-  if config.method not in methods.METHODS:
-    raise UserError(f"unknown method {config.method!r}; choose one of "
-                    f"{', '.join(methods.METHODS)} (--config.method).")
-  for key, arch in (("model.arch", config.model.arch), ("teacher.arch", config.teacher.arch)):
-    if arch and arch not in models.ARCHS:
-      raise UserError(f"unknown arch {arch!r}; choose one of {', '.join(models.ARCHS)} "
-                      f"(--config.{key}).")
-  for key in ("num_epochs", "batch_size", "eval_batch_size", "log_every_steps",
-              "checkpoint_every_epochs", "keep_checkpoints"):
-    if config[key] <= 0:
-      raise UserError(f"config.{key}={config[key]} must be positive (--config.{key}=N).")
-  if config.eval_hybrids_every_epochs < 0:
-    raise UserError(f"config.eval_hybrids_every_epochs={config.eval_hybrids_every_epochs} "
-                    "must be >= 0 (0 = at the last epoch only).")
-  if config.model.width <= 0:
-    raise UserError(f"config.model.width={config.model.width} must be positive.")
-  if config.steps_per_dispatch < 0:
-    raise UserError(f"config.steps_per_dispatch={config.steps_per_dispatch} must be >= 0 "
-                    "(0 = automatic).")
-  if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1
-             for f in config.optimizer.lr_drop_at):
-    shown = ", ".join(str(f) for f in config.optimizer.lr_drop_at)
-    raise UserError(f"config.optimizer.lr_drop_at=({shown}) must hold "
-                    "fractions of num_epochs in (0, 1], e.g. "
-                    "--config.optimizer.lr_drop_at='(0.5, 0.75)'.")
-  if config.teacher.train not in methods.TEACHER_TRAIN:
-    raise UserError(f"config.teacher.train={config.teacher.train!r}; choose frozen or joint.")
-
-
-def check_data_present(config) -> None:
-  """With --config.download=False and an explicit data_dir, a CIFAR that TFDS has not
-  prepared there is refused before TensorFlow is even imported (seconds). TFDS keeps a
-  prepared dataset in DATA_DIR/NAME/[CONFIG/]VERSION/ with a dataset_info.json; without
-  one anywhere under DATA_DIR/NAME, TFDS would refuse too (it checks the exact version)."""
-  name = str(config.dataset).strip().lower()
-  if config.download or not config.data_dir or name not in ("cifar10", "cifar100"):
-    return
-  root = epath.Path(config.data_dir) / name
-  if not any(any(root.glob(pattern)) for pattern in ("*/dataset_info.json",
-                                                     "*/*/dataset_info.json")):
-    raise UserError(f"{name} is not prepared in {config.data_dir} and --config.download=False; "
-                    f"prepare it on a machine with internet with `tfds build {name} "
-                    "--data_dir=DIR`, copy DIR here and pass --config.data_dir=DIR (or set "
-                    "--config.download=True).")
-
-
-def steps_per_dispatch(config, mesh) -> int:
-  """`config.steps_per_dispatch`, or when 0: 1 on CPU (no loop, see `steps.py`), else 10."""
-  if config.steps_per_dispatch:
-    return config.steps_per_dispatch
-  return 1 if mesh.devices.flat[0].platform == "cpu" else 10
-
-
-def half_precision(config) -> bool:
-  if config.half_precision is None:
-    return jax.default_backend() != "cpu"
-  return bool(config.half_precision)
-
-
-def build_method(config, num_classes: int) -> methods.Method:
-  dtype = jnp.bfloat16 if half_precision(config) else jnp.float32
-  return methods.build(
-      config.method, arch=config.model.arch, num_classes=num_classes, width=config.model.width,
-      shortcuts=config.model.shortcuts, dirac=config.model.dirac,
-      teacher_arch=config.teacher.arch, teacher_width=config.teacher.width,
-      teacher_train=config.teacher.train, dtype=dtype,
-      loss_config=methods.LossConfig(**config.loss.to_dict()))
-
-
-def is_streamed(config) -> bool:
-  """Whether the dataset is read from disk as the run goes (ImageNet: `datasets.streamed`)
-  rather than held on the devices (`datasets.in_memory`). `synthetic` is generated like
-  the model's dataset: arrays for the CIFAR archs, a folder of JPEGs for the ImageNet ones."""
-  name = str(config.dataset).strip().lower()
-  arch = models.ARCHS.get(config.model.arch)
-  return (name.startswith("imagefolder:") or name == "imagenet2012"
-          or (name == "synthetic" and arch is not None and arch[0] == "imagenet"))
-
-
-def load_data(config, mesh):
-  s = config.synthetic
-  if is_streamed(config):
-    if config.holdout:
-      raise UserError(f"--config.holdout is for the in-memory datasets; {config.dataset} "
-                      "evaluates on its validation split (set --config.holdout=0).")
-    o = config.streamed
-    return datasets.streamed.load(
-        config.dataset, mesh=mesh, data_dir=config.data_dir, image_size=o.image_size,
-        eval_resize=o.eval_resize, threads=o.threads or None, prefetch=o.prefetch,
-        shuffle_buffer=o.shuffle_buffer, train_resize=o.resize,
-        synthetic_num_classes=s.num_classes,
-        synthetic_train_size=s.train_size, synthetic_test_size=s.test_size)
-  return datasets.load(
-      config.dataset, mesh=mesh, data_dir=config.data_dir, download=config.download,
-      holdout=config.holdout, holdout_seed=config.seed, synthetic_train_size=s.train_size,
-      synthetic_test_size=s.test_size, synthetic_num_classes=s.num_classes,
-      synthetic_image_size=s.image_size)
-
-
-def make_feed(config, data, dtype, mesh):
-  """The trainer's feed of `data` and its steps per dispatch."""
-  if isinstance(data, datasets.Data):
-    feed = feeds.MemoryFeed(data, config.batch_size, dtype)
-    return feed, min(steps_per_dispatch(config, mesh), config.log_every_steps,
-                     feed.steps_per_epoch)
-  spe = data.steps_per_epoch(config.batch_size)
-  k = min(steps_per_dispatch(config, mesh), config.log_every_steps, spe)
-  return feeds.StreamFeed(data, config.batch_size, dtype, k), k
-
-
-def load_teacher(method, run_dir, mesh):
-  """The frozen teacher's variables (unfolded): for tests and tools that keep `method`."""
-  return teachers.load_teacher(method, run_dir, mesh, fold=False)[1]
-
-
-# ------------------------------------------------------------------ evaluation
-
-
-def evaluate(eval_step, state, teacher_vars, batches, num_eval: int) -> dict:
-  sums = None
-  for batch in batches:
-    out = eval_step(state, teacher_vars, batch)
-    sums = out if sums is None else jax.tree_util.tree_map(jnp.add, sums, out)
-  sums = jax.device_get(sums)
-  count = float(sums.pop("count"))
-  if int(round(count)) != num_eval:  # every eval image counts exactly once
-    raise AssertionError(f"evaluated {count} of {num_eval} examples")
-  return {k: float(v) / count * (100.0 if k.endswith(("top1", "top5")) else 1.0)
-          for k, v in sums.items()}
-
-
-class Evaluator:
-  """Evaluates the student every epoch; JointRD's hybrid paths when asked (they are
-  diagnostics, and cost about twice the student's forward); a frozen teacher, which never
-  changes, once per run. A jointly trained teacher every epoch."""
-
-  def __init__(self, method: methods.Method, feed, batch_size: int, num_eval: int):
-    self.feed, self.batch_size, self.num_eval = feed, batch_size, num_eval
-    frozen = method.frozen_teacher
-    student = ("student",) if frozen else ("student", "teacher")
-    self._steps = {False: jax.jit(make_eval_step(method, student))}
-    if method.spec.loss == "jointrd":
-      self._steps[True] = jax.jit(make_eval_step(method, student + ("hybrid",)))
-    self._teacher_step = jax.jit(make_eval_step(method, ("teacher",))) if frozen else None
-    self._teacher = None
-    self.teacher_s = 0.0  # the one evaluation of a frozen teacher
-
-  def compile(self, state_spec, teacher_vars) -> None:
-    """Compiles the evaluation steps for states like `state_spec` (ahead of their use)."""
-    batch = self.feed.eval_spec(self.batch_size)
-    for key, step in self._steps.items():
-      self._steps[key] = step.lower(state_spec, teacher_vars, batch).compile()
-    if self._teacher_step is not None:
-      self._teacher_step = self._teacher_step.lower(state_spec, teacher_vars, batch).compile()
-
-  def __call__(self, state, teacher_vars, hybrids: bool = True) -> dict:
-    step = self._steps.get(hybrids, self._steps[False])
-    out = evaluate(step, state, teacher_vars, self.feed.eval_batches(self.batch_size),
-                   self.num_eval)
-    if self._teacher_step is not None:
-      if self._teacher is None:
-        t0 = time.perf_counter()
-        self._teacher = evaluate(self._teacher_step, state, teacher_vars,
-                                 self.feed.eval_batches(self.batch_size), self.num_eval)
-        self.teacher_s = time.perf_counter() - t0
-      out.update(self._teacher)
-    return dict(sorted(out.items()))
-
+Preempted = errors.Preempted  # the trainer's exception, defined with the other errors
 
 # ------------------------------------------------------------------ checkpoint metadata
 
@@ -234,41 +66,6 @@ def _means(step_metrics: list) -> dict:
 # ------------------------------------------------------------------ the loop
 
 
-class _Interruption:
-  """SIGTERM (preemption) and SIGINT (Ctrl-C) ask the loop to checkpoint and stop.
-
-  `signum` is the first of them received (0: none). A second Ctrl-C aborts at once
-  (KeyboardInterrupt, even during the checkpoint save: the run then resumes from the
-  previous complete checkpoint)."""
-
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-  def __init__(self):
-    self.signum = 0
-    self._old = {}
-
-  def __enter__(self):
-    for sig in self.SIGNALS:
-      try:
-        self._old[sig] = signal.signal(sig, self._handler)
-      except ValueError:  # not the main thread: no handler
-        pass
-    return self
-
-  def _handler(self, signum, frame):
-    del frame
-    if signum == signal.SIGINT and self.signum == signal.SIGINT:
-      raise KeyboardInterrupt
-    self.signum = self.signum or int(signum)
-
-  def __exit__(self, *exc):
-    for sig, old in self._old.items():
-      signal.signal(sig, old)
-
-
-Preempted = errors.Preempted  # the trainer's exception, defined with the other errors
-
-
 def _finished(config, workdir: str):
   """The summary of a finished run of exactly this config in `workdir`, else None."""
   summary = workdir_lib.read_summary(workdir)
@@ -292,7 +89,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
   sharding.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
-  spec = methods.get_spec(config.method)
   check_data_present(config)
   # Refuse a workdir of another run before anything is written, trained or compiled; every
   # process checks before any process writes.
@@ -333,12 +129,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   progress = reporting.Progress(total_steps, config.batch_size)
   reporting.log(
-      "%s on %s (%s; %d train / %d %s images of %s, %d classes): %s %s, %d device(s), %s "
-      "compute, %d epochs x %d steps of %d, %d steps per dispatch", config.method, data.name,
-      spec.description, data.num_train, data.num_eval, data.eval_split,
-      "x".join(map(str, data.image_shape)), data.num_classes, config.model.arch,
-      method.student.shortcuts, mesh.devices.size, jnp.dtype(dtype).name, config.num_epochs,
-      steps_per_epoch, config.batch_size, k)
+      "%s on %s (%s; %d train / %d %s images of %s, %d classes): %s %s conv %s, %d "
+      "device(s), %s compute, %d epochs x %d steps of %d, %d steps per dispatch",
+      config.method, data.name, method.describe(), data.num_train, data.num_eval,
+      data.eval_split, "x".join(map(str, data.image_shape)), data.num_classes,
+      config.model.arch, method.student.shortcuts, method.student.conv, mesh.devices.size,
+      jnp.dtype(dtype).name, config.num_epochs, steps_per_epoch, config.batch_size, k)
 
   # Compile the train step, the evaluation and (for a new run) the initialisation at once:
   # XLA compiles on one core each, so they overlap on any multi-core host.
@@ -451,22 +247,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
   return summary
 
 
-def _stop_now(interruption, steps_done_in_epoch=None, every=1) -> int:
-  """The signal to checkpoint and stop for (SIGTERM or SIGINT; 0: go on), decided alike by
-  every process.
-
-  One process checks its own flag after every chunk of steps. Several processes must stop
-  at the same step (saving is collective), and the signal may reach only some of them, or
-  at different steps: they exchange their flags every `every` steps of an epoch (a host
-  sync, at the same steps everywhere) and at each epoch's end, and stop if any got one.
-  """
-  if jax.process_count() == 1:
-    return interruption.signum
-  if steps_done_in_epoch is not None and steps_done_in_epoch % every:
-    return 0
-  return int(np.max(multihost_utils.process_allgather(np.int32(interruption.signum))))
-
-
 def _sync(name: str) -> None:
   """A barrier of all processes (no-op in a single-process run)."""
   if jax.process_count() > 1:
@@ -522,5 +302,8 @@ def _summary(config, path, data, method, wall_s, compile_s, images_per_s, spent)
       "time_s": spent,
       "train_images_per_s": images_per_s,
       "student": checkpoints.network_meta(method.student),
+      # The loss as resolved from the method, `terms` and `loss.*` (config.json has the
+      # settings as given, None where the method's value was used).
+      "terms": [{"name": w.name, "weight": w.weight, **w.params} for w in method.terms],
       "config": workdir_lib.config_to_dict(config),
   }

@@ -22,12 +22,38 @@ RESUME_SAFE_KEYS = ("overwrite", "log_every_steps", "checkpoint_every_epochs",
                     "keep_checkpoints", "download", "data_dir", "eval_batch_size")
 
 
+# Keys of earlier versions: the loss settings before each term had its own key. A value
+# equal to its default then is "unset" now (the method's value, which is the same).
+RENAMED = {"kd_tau": (("kd", "tau"), 0.9), "kd_temperature": (("kd", "temperature"), 4.0),
+           "mse_alpha": (("mse_all", "weight"), 1e-3), "jointrd_dc": (("jointrd", "dc"), 0.5),
+           "jointrd_decay_epochs": (("jointrd", "decay_epochs"), 60)}
+
+
 def config_to_dict(config) -> dict:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
+def migrate(d: dict) -> dict:
+  """A saved config (dict) in this version's keys: the flat `loss.*` keys of earlier
+  versions moved under their term (`loss.kd_tau` -> `loss.kd.tau`, ...)."""
+  loss = d.get("loss")
+  if not isinstance(loss, dict) or not set(loss) & set(RENAMED):
+    return d
+  new_loss = {k: v for k, v in loss.items() if k not in RENAMED}
+  for old, ((term, key), default) in RENAMED.items():
+    if old in loss and loss[old] != default:
+      new_loss.setdefault(term, {})[key] = loss[old]
+  return dict(d, loss=new_loss)
+
+
 def _identity(d: dict) -> dict:
   return {k: v for k, v in d.items() if k not in RESUME_SAFE_KEYS}
+
+
+def _unset(v) -> bool:
+  """Absent, None, '' or a section of such: a key a config leaves to the method (or one
+  that an earlier version did not have)."""
+  return v is None or v == "" or (isinstance(v, dict) and all(_unset(x) for x in v.values()))
 
 
 def _diff(a: dict, b: dict, prefix=""):
@@ -36,9 +62,15 @@ def _diff(a: dict, b: dict, prefix=""):
     va, vb = a.get(k), b.get(k)
     if isinstance(va, dict) and isinstance(vb, dict):
       out += _diff(va, vb, f"{prefix}{k}.")
-    elif va != vb:
+    elif va != vb and not (_unset(va) and _unset(vb)):
       out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
   return out
+
+
+def differences(saved: dict, config) -> list:
+  """What differs between a saved config (dict) and `config`, keys that may change on a
+  resume left out: `['key: old -> new', ...]`, empty for the same run."""
+  return _diff(_identity(migrate(saved)), _identity(config_to_dict(config)))
 
 
 def check_writable(workdir: str) -> epath.Path:
@@ -77,7 +109,7 @@ def check(workdir: str, config) -> bool:
     except (OSError, ValueError) as e:
       raise UserError(f"cannot read {saved_file} ({e}); use a new --workdir, or "
                       "--config.overwrite=True to discard it.") from None
-    diff = _diff(_identity(saved), _identity(config_to_dict(config)))
+    diff = differences(saved, config)
     if diff and not config.overwrite:
       shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
       raise UserError(f"workdir {workdir} holds a run of a different config ({shown}); "

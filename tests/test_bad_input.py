@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from jointrd_jax import checkpoints, train, workdir as workdir_lib
+from jointrd_jax import checkpoints, models, train, workdir as workdir_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = "configs/plain_dirac.py:smoke"
@@ -32,7 +32,7 @@ def inputs(tmp_path_factory):
   for name, width, classes in (("teacher_wide", 32, 10), ("teacher_100", 16, 100)):
     config.model.width = width
     net = train.build_method(config, classes).student
-    shapes = jax.eval_shape(lambda n=net: train.models.init(n, jax.random.key(0), (32, 32, 3)))
+    shapes = jax.eval_shape(lambda n=net: models.init(n, jax.random.key(0), (32, 32, 3)))
     variables = jax.tree_util.tree_map(lambda s: np.ones(s.shape, s.dtype), shapes)
     checkpoints.save_network(str(root / name), net, variables, image_shape=(32, 32, 3),
                              config_dict=workdir_lib.config_to_dict(config))
@@ -73,6 +73,16 @@ def _snapshot(root):
 CASES = {
     "unknown_method": ([f"--config={SMOKE}", "--config.method=resnet51"],
                        ["unknown method 'resnet51'", "--config.method"]),
+    "unknown_term": ([f"--config={SMOKE}", "--config.terms=+dkdd"],
+                     ["unknown loss term 'dkdd'", "--config.terms"]),
+    "term_weight_not_a_number": ([f"--config={KD}", "--config.terms=kd:half"],
+                                 ["the weight 'half' of loss term 'kd' is not a number"]),
+    "term_needs_a_teacher": ([f"--config={SMOKE}", "--config.terms=+kd"],
+                             ["loss term 'kd' needs a teacher", "method 'plain_dirac'"]),
+    "loss_setting_wrong_type": ([f"--config={KD}", "--config.loss.kd.temperature=hot"],
+                                ["--config.loss.kd.temperature=hot", "to float"]),
+    "unknown_conv": ([f"--config={SMOKE}", "--config.model.conv=rep"],
+                     ["unknown conv 'rep'", "--config.model.conv"]),
     "streamed_resize_typo": (["--config=configs/imagenet/plain.py:smoke",
                               "--config.streamed.resize=area"],
                              ["training resize 'area' (streamed.resize)", "'fast'"]),

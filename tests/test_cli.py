@@ -175,13 +175,15 @@ def test_config_path_resolution_rules(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ what tools leave behind
 
 
-def test_data_throughput_keeps_generated_images_only_in_the_cache_it_names(tmp_path):
+def test_data_throughput_keeps_generated_images_only_in_the_cache_it_names(tmp_path,
+                                                                          monkeypatch):
   """A tiny `--pipeline=imagenet` run: the generated JPEGs go to
   $XDG_CACHE_HOME/jointrd_jax/generated/, named in one log line; nothing in the temp
   directory, the working directory or elsewhere; a second run reuses them."""
   cache, tmp, cwd = tmp_path / "cache", tmp_path / "tmp", tmp_path / "cwd"
   for d in (tmp, cwd):
     d.mkdir()
+  monkeypatch.delenv("JOINTRD_JAX_CACHE_DIR", raising=False)  # the test session's cache
   env = dict(os.environ, XDG_CACHE_HOME=str(cache), TMPDIR=str(tmp), PYTHONPATH=str(REPO),
              MPLCONFIGDIR=str(tmp_path / "mpl"))
   proc = _run(["-m", "experiments.data_throughput", "--pipeline=imagenet", "--num_images=8",
@@ -197,14 +199,8 @@ def test_data_throughput_keeps_generated_images_only_in_the_cache_it_names(tmp_p
   assert sorted(p.name for p in (cache / "jointrd_jax" / "generated").iterdir()) == [folder.name]
   assert list(tmp.iterdir()) == [] and list(cwd.iterdir()) == []
   from jointrd_jax.benchmarking import input_throughput  # pylint: disable=g-import-not-at-top
-  os.environ["XDG_CACHE_HOME"], saved = str(cache), os.environ.get("XDG_CACHE_HOME")
-  try:
-    assert input_throughput.generated_folder(8, 24, 32) == (str(folder), False)  # reused
-  finally:
-    if saved is None:
-      del os.environ["XDG_CACHE_HOME"]
-    else:
-      os.environ["XDG_CACHE_HOME"] = saved
+  monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+  assert input_throughput.generated_folder(8, 24, 32) == (str(folder), False)  # reused
 
 
 # ------------------------------------------------------------------ TensorFlow's C++ lines

@@ -87,7 +87,7 @@ def test_report_records_passing_checks(exported):
     assert c["max_abs_diff"] <= export.RTOL * c["max_abs_logit"]
     assert c["max_abs_logit"] > 0.1  # the logits are not trivially small
   arch = report["architecture"]
-  assert (arch["kind"], arch["shortcuts"], arch["dirac"], arch["width"], arch["num_classes"]) == (
+  assert (arch["kind"], arch["shortcuts"], arch["conv"], arch["width"], arch["num_classes"]) == (
       "bottleneck", "projection", "reparam", 4, NUM_CLASSES)
   assert report["input"]["dtype"] == "uint8" and report["input"]["shape"] == [None, 32, 32, 3]
   assert report["check_data"] == {**report["check_data"], "dataset": "synthetic", "split": "test",

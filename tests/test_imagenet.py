@@ -71,7 +71,9 @@ def test_recipe_is_the_papers_imagenet_recipe():
   # lr 0.2, x0.1 at epochs 30, 60 and 90.
   for epoch, lr in ((0, 0.2), (29, 0.2), (30, 0.02), (59, 0.02), (60, 0.002), (90, 0.0002)):
     assert float(schedule(epoch * 10)) == pytest.approx(lr, rel=1e-6), epoch
-  assert (c.loss.jointrd_dc, c.loss.jointrd_decay_epochs) == (5e-3, 60)
+  jointrd = train.build_method(c, 1000).terms[0]
+  assert (jointrd.name, jointrd.params["dc"], jointrd.params["decay_epochs"]) == (
+      "jointrd", 5e-3, 60)
   assert (c.streamed.image_size, c.streamed.eval_resize, c.streamed.resize) == (
       224, 256, "antialias")  # torchvision's pixels by default
   del tx

@@ -117,12 +117,19 @@ def test_max_pool_is_pytorchs_with_minus_infinity_padding():
 def test_describe_names_the_variant_and_old_descriptions_are_cifar():
   desc = models.describe(models.build("imagenet_resnet14", width=4))
   assert desc["variant"] == "imagenet"
-  assert models.ResNet(**desc) == models.build("imagenet_resnet14", width=4)
+  assert models.from_description(desc) == models.build("imagenet_resnet14", width=4)
   old = dict(models.describe(models.build("resnet14", width=4)))
   del old["variant"]  # checkpoints written before the ImageNet variant
   assert checkpoints.build_network(dict(old, stage_sizes=[1, 1, 1, 1])) == models.build(
       "resnet14", width=4)
-  assert models.ResNet(**old).variant == "cifar"
+  assert models.from_description(old).variant == "cifar"
+  # Descriptions written before conv kinds had their own name call the kind `dirac`.
+  older = dict(old, dirac="reparam")
+  del older["conv"]
+  assert models.from_description(older) == models.build("resnet14", "all", conv="reparam",
+                                                         width=4)
+  with pytest.raises(UserError, match="unknown conv 'sparse'"):
+    models.from_description(dict(old, conv="sparse"))
 
 
 # ---------------------------------------------------------------- Dirac kernels
@@ -374,7 +381,9 @@ def test_bf16_compute_keeps_fp32_params():
     ({"arch": "resnet18", "shortcuts": "some"},
      "unknown shortcut policy 'some'; choose one of all, projection, none."),
     ({"arch": "resnet18", "dirac": "yes"},
-     "unknown dirac mode 'yes'; choose one of none, init, reparam."),
+     f"unknown conv 'yes'; choose one of {', '.join(models.CONVS)}."),
+    ({"arch": "resnet18", "conv": "yes"},
+     f"unknown conv 'yes'; choose one of {', '.join(models.CONVS)}."),
     ({"arch": "resnet18", "width": 0}, "width (0) and num_classes (100) must be positive."),
 ])
 def test_build_rejects_unknown_choices_without_naming_a_flag(kwargs, message):

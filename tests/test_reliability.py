@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 from experiments import entry
-from jointrd_jax import checkpoints, reporting, train
+from jointrd_jax import checkpoints, models, reporting, train
 from jointrd_jax.errors import UserError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -347,7 +347,7 @@ def small_run(tmp_path_factory):
   """A run dir with one checkpoint of a smoke ResNet (random weights; nothing compiled)."""
   d = tmp_path_factory.mktemp("small_run")
   net = train.build_method(smoke("resnet"), 10).student
-  shapes = jax.eval_shape(lambda: train.models.init(net, jax.random.key(0), (32, 32, 3)))
+  shapes = jax.eval_shape(lambda: models.init(net, jax.random.key(0), (32, 32, 3)))
   rng = np.random.default_rng(0)
   variables = jax.tree_util.tree_map(
       lambda s: rng.uniform(0.5, 1.5, s.shape).astype(s.dtype), shapes)  # BN var > 0

@@ -54,12 +54,14 @@ def test_results_from_fake_summaries(tmp_path):
                         notes=["a note"])
   md = open(paths["md"]).read()
   lines = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| ")}
-  assert "| 78.17 ± 0.31 |" in lines["| JointRD (ours)"]  # mean 78.1667, stdev 0.3055
-  assert "| 78.16 ± 0.20 |" in lines["| JointRD (ours)"]
-  assert "60.25 (1 seed)" in lines["| KD(MSE_ALL) + Dirac"]
-  assert "| 63.82 ± 9.97 |" in lines["| KD(MSE_ALL) + Dirac"]
-  assert lines["| ResNet (with shortcuts)"].startswith("| ResNet (with shortcuts) | 0 | - |")
-  assert "| 78.39 ± 0.40 |" in lines["| ResNet (with shortcuts)"]
+  # The paper's rows are marked (†, and a note), the others are not.
+  assert "| 78.17 ± 0.31 |" in lines["| JointRD (ours) †"]  # mean 78.1667, stdev 0.3055
+  assert "| 78.16 ± 0.20 |" in lines["| JointRD (ours) †"]
+  assert "60.25 (1 seed)" in lines["| KD(MSE_ALL) + Dirac †"]
+  assert "| 63.82 ± 9.97 |" in lines["| KD(MSE_ALL) + Dirac †"]
+  assert lines["| ResNet (with shortcuts) †"].startswith("| ResNet (with shortcuts) † | 0 | - |")
+  assert "| 78.39 ± 0.40 |" in lines["| ResNet (with shortcuts) †"]
+  assert "- † a row of the paper's Table 12" in md
   assert lines["| Plain CNN, from scratch"].endswith("| - |")  # no paper number
   assert "**test** split" in md and "held-out" not in md and "- a note" in md
   assert "not comparable" not in md  # the paper's setting

@@ -16,6 +16,7 @@ The parts without training are test_sweep.py.
 """
 import json
 import os
+import re
 import shlex
 import shutil
 import statistics
@@ -133,10 +134,14 @@ def test_sweep_writes_the_table_from_the_runs_summaries(swept):
     assert [float(x) for x in row["final_top1_per_seed"].split()] == pytest.approx(final,
                                                                                    abs=5e-5)
     md_row = next(line for line in md.splitlines()
-                  if line.startswith(f"| {results.LABELS[m]} |"))
+                  if re.match(rf"\| {re.escape(results.LABELS[m])}( {results.PAPER_MARK})? \|",
+                              line))
     assert f"| {sum(final) / 2:.2f} ± {statistics.stdev(final):.2f} |" in md_row
   assert table["resnet"]["paper_top1_mean"] == "78.39" and table["kd_logits"]["paper_top1_mean"] == ""
   assert "| 78.39 ± 0.40 |" in md and "resnet run of seed 0" in md
+  marked = {m for m in METHODS for line in md.splitlines()
+            if line.startswith(f"| {results.LABELS[m]} {results.PAPER_MARK} |")}
+  assert marked == {"resnet"}  # the paper's rows only (kd_logits is not in Table 12)
   png = os.path.join(workdir, "results.png")
   with open(png, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -216,6 +221,26 @@ def test_cli_report_only_counts_the_seeds_that_finished(swept, rerun):
   md = open(os.path.join(workdir, "results.md")).read()
   assert "KD(logits): 2 of 3 seeds finished (seed 2 waiting)" in md
   assert not os.path.exists(_run_dir(workdir, "resnet", 2))  # nothing launched
+
+
+@pytest.mark.slow
+def test_extended_sweep_smoke_runs_every_method_and_marks_the_papers_rows(tmp_path):
+  # configs/table12_extended.py:smoke as CI runs it: every method of the paper and beside
+  # it (new logit losses, JointRD + DKD, RepVGG-style students) once, one teacher.
+  from configs import table12_extended  # pylint: disable=g-import-not-at-top
+  p = subprocess.run(
+      [sys.executable, "-m", "experiments.table12", "--config=configs/table12_extended.py:smoke",
+       f"--workdir={tmp_path}", "--parallel=2"],
+      cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-2000:])
+  table = results.read_csv(os.path.join(tmp_path, "results.csv"))
+  methods = table12_extended.get_config("smoke").methods
+  assert list(table) == list(methods) and len(methods) == 14
+  assert all(table[m]["n_seeds"] == "1" for m in methods), table
+  md = open(os.path.join(tmp_path, "results.md")).read()
+  marked = [line for line in md.splitlines() if line.startswith("| ") and " † |" in line]
+  assert len(marked) == 4  # the paper's four rows, and only those
+  assert "DKD + Dirac |" in md and "JointRD + RepVGG |" in md
 
 
 # ------------------------------------------------------------------ a real SLURM

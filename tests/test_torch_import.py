@@ -192,7 +192,7 @@ def test_torchvision_layout_teacher(tmp_path, kind, arch):
   torch.save(tnet.state_dict(), path)
   net, variables, info = torch_import.convert(path, arch=arch, fmt="auto")
   assert info["format"] == "torchvision"
-  assert (info["width"], info["num_classes"], info["shortcuts"], info["dirac"]) == (
+  assert (info["width"], info["num_classes"], info["shortcuts"], info["conv"]) == (
       4, 10, "all", "none")
   x = images()
   assert_logits_match(our_logits(net, variables, x), torch_logits(tnet, x))
@@ -219,7 +219,7 @@ def test_release_dirac_student_next_to_teacher(tmp_path, kind, arch):
   path = str(tmp_path / "distiller.pth.tar")
   save_release(path, {"teacher": teacher, "student": student})
   net, variables, info = torch_import.convert(path, arch=arch, which="student")
-  assert (info["shortcuts"], info["dirac"]) == ("projection", "reparam")
+  assert (info["shortcuts"], info["conv"]) == ("projection", "reparam")
   assert net.dirac == "reparam" and net.shortcuts == "projection"
   # alpha/beta are per output channel: our dirac_a/dirac_b of conv2 (bottleneck) / conv1.
   conv = "conv2" if kind == "bottleneck" else "conv1"
@@ -238,7 +238,7 @@ def test_release_dirac_student_next_to_teacher(tmp_path, kind, arch):
   assert_logits_match(our_logits(net, variables, x), torch_logits(student, x))
   # The teacher of the same file.
   tnet, tvars, tinfo = torch_import.convert(path, arch=arch, which="teacher")
-  assert (tinfo["shortcuts"], tinfo["dirac"]) == ("all", "none")
+  assert (tinfo["shortcuts"], tinfo["conv"]) == ("all", "none")
   assert_logits_match(our_logits(tnet, tvars, x), torch_logits(teacher, x))
 
 
@@ -287,7 +287,8 @@ def test_cli_writes_a_loadable_run(tmp_path, capsys):
   assert rc == 0, capsys.readouterr().err
   cfg = json.loads(open(os.path.join(out, "config.json")).read())
   assert cfg["method"] == "resnet" and cfg["dataset"] == "cifar10"
-  assert cfg["model"] == {"arch": "resnet14", "width": 4, "shortcuts": "all", "dirac": "none"}
+  assert cfg["model"] == {"arch": "resnet14", "width": 4, "shortcuts": "all", "conv": "none",
+                          "dirac": ""}
   net, variables, meta = checkpoints.load_network(out)
   assert meta["networks"]["student"]["shortcuts"] == "all"
   x = images()

@@ -146,7 +146,7 @@ def _check(tmp_path, depth, width, size, n=2, num_classes=1000):
   arch = f"imagenet_resnet{depth}"
   net, variables, info = torch_import.convert(path, arch=arch)
   assert (info["format"], info["width"], info["num_classes"], info["shortcuts"],
-          info["dirac"]) == ("torchvision", width, num_classes, "all", "none")
+          info["conv"]) == ("torchvision", width, num_classes, "all", "none")
   assert net.variant == "imagenet" and info["ignored"] == []
   x = images(n, size, seed=depth)
   ours, theirs = our_logits(net, variables, x), torch_logits(tnet, x)
@@ -265,7 +265,7 @@ def test_cli_writes_an_imagenet_teacher_run(tmp_path, capsys):
   cfg = json.loads(open(os.path.join(out, "config.json")).read())
   assert cfg["dataset"] == "imagenet2012"
   assert cfg["model"] == {"arch": "imagenet_resnet14", "width": 4, "shortcuts": "all",
-                          "dirac": "none"}
+                          "conv": "none", "dirac": ""}
   net, variables, meta = checkpoints.load_network(out)
   assert meta["image_shape"] == [224, 224, 3] and meta["num_classes"] == 1000
   assert meta["networks"]["student"]["variant"] == "imagenet"

@@ -85,7 +85,8 @@ def prepare_case(arch: str, shortcuts: str, batch: int, *, num_classes: int, wid
   `image_size` 0: the arch's (32 CIFAR, 224 ImageNet)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import fold, models  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import models  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.models import fold  # pylint: disable=g-import-not-at-top
   from jointrd_jax.benchmarking import random_weights, xla_analysis  # pylint: disable=g-import-not-at-top
 
   # The deployment form of the trained network: built as trained (BN, and Dirac for the

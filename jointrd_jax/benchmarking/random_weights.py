@@ -7,7 +7,8 @@ seconds to compile the init of even a tiny ResNet.
 import jax
 import numpy as np
 
-from jointrd_jax import dirac, models
+from jointrd_jax import models
+from jointrd_jax.models import dirac
 
 
 def random_variables(net, image_shape, seed: int = 0) -> dict:

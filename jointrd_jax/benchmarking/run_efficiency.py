@@ -33,7 +33,7 @@ def measure(config, root: str, bench_steps: int) -> dict:
   frozen teacher written to ROOT/random_teacher first, between two `step_rates`; the
   record (figures, and `parts_s`: where the run's time went)."""
   from jointrd_jax import sharding, train  # pylint: disable=g-import-not-at-top
-  if methods.get_spec(config.method).needs_teacher:
+  if methods.needs_teacher(config.method, config.terms):
     teacher_dir = os.path.join(root, TEACHER_SUBDIR)
     config.teacher.checkpoint = ""
     random_weights.write_random_teacher(config, teacher_dir)

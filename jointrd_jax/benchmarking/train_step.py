@@ -65,9 +65,11 @@ def stand_in_config(method: str, *, arch: str, width: int, half_precision=None):
   return _Section(
       method=method, half_precision=half_precision, num_epochs=r["num_epochs"],
       batch_size=r["batch_size"],
-      model=_Section(arch=arch, width=width, shortcuts="", dirac=""),
+      model=_Section(arch=arch, width=width, shortcuts="", conv="", dirac=""),
       teacher=_Section(checkpoint="", arch="", width=0, train="frozen", fold=True),
-      loss=_Section(**dataclasses.asdict(methods.LossConfig())),
+      # Each method's own terms and settings: every term's settings unset, as the config.
+      terms="", loss=_Section(**{name: {key: None for key in ("weight", *term.params)}
+                                 for name, term in methods.TERMS.items()}),
       optimizer=_Section(learning_rate=r["learning_rate"], momentum=r["momentum"],
                          nesterov=r["nesterov"], weight_decay=r["weight_decay"],
                          lr_drop_at=r["lr_drop_at"], lr_drop_factor=r["lr_drop_factor"]))
@@ -121,7 +123,7 @@ def _build(method_name: str, opts: Options, num_classes: int, image_shape, mesh)
     state = train.create_state(method, tx, jax.random.key(0), image_shape, mesh)
   teacher_vars = random_weights.teacher_variables(method, image_shape, mesh, init)
   if teacher_vars is not None and opts.fold_teacher:  # as the trainer does
-    from jointrd_jax import fold  # pylint: disable=g-import-not-at-top
+    from jointrd_jax.models import fold  # pylint: disable=g-import-not-at-top
     folded_net, teacher_vars = fold.fold(method.teacher, jax.device_get(teacher_vars))
     method = dataclasses.replace(method, teacher=folded_net)
     teacher_vars = jax.device_put(teacher_vars, sharding.replicated(mesh))

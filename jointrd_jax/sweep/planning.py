@@ -81,8 +81,8 @@ def identity(config_dict: dict) -> dict:
 
 
 def needs_frozen_teacher(config) -> bool:
-  spec = methods_lib.get_spec(config.method)
-  return spec.needs_teacher and config.teacher.train != "joint"
+  return (methods_lib.needs_teacher(config.method, config.get("terms", ""))
+          and config.teacher.train != "joint")
 
 
 def _check_int(name: str, value, low: int, hint: str) -> None:
@@ -138,8 +138,7 @@ def is_finished(workdir: str, config) -> bool:
   saved = epath.Path(workdir) / workdir_lib.CONFIG_FILE
   if not saved.exists():
     return False
-  return identity(json.loads(saved.read_text())) == identity(
-      workdir_lib.config_to_dict(config))
+  return not workdir_lib.differences(json.loads(saved.read_text()), config)
 
 
 def plan(sc, workdir: str) -> Plan:

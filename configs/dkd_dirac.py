@@ -1,0 +1,15 @@
+"""python -m experiments.main --config=configs/dkd_dirac.py --workdir=runs/dkd_dirac
+
+Decoupled KD (Zhao et al., CVPR 2022) into the plain Dirac student.
+Loss: CE(z_S, y) + min((e+1)/20, 1) T^2 (alpha TCKD + beta NCKD), alpha 1, beta 8, T 4
+(mdistiller's CIFAR-100 recipe; docs/method.md §10).
+With no --config.teacher.checkpoint the ResNet teacher is trained first into WORKDIR/teacher.
+Smoke run (tiny network, synthetic data, seconds): --config=configs/dkd_dirac.py:smoke
+"""
+from configs import default
+
+
+def get_config(arg: str = ""):
+  c = default.get_config(arg)
+  c.method = "dkd_dirac"
+  return c

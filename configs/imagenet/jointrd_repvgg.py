@@ -1,0 +1,19 @@
+"""python -m experiments.main --config=configs/imagenet/jointrd_repvgg.py --workdir=runs/in_jointrd_repvgg \
+    --config.dataset=imagefolder:/data/imagenet --config.teacher.checkpoint=runs/tv_r50
+
+On ImageNet (the recipe: configs/imagenet/default.py).
+JointRD with a RepVGG-style student: the student's 3x3 convs train as 3x3 conv + BN, 1x1
+conv + BN and BN(x), summed (folded into one 3x3 conv for export); its stages 1-3 also feed
+the frozen ResNet teacher's later stages (hybrid paths).
+Loss: 1/4 [m(e) sum_k CE(hybrid_k) + CE(student)].
+With no --config.teacher.checkpoint the ImageNet ResNet teacher is trained first into
+WORKDIR/teacher.
+Smoke run (tiny network, generated JPEGs, seconds): --config=configs/imagenet/jointrd_repvgg.py:smoke
+"""
+from configs.imagenet import default
+
+
+def get_config(arg: str = ""):
+  c = default.get_config(arg)
+  c.method = "jointrd_repvgg"
+  return c

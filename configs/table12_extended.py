@@ -1,0 +1,25 @@
+"""Table 12 and beyond: `python -m experiments.table12 --config=configs/table12_extended.py
+--workdir=DIR`.
+
+The sweep of configs/table12.py (the same keys, teacher, seeds and recipe) over the paper's
+methods and every method added beside them: the strongest logit losses of today's
+distillation toolkits (DKD, DIST, KD with logit standardisation, each with its paper's
+recipe), JointRD combined with DKD, and RepVGG-style plain students. In `results.md` the
+paper's four rows are marked †. `:smoke` runs every method once, one epoch on a smaller smoke set.
+"""
+from configs import table12
+
+EXTENDED_METHODS = ("dkd_dirac", "dist_dirac", "kd_ls_dirac", "jointrd_dkd", "plain_repvgg",
+                    "kd_logits_repvgg", "jointrd_repvgg")
+
+
+def get_config(arg: str = ""):
+  c = table12.get_config(arg)
+  c.methods = table12.TABLE12_METHODS + table12.OTHER_METHODS + EXTENDED_METHODS
+  if arg == "smoke":
+    # Every method once, as small as the pipeline allows (CI runs it): 1 epoch of 4 steps.
+    c.seeds = (0,)
+    c.base.num_epochs = 1
+    c.base.synthetic.update(dict(train_size=128, test_size=64))
+    c.base.eval_batch_size = 64
+  return c

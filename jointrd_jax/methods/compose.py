@@ -1,0 +1,141 @@
+"""From a method's name (and, optionally, a composition of terms and their settings) to a
+`Method`: which terms, with which weights and hyper-parameters, which networks.
+
+A term's weight and parameters, from the weakest to the strongest say: the term's own
+defaults (`terms.Term`), the preset's (`presets.py`), `loss_params[term]` (the config's
+`loss.<term>.<key>`; None = not set), and for the weight a `name:weight` in `terms`.
+
+`terms` (the config's `terms`): '' = the preset's terms; 'a,b:0.5' = exactly these;
+'+b:0.5' = the preset's terms and these. E.g. `--config.method=jointrd
+--config.terms=+dkd:0.5`: JointRD's loss plus half a DKD term on the student's logits.
+"""
+import dataclasses
+from typing import Mapping, Optional
+
+import jax.numpy as jnp
+
+from jointrd_jax import models
+from jointrd_jax.errors import UserError
+from jointrd_jax.methods import presets, terms as terms_lib
+from jointrd_jax.methods.method import Method
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  """The loss settings as one flat record (the API before terms had their own keys); still
+  accepted by `build`: its values are those of `kd`, `mse_all` (weight) and `jointrd`."""
+  kd_tau: float = 0.9
+  kd_temperature: float = 4.0
+  mse_alpha: float = 1e-3
+  jointrd_dc: float = 0.5
+  jointrd_decay_epochs: int = 60
+
+  def as_params(self) -> dict:
+    return {"kd": {"tau": self.kd_tau, "temperature": self.kd_temperature},
+            "mse_all": {"weight": self.mse_alpha},
+            "jointrd": {"dc": self.jointrd_dc, "decay_epochs": self.jointrd_decay_epochs}}
+
+
+def parse_terms(spec: str, preset: presets.Preset):
+  """`[(term name, weight or None)]` of a `terms` string (see the module docstring)."""
+  spec = (spec or "").strip()
+  own = [(name, None) for name, _ in preset.term_entries()]
+  if not spec:
+    return own
+  extend = spec.startswith("+")
+  chosen = list(own) if extend else []
+  for item in spec.lstrip("+").split(","):
+    item = item.strip()
+    if not item:
+      continue
+    name, _, weight = item.partition(":")
+    name = name.strip()
+    terms_lib.get(name)
+    if any(name == n for n, _ in chosen):
+      raise UserError(f"loss term {name!r} appears twice in terms {spec!r}; give each once.")
+    if weight.strip():
+      try:
+        weight = float(weight)
+      except ValueError:
+        raise UserError(f"the weight {weight.strip()!r} of loss term {name!r} is not a number; "
+                        f"write e.g. {name}:0.5.") from None
+    chosen.append((name, weight if weight != "" else None))
+  if not chosen:
+    raise UserError(f"terms {spec!r} names no loss term; e.g. ce or +dkd:0.5.")
+  return chosen
+
+
+def resolve_terms(name: str, terms: str = "", loss_params: Optional[Mapping] = None):
+  """The method's `terms.Weighted` terms (see the module docstring)."""
+  preset = presets.get_spec(name)
+  own = dict(preset.term_entries())
+  loss_params = loss_params or {}
+  out = []
+  for term_name, spec_weight in parse_terms(terms, preset):
+    term = terms_lib.get(term_name)
+    settings = dict(own.get(term_name, {}))
+    settings.update({k: v for k, v in (loss_params.get(term_name) or {}).items()
+                     if v is not None})
+    unknown = sorted(set(settings) - set(term.params) - {"weight"})
+    if unknown:
+      raise UserError(f"loss term {term_name!r} has no setting {unknown[0]!r}; its settings: "
+                      f"{', '.join(['weight', *term.params])}.")
+    weight = settings.pop("weight", term.weight)
+    if spec_weight is not None:
+      weight = spec_weight
+    out.append(terms_lib.Weighted(term, float(weight), {**term.params, **settings}))
+  return tuple(out)
+
+
+def needs_teacher(name: str, terms: str = "") -> bool:
+  """Whether the method (with `terms`) has a teacher: a term of it needs one."""
+  return any(w.term.needs_teacher for w in resolve_terms(name, terms))
+
+
+def build(name: str, *, arch: str, num_classes: int, width: int = 64, shortcuts: str = "",
+          dirac: str = "", teacher_arch: str = "", teacher_width: int = 0,
+          teacher_train: str = "frozen", dtype=jnp.float32,
+          loss_config: LossConfig = LossConfig(), conv: str = "", terms: str = "",
+          loss_params: Optional[Mapping] = None) -> Method:
+  """A `Method` for `name`; empty `shortcuts`/`conv` take the method's defaults (`dirac`
+  is `conv`'s former name).
+
+  The teacher is always a ResNet (`shortcuts='all'`, plain convs) of `teacher_arch`
+  (default: the student's arch) and `teacher_width` (default: the student's width); it
+  exists when one of the method's terms needs it.
+  """
+  spec = presets.get_spec(name)
+  if teacher_train not in presets.TEACHER_TRAIN:
+    raise UserError(f"unknown teacher.train {teacher_train!r}; choose frozen or joint.")
+  params = {k: dict(v) for k, v in loss_config.as_params().items()}
+  defaults = LossConfig().as_params()
+  params = {t: {k: v for k, v in p.items() if v != defaults[t][k]} for t, p in params.items()}
+  for t, p in (loss_params or {}).items():
+    params.setdefault(t, {}).update({k: v for k, v in (p or {}).items() if v is not None})
+  weighted = resolve_terms(name, terms, params)
+  wants_teacher = any(w.term.needs_teacher for w in weighted)
+  if wants_teacher and not spec.teacher:
+    needy = next(w.name for w in weighted if w.term.needs_teacher)
+    raise UserError(f"loss term {needy!r} needs a teacher, and method {name!r} trains without "
+                    "one; start from a method with a teacher (e.g. kd_logits_dirac or jointrd) "
+                    "and set its terms.")
+  if teacher_train == "joint" and not any(w.name == "jointrd" for w in weighted):
+    raise UserError(f"teacher.train='joint' is JointRD's option; method {name!r} uses a "
+                    "frozen teacher.")
+  if dirac and conv and dirac != conv:
+    raise UserError(f"model.conv {conv!r} and model.dirac {dirac!r} disagree; set conv only.")
+  student = models.build(arch, shortcuts or spec.student_shortcuts,
+                         conv=conv or dirac or spec.student_conv, num_classes=num_classes,
+                         width=width, dtype=dtype)
+  teacher = None
+  if wants_teacher:
+    teacher = models.build(teacher_arch or arch, "all", conv="none", num_classes=num_classes,
+                           width=teacher_width or width, dtype=dtype)
+    if any(w.term.needs & {"teacher_feats", "hybrid_logits"} for w in weighted) and (
+        student.stage_channels() != teacher.stage_channels()):
+      raise UserError(
+          f"{name} needs the student's and teacher's stage outputs to have the same shapes; "
+          f"student {arch} width {width} has {student.stage_channels()}, teacher "
+          f"{teacher_arch or arch} width {teacher_width or width} has "
+          f"{teacher.stage_channels()}.")
+  return Method(name, student, teacher, teacher_train, weighted)

@@ -1,0 +1,23 @@
+"""Decoupled KD (`dkd`, Zhao et al., CVPR 2022): `w(e) T^2 (alpha TCKD + beta NCKD)`,
+target-class and non-target-class KD at temperature T, with the reference's linear warm-up
+`w(e) = min((e + 1) / W, 1)` (e: our 0-based epoch). The CE beside it is a `ce` term."""
+from jointrd_jax import losses
+from jointrd_jax.methods.terms import Term, register
+
+
+def dkd(inputs, *, alpha: float, beta: float, temperature: float, warmup_epochs: int,
+        standardize: bool):
+  loss, metrics = losses.dkd(inputs.student_logits, inputs.teacher_logits, inputs.labels,
+                             alpha=alpha, beta=beta, temperature=temperature,
+                             standardize=standardize)
+  w = losses.dkd_warmup(inputs.epoch, warmup_epochs)
+  return w * loss, dict(metrics, loss=w * loss, dkd_warmup=w)
+
+
+register(Term(
+    "dkd", dkd, needs=frozenset({"teacher_logits", "epoch"}),
+    params={"alpha": 1.0, "beta": 8.0, "temperature": 4.0, "warmup_epochs": 20,
+            "standardize": False},
+    formula="min((e+1)/W, 1) T^2 (alpha KL(b_T || b_S) + beta KL(q_T || q_S)); b: target vs "
+    "rest, q: softmax over the non-target classes",
+    source="Zhao et al., CVPR 2022; mdistiller mdistiller/engine/cfg.py CFG.DKD (CIFAR-100)"))

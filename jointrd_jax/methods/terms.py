@@ -1,0 +1,111 @@
+"""Loss terms: pure functions registered by name, each declaring what it needs.
+
+A term is `fn(inputs, **params) -> (loss, metrics)`: arrays in (`Inputs`, of which it reads
+only what it declares in `needs`), a float32 scalar and a dict of float32 scalar metrics out
+(its own un-weighted loss under 'loss'). A method is a student network plus weighted terms
+(`presets.py`); the train step computes only what its terms need (`method.py`):
+
+- always: the student's logits and the labels;
+- `student_feats`: the student's four pre-ReLU stage outputs;
+- `teacher_logits`, `teacher_feats`: the frozen teacher's forward pass on the batch;
+- `hybrid_logits`: JointRD's hybrid paths (the student's stage k through the teacher's
+  stages k+1..4 and head, k = 1..3);
+- `epoch`: the 0-based epoch (an int32 scalar, constant within an epoch).
+
+Each module of this package registers its terms (`register`); hyper-parameters are the
+keyword arguments of `fn` with their defaults in `params` (config keys `loss.<term>.<param>`,
+and `loss.<term>.weight` for the term's weight in the sum).
+"""
+import dataclasses
+from typing import Any, Callable, Mapping, Optional, Tuple
+
+import jax
+
+from jointrd_jax.errors import UserError
+
+Array = jax.Array
+NEEDS = ("student_feats", "teacher_logits", "teacher_feats", "hybrid_logits", "epoch")
+TEACHER_NEEDS = frozenset({"teacher_logits", "teacher_feats", "hybrid_logits"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+  """What the step computed for a batch; a term reads only what it declared."""
+  student_logits: Array
+  labels: Array
+  student_feats: Optional[Tuple[Array, ...]] = None
+  teacher_logits: Optional[Array] = None
+  teacher_feats: Optional[Tuple[Array, ...]] = None
+  hybrid_logits: Optional[Tuple[Array, ...]] = None
+  epoch: Optional[Array] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Term:
+  """A registered loss term (see the module docstring)."""
+  name: str
+  fn: Callable[..., Tuple[Array, dict]]
+  needs: frozenset = frozenset()
+  params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  weight: float = 1.0          # its weight in a method's sum unless the method says
+  formula: str = ""            # one line, for the README's and docs' tables
+  source: str = ""             # where the formula and its defaults come from
+
+  def __post_init__(self):
+    unknown = set(self.needs) - set(NEEDS)
+    if unknown:
+      raise ValueError(f"term {self.name!r} needs unknown inputs {sorted(unknown)}")
+
+  @property
+  def needs_teacher(self) -> bool:
+    return bool(self.needs & TEACHER_NEEDS)
+
+
+TERMS = {}
+
+
+def register(term: Term) -> Term:
+  if term.name in TERMS:
+    raise ValueError(f"loss term {term.name!r} is registered twice")
+  TERMS[term.name] = term
+  return term
+
+
+def get(name: str) -> Term:
+  if name not in TERMS:
+    raise UserError(f"unknown loss term {name!r}; choose one of {', '.join(sorted(TERMS))}.")
+  return TERMS[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class Weighted:
+  """A term of a method: the term, its weight and its hyper-parameters, resolved."""
+  term: Term
+  weight: float
+  params: Mapping[str, Any]
+
+  @property
+  def name(self) -> str:
+    return self.term.name
+
+  def __call__(self, inputs: Inputs):
+    return self.term.fn(inputs, **self.params)
+
+
+def combine(weighted, inputs: Inputs):
+  """`(sum_i w_i L_i, metrics)`: each term's metrics (names kept; a name two terms share
+  gets the later term's name as prefix), each term's un-weighted loss under its own name
+  when there are several, and the total under 'loss'."""
+  total, metrics = None, {}
+  for w in weighted:
+    loss, m = w(inputs)
+    m = dict(m)
+    own = m.pop("loss")
+    if len(weighted) > 1:
+      m.setdefault(w.name, own)
+    for key, value in m.items():
+      metrics[key if key not in metrics else f"{w.name}_{key}"] = value
+    term_loss = w.weight * loss
+    total = term_loss if total is None else total + term_loss
+  metrics["loss"] = total
+  return total, metrics

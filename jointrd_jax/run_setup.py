@@ -1,0 +1,133 @@
+"""From a run's config to its pieces, before anything is trained: the checks of the config
+(one line each), the data, the method, the feed, the device defaults."""
+import jax
+import jax.numpy as jnp
+from etils import epath
+
+from jointrd_jax import datasets, feeds, methods, models, teachers
+from jointrd_jax.errors import UserError
+
+
+def validate(config) -> None:
+  """Value checks the config types cannot express; one clear line each."""
+  if config.method not in methods.METHODS:
+    raise UserError(f"unknown method {config.method!r}; choose one of "
+                    f"{', '.join(methods.METHODS)} (--config.method).")
+  for key, arch in (("model.arch", config.model.arch), ("teacher.arch", config.teacher.arch)):
+    if arch and arch not in models.ARCHS:
+      raise UserError(f"unknown arch {arch!r}; choose one of {', '.join(models.ARCHS)} "
+                      f"(--config.{key}).")
+  for key in ("num_epochs", "batch_size", "eval_batch_size", "log_every_steps",
+              "checkpoint_every_epochs", "keep_checkpoints"):
+    if config[key] <= 0:
+      raise UserError(f"config.{key}={config[key]} must be positive (--config.{key}=N).")
+  if config.eval_hybrids_every_epochs < 0:
+    raise UserError(f"config.eval_hybrids_every_epochs={config.eval_hybrids_every_epochs} "
+                    "must be >= 0 (0 = at the last epoch only).")
+  if config.model.width <= 0:
+    raise UserError(f"config.model.width={config.model.width} must be positive.")
+  if config.steps_per_dispatch < 0:
+    raise UserError(f"config.steps_per_dispatch={config.steps_per_dispatch} must be >= 0 "
+                    "(0 = automatic).")
+  if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1
+             for f in config.optimizer.lr_drop_at):
+    shown = ", ".join(str(f) for f in config.optimizer.lr_drop_at)
+    raise UserError(f"config.optimizer.lr_drop_at=({shown}) must hold "
+                    "fractions of num_epochs in (0, 1], e.g. "
+                    "--config.optimizer.lr_drop_at='(0.5, 0.75)'.")
+  if config.teacher.train not in methods.TEACHER_TRAIN:
+    raise UserError(f"config.teacher.train={config.teacher.train!r}; choose frozen or joint.")
+  for key, value in (("model.conv", config.model.conv), ("model.dirac", config.model.dirac)):
+    if value and value not in models.CONVS:
+      raise UserError(f"unknown conv {value!r}; choose one of {', '.join(models.CONVS)} "
+                      f"(--config.{key}).")
+  try:  # the terms and their settings (names, weights), before anything is loaded
+    methods.resolve_terms(config.method, config.terms, config.loss.to_dict())
+  except UserError as e:
+    raise UserError(f"{e} (--config.terms, --config.loss.TERM.KEY)") from None
+
+
+def check_data_present(config) -> None:
+  """With --config.download=False and an explicit data_dir, a CIFAR that TFDS has not
+  prepared there is refused before TensorFlow is even imported (seconds). TFDS keeps a
+  prepared dataset in DATA_DIR/NAME/[CONFIG/]VERSION/ with a dataset_info.json; without
+  one anywhere under DATA_DIR/NAME, TFDS would refuse too (it checks the exact version)."""
+  name = str(config.dataset).strip().lower()
+  if config.download or not config.data_dir or name not in ("cifar10", "cifar100"):
+    return
+  root = epath.Path(config.data_dir) / name
+  if not any(any(root.glob(pattern)) for pattern in ("*/dataset_info.json",
+                                                     "*/*/dataset_info.json")):
+    raise UserError(f"{name} is not prepared in {config.data_dir} and --config.download=False; "
+                    f"prepare it on a machine with internet with `tfds build {name} "
+                    "--data_dir=DIR`, copy DIR here and pass --config.data_dir=DIR (or set "
+                    "--config.download=True).")
+
+
+def steps_per_dispatch(config, mesh) -> int:
+  """`config.steps_per_dispatch`, or when 0: 1 on CPU (no loop, see `steps.py`), else 10."""
+  if config.steps_per_dispatch:
+    return config.steps_per_dispatch
+  return 1 if mesh.devices.flat[0].platform == "cpu" else 10
+
+
+def half_precision(config) -> bool:
+  if config.half_precision is None:
+    return jax.default_backend() != "cpu"
+  return bool(config.half_precision)
+
+
+def build_method(config, num_classes: int) -> methods.Method:
+  dtype = jnp.bfloat16 if half_precision(config) else jnp.float32
+  return methods.build(
+      config.method, arch=config.model.arch, num_classes=num_classes, width=config.model.width,
+      shortcuts=config.model.shortcuts, conv=config.model.conv, dirac=config.model.dirac,
+      teacher_arch=config.teacher.arch, teacher_width=config.teacher.width,
+      teacher_train=config.teacher.train, dtype=dtype, terms=config.terms,
+      loss_params=config.loss.to_dict())
+
+
+def is_streamed(config) -> bool:
+  """Whether the dataset is read from disk as the run goes (ImageNet: `datasets.streamed`)
+  rather than held on the devices (`datasets.in_memory`). `synthetic` is generated like
+  the model's dataset: arrays for the CIFAR archs, a folder of JPEGs for the ImageNet ones."""
+  name = str(config.dataset).strip().lower()
+  arch = models.ARCHS.get(config.model.arch)
+  return (name.startswith("imagefolder:") or name == "imagenet2012"
+          or (name == "synthetic" and arch is not None and arch[0] == "imagenet"))
+
+
+def load_data(config, mesh):
+  s = config.synthetic
+  if is_streamed(config):
+    if config.holdout:
+      raise UserError(f"--config.holdout is for the in-memory datasets; {config.dataset} "
+                      "evaluates on its validation split (set --config.holdout=0).")
+    o = config.streamed
+    return datasets.streamed.load(
+        config.dataset, mesh=mesh, data_dir=config.data_dir, image_size=o.image_size,
+        eval_resize=o.eval_resize, threads=o.threads or None, prefetch=o.prefetch,
+        shuffle_buffer=o.shuffle_buffer, train_resize=o.resize,
+        synthetic_num_classes=s.num_classes,
+        synthetic_train_size=s.train_size, synthetic_test_size=s.test_size)
+  return datasets.load(
+      config.dataset, mesh=mesh, data_dir=config.data_dir, download=config.download,
+      holdout=config.holdout, holdout_seed=config.seed, synthetic_train_size=s.train_size,
+      synthetic_test_size=s.test_size, synthetic_num_classes=s.num_classes,
+      synthetic_image_size=s.image_size)
+
+
+def make_feed(config, data, dtype, mesh):
+  """The trainer's feed of `data` and its steps per dispatch."""
+  if isinstance(data, datasets.Data):
+    feed = feeds.MemoryFeed(data, config.batch_size, dtype)
+    return feed, min(steps_per_dispatch(config, mesh), config.log_every_steps,
+                     feed.steps_per_epoch)
+  spe = data.steps_per_epoch(config.batch_size)
+  k = min(steps_per_dispatch(config, mesh), config.log_every_steps, spe)
+  return feeds.StreamFeed(data, config.batch_size, dtype, k), k
+
+
+def load_teacher(method, run_dir, mesh):
+  """The frozen teacher's variables (unfolded): for tests and tools that keep `method`."""
+  return teachers.load_teacher(method, run_dir, mesh, fold=False)[1]
