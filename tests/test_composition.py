@@ -47,7 +47,7 @@ def test_the_seven_methods_terms_weights_and_settings():
   got = {name: [(w.name, w.weight, dict(w.params)) for w in _build(name).terms]
          for name in ("resnet", "plain", "plain_dirac", "kd_logits", "kd_logits_dirac",
                       "kd_mse_all_dirac", "jointrd")}
-  kd = [("kd", 1.0, {"tau": 0.9, "temperature": 4.0})]
+  kd = [("kd", 1.0, {"standardize": False, "tau": 0.9, "temperature": 4.0})]
   assert got == {"resnet": [("ce", 1.0, {})], "plain": [("ce", 1.0, {})],
                  "plain_dirac": [("ce", 1.0, {})], "kd_logits": kd, "kd_logits_dirac": kd,
                  "kd_mse_all_dirac": [("ce", 1.0, {}), ("mse_all", 1e-3, {})],
