@@ -269,9 +269,7 @@ def _xla(args, out):
   batches, policies, image_size, num_classes = check_args(args)
   cli.setup_logging()
   mach = machine.describe()
-  print(f"# machine: {mach['platform']} / {mach['device_kind']} / {mach['cpu']} / "
-        f"{mach['cpu_count']} CPUs ({mach['cpus_usable']} usable) / jax {mach['jax']}",
-        file=out, flush=True)
+  print(f"# machine: {machine.describe_line(mach)}", file=out, flush=True)
   results = []
   for b in batches:
     for r in inference.run_batch(args.arch, policies, b, num_classes=num_classes,

@@ -51,3 +51,9 @@ def describe() -> dict:
   return {"platform": d.platform, "device_kind": d.device_kind, "num_devices": jax.device_count(),
           "cpu": cpu_name(), "cpu_count": os.cpu_count(), "cpus_usable": usable_cpus(),
           "jax": jax.__version__}
+
+
+def describe_line(mach: dict) -> str:
+  """`describe()` in one line (the XLA benchmarks' first line, after `# machine: `)."""
+  return (f"{mach['platform']} / {mach['device_kind']} / {mach['cpu']} / {mach['cpu_count']} "
+          f"CPUs ({mach['cpus_usable']} usable) / jax {mach['jax']}")
