@@ -352,8 +352,8 @@ def _pareto(args, out):
   latency = pareto.measure(runs, args.runtime, threads=threads, iters=args.iters,
                            warmup=args.warmup, time_budget_s=args.time_budget_s, on_point=show)
   pts = pareto.points(runs, latency)
-  header = [f"Machine: {machine.host_line(mach)} (load at the end "
-            f"{machine.load_average()}); {version}, batch 1, {threads} thread(s), median of "
+  header = [f"Machine: {machine.host_line(mach)} (at the start; {machine.load_average()} at "
+            f"the end); {version}, batch 1, {threads} thread(s), median of "
             f"up to {args.iters} calls; {time.strftime('%Y-%m-%d')}."]
   written = pareto.write(args.out, pts, runs, header,
                          f"{version}, batch 1, {threads} thread(s); {mach['cpu']}")

@@ -189,14 +189,17 @@ def write_png(pts, on, path: str, title: str) -> None:
                 xytext=(5, 4), fontsize=8)
   best = sorted((p for p, o in zip(pts, on) if o), key=lambda p: p["latency_ms"])
   ax.step([p["latency_ms"] for p in best], [p["top1"] for p in best], where="post",
-          color="0.4", linestyle="--", linewidth=1, label="Pareto front", zorder=2)
+          color="0.4", linestyle="--", linewidth=1, zorder=2)
+  ax.scatter([p["latency_ms"] for p in best], [p["top1"] for p in best], s=160,
+             facecolors="none", edgecolors="0.2", linewidths=1.2, label="Pareto front",
+             zorder=4)
   ax.scatter([], [], color="0.3", marker="o", label="fp32")
   ax.scatter([], [], color="0.3", marker="^", label="int8")
   ax.set_xlabel("latency at batch 1 (ms, median)")
   ax.set_ylabel("top-1 (%)")
   ax.set_title(title, fontsize=9)
   ax.grid(True, alpha=0.3)
-  ax.legend(fontsize=8, loc="lower right")
+  ax.legend(fontsize=8, loc="best")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
