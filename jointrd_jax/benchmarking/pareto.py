@@ -96,11 +96,13 @@ def read_runs(specs, runtime: str) -> list:
       raise UserError(f"run {run} has no export in {export} (no export.json); "
                       + EXPORT_HELP.format(run=run, export=export) + ".")
     report = _json(report_path, "the export report")
-    arch = {k: v for k, v in (report.get("architecture") or {}).items()
-            if k in student}
-    if arch != student or report.get("passed") is False:
-      why = "did not pass its checks" if arch == student else (
-          f"holds another network ({arch}) than the run's ({student})")
+    arch = report.get("architecture") or {}
+    shared = sorted(set(arch) & set(student))  # an older export may lack a field
+    same = bool(shared) and all(arch[k] == student[k] for k in shared)
+    if not same or report.get("passed") is False:
+      why = "did not pass its checks" if same else (
+          f"holds another network ({ {k: arch[k] for k in shared} }) than the run's "
+          f"({ {k: student[k] for k in shared} })")
       raise UserError(f"the export {export} {why}; " + EXPORT_HELP.format(run=run, export=export)
                       + ".")
     fp32 = os.path.join(export, FILE_NAMES[runtime, "fp32"])
