@@ -89,7 +89,7 @@ def bound(consts, image_shape, act_scales, const_scales, images):
     flips = (jnp.abs(jd["t4"]).reshape(jd["t4"].shape[0], -1) * near * e_pre).sum(1)
     return first + flips
 
-  return np.asarray(jax.vmap(one)(jnp.asarray(images)))
+  return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(images)))
 
 
 # ------------------------------------------------------------------ the scales of a model

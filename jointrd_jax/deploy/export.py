@@ -1,14 +1,16 @@
-"""Deployment export: fold a run's network, check it, write npz + SavedModel + TFLite.
+"""Deployment export: fold a run's network, check it, write npz + SavedModel + TFLite +
+ONNX, and with `quantize='int8'` the int8 TFLite and ONNX models.
 
-    python -m experiments.export --workdir=RUN --out=DIR [--num_images=1000] \
-        [--check_images=test|random]
+    python -m experiments.export --workdir=RUN --out=DIR [--num_images=N] \
+        [--check_images=test|random] [--quantize=none|int8] [--calibration_images=512] \
+        [--calibration_dir=IMAGES] [--overwrite]
 
 Steps (`export()`):
 1. Load the run's network (`checkpoints.load_network`) and fold Dirac + BatchNorm into
    plain biased convs (`fold.fold`).
 2. Check the folded network against the training-time network in inference mode on the
    check images: by default (`check_images='test'`) the first `num_images` images of the
-   run's TEST split (its config.json dataset keys, `download=False`): CIFAR, npz and
+   run's TEST split (default: all of in-memory data, 1000 of streamed data) (its config.json dataset keys, `download=False`): CIFAR, npz and
    synthetic arrays as they are; for streamed (ImageNet-style) runs, the validation split
    read by `datasets.streamed` exactly as evaluation read it (resize `streamed.eval_resize`
    + centre crop). With `check_images='random'`, `num_images`
@@ -21,7 +23,9 @@ Steps (`export()`):
    assumes 32x32: the image shape is the checkpoint's (224x224x3 for the ImageNet
    variants). The max abs logit difference must stay within fp32 tolerance
    (`RTOL` = 1e-4 times the largest |logit|) and no top-1 prediction may change.
-3. Write into DIR:
+3. Write into a staging folder beside DIR (`staging`), moved to DIR only when every step
+   passed (an old export under `overwrite` is replaced only then; on any failure nothing
+   is left and one line names the failed step with its numbers):
    - `params.npz`: the folded parameters, flat `'stage1_block0/conv1/conv/kernel'` keys
      (`fold.to_numpy` of the params tree; `load_npz` rebuilds the tree);
    - `saved_model/`: a TensorFlow SavedModel, signature `serving_default`:
@@ -30,7 +34,13 @@ Steps (`export()`):
      `(x / 255 - mean) / std` happens inside the model (mean/std are in export.json),
      so a deployed model cannot be fed wrongly normalised images;
    - `model.tflite`: the same function for TFLite, TFLite builtin ops only
-     (no Flex / Select-TF ops), dynamic batch (resize the input before `allocate_tensors`);
+     (no Flex / Select-TF ops), lowered at batch 1 (`formats`: why) and resized by the
+     interpreter to any batch (`resize_tensor_input` before `allocate_tensors`);
+   - `model.onnx`: tf2onnx of `model.tflite`, batch dimension symbolic (`formats`);
+   - with `quantize='int8'`: `model_int8.tflite` (the TFLite converter's full-integer
+     quantization) and `model_int8.onnx` (ONNX Runtime's static QDQ quantization), int8
+     weights per channel and int8 activations calibrated on `calibration_images` training
+     images (`calibration`), raw uint8 images in, float32 logits out (`quantize`);
    - `labels.txt`: the class names, one per line in label order (CIFAR-100/10 names,
      imagenet2012 synset ids, imagefolder class folders; `class_<i>` for synthetic and
      npz data), see `datasets/class_names.py`; also in export.json `classes`;
@@ -38,23 +48,28 @@ Steps (`export()`):
      should apply (`preprocessing`: `center_crop` with `resize` for streamed ImageNet-style
      runs, as their evaluation; `resize` for in-memory CIFAR-style data;
      `experiments.predict` follows it), which
-     images the checks used (`check_data`) and every check's result.
-4. Reload the SavedModel and run the TFLite file with `tf.lite.Interpreter` on the same
-   images; both must meet the same tolerance and top-1 agreement as the fold check.
+     images the checks used (`check_data`), every check's result and, for int8, the
+     `int8` section: calibration (images, source, seconds) and per model the top-1 of
+     fp32 and int8, their agreement, the largest logit error, size and conversion time.
+4. Reload the SavedModel and run the TFLite file (LiteRT) and the ONNX file (ONNX
+   Runtime) on the same images; each must meet the same tolerance and top-1 agreement as
+   the fold check. The int8 models are run on them too; a top-1 drop of more than 1
+   point (or, on unlabelled random images, more than 1 % changed predictions) prints
+   one `warning:` line on stderr and is recorded in export.json.
 
 How the TFLite path works with jax 0.10.2: `jax2tf.convert` only has native serialization
 left (`enable_xla` / `native_serialization=False` are deprecated no-ops), so the TF graph
 holds ONE `XlaCallModule` op carrying the StableHLO of the folded network (lowered for
-the CPU platform, batch dimension symbolic; the SavedModel therefore runs on TF's CPU). TensorFlow 2.21's TFLite converter
+the CPU platform; the SavedModel therefore runs on TF's CPU). TensorFlow 2.21's TFLite converter
 deserialises the StableHLO inside `XlaCallModule` and legalises it to TFLite builtins
-(CONV_2D, PAD, ADD, MAXIMUM for ReLU, SUM + DIV for the mean, FULLY_CONNECTED, plus
-SHAPE / BROADCAST_TO / CONCATENATION ... for the symbolic batch size), so the converter
+(CONV_2D with the bias and ReLU fused, PAD, ADD for shortcuts, SUM for the mean with its
+1/(H W) folded into FULLY_CONNECTED, for the batch-1 lowering), so the converter
 runs with `supported_ops=[TFLITE_BUILTINS]` and fails loudly rather than emitting Flex ops
 the plain interpreter cannot run. No `enable_xla=False`, graph serialization or
 hand-written TF ops are needed. The parameters travel as `tf.Variable`s of the SavedModel
 (jax2tf's recommended way) and are frozen into constants by the converter. The TFLite
-input keeps a dynamic batch (`shape_signature` [-1, H, W, C]): call
-`resize_tensor_input` + `allocate_tensors` for a batch size other than 1.
+input is `shape_signature` [1, H, W, C]: call `resize_tensor_input` + `allocate_tensors`
+for a batch size other than 1 (`runtimes.TFLiteModel` does).
 The check computations run at `jax.default_matmul_precision('highest')`.
 
 TensorFlow is imported lazily (only here), quietly and kept off the GPUs
