@@ -8,11 +8,11 @@ The network (tests/test_quantize.py `TinyNet`, as the export lowers it):
 t1..t5, logits is requantized to an int8 grid of scale s_t, and every constant is stored
 on a grid: int8 (per tensor or per output channel, scale s_c) or int32 for biases.
 
-Errors: the quantized image t0 (scale s_0) and every requantization adds at most (1/2 + 1/64) s_t per element: rounding to the
-nearest grid point (s/2) after a rescaling whose own arithmetic (fp32 in XNNPACK and ONNX
-Runtime, relative error 2^-23; fixed-point multipliers of >= 16 fractional bits in
-XNNPACK's int8 add) is off by < 2^-16 of at most 2^9 steps of each of two operands, i.e.
-< s/64. On the calibration images every fp32 activation lies in its calibrated range,
+Errors: the quantized image t0 (scale s_0) and every requantization adds at most
+(1/2 + 1/64) s_t per element: rounding to the nearest grid point (s/2) after a rescaling
+whose own arithmetic (fp32 in XNNPACK and ONNX Runtime, relative error 2^-23; fixed-point
+multipliers of >= 16 fractional bits in XNNPACK's int8 add) is off by < 2^-16 of at most
+2^9 steps of each of two operands, i.e. < s/64. On the calibration images every fp32 activation lies in its calibrated range,
 so clipping only moves a value towards the fp32 one. A stored constant is within s_c / 2
 of the fp32 one; a constant kept in fp32 (ONNX Runtime's Sub) and the uint8 image on
 its step-1 grid are exact.
@@ -112,7 +112,8 @@ def tflite_scales(interpreter):
   """(act_scales, const half-steps) of the LiteRT int8 model of the tiny network; the
   conv/dense weights are [O, ...] there, returned in the JAX layouts (HWIO, [in, out])."""
   details = {t["index"]: t for t in interpreter.get_tensor_details()}
-  ops = [o for o in interpreter._get_ops_details() if o["op_name"] != "DELEGATE"]  # pylint: disable=protected-access
+  ops = interpreter._get_ops_details()  # pylint: disable=protected-access
+  ops = [o for o in ops if o["op_name"] != "DELEGATE"]
   produced = {int(o) for op in ops for o in op["outputs"]}
   inputs = {int(d["index"]) for d in interpreter.get_input_details()}
 
@@ -127,7 +128,8 @@ def tflite_scales(interpreter):
                    "FULLY_CONNECTED", "DEQUANTIZE"], names
   out = lambda op: float(s(int(op["outputs"][0]))[0])
   act = dict(zip(ACTIVATIONS, [out(ops[k]) for k in (1, 2, 3, 4, 5, 6, 7)]))
-  act["t0"] = _input_step(act["t0"], details[int(ops[1]["outputs"][0])]["quantization_parameters"]["zero_points"][0])
+  zero = details[int(ops[1]["outputs"][0])]["quantization_parameters"]["zero_points"][0]
+  act["t0"] = _input_step(act["t0"], zero)
   cst = {}
   for name, op in (("c1", ops[2]), ("c2", ops[3]), ("c3", ops[4])):
     cst[name] = float(np.max(s(const(op)[0]))) / 2

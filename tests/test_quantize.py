@@ -211,8 +211,9 @@ def test_drop_warning_is_one_line_in_the_report(tiny, monkeypatch):
   stage.mkdir()
   formats.write_onnx(tiny["paths"]["fp32.tflite"], str(stage / "model.onnx"))
   lines = []
-  section = export._write_int8(str(stage), tiny["sm"], calib, 0.0, data, fp32,  # pylint: disable=protected-access
-                               lambda *_: None, lines.append)
+  write_int8 = export._write_int8  # pylint: disable=protected-access
+  section = write_int8(str(stage), tiny["sm"], calib, 0.0, data, fp32, lambda *_: None,
+                       lines.append)
   assert len(lines) == 1 and "\n" not in lines[0] and lines[0].startswith("warning: ")
   assert "model_int8.tflite top-1 drops by 3.12 points (100.00% fp32 -> 96.88% int8)" in lines[0]
   assert section["tflite_int8"]["warning"] in lines[0]
@@ -299,3 +300,54 @@ def test_missing_runtime_and_int8_file_are_one_line(int8_export, tmp_path, monke
   err = capsys.readouterr().err
   assert rc == 2 and err.count("\n") == 1
   assert "no model_int8.tflite" in err and "--quantize=int8" in err
+
+
+# ------------------------------------------------------------------ calibration images
+
+
+def test_calibration_images_of_in_memory_data_and_of_a_folder(int8_export, tmp_path):
+  """In-memory data: the seeded sample of training images, unchanged. A folder: its
+  image files in path order, resized as predict does (PNGs of the model's size: as is)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  run = str(int8_export["base"] / "run")
+  got = calibration.calibration_images(run, 40, (32, 32, 3))
+  x_train, _, _, _ = datasets.synthetic_arrays(64, 32, 10, 32)
+  index = np.sort(np.random.default_rng(calibration.SEED).choice(64, 40, replace=False))
+  np.testing.assert_array_equal(got.images, x_train[index])
+  images = checks.random_images(35, (32, 32, 3), seed=9)
+  (tmp_path / "sub").mkdir()
+  for i, x in enumerate(images):  # 00..34, some in a subfolder, plus a non-image file
+    Image.fromarray(x).save(tmp_path / ("sub" if i % 2 else "") / f"{i:02d}.png")
+  (tmp_path / "notes.txt").write_text("not an image")
+  got = calibration.calibration_images(run, 512, (32, 32, 3), str(tmp_path))
+  order = sorted(range(35), key=lambda i: f"{'sub/' if i % 2 else ''}{i:02d}.png")
+  np.testing.assert_array_equal(got.images, images[order])
+  assert got.source.startswith(f"the first 35 image files under {tmp_path}")
+
+
+def test_calibration_images_of_a_streamed_run_are_training_images_as_evaluated(tmp_path):
+  """An ImageNet-style run (generated JPEGs streamed at 64x64, eval resize 73): the
+  calibration images are its TRAINING images, each resized + centre-cropped as
+  evaluation does (matched here to predict's own crop of each training file, which
+  agrees with the pipeline's to rounding: <= 1, see test_export)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from configs.imagenet import default as imagenet_config  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import workdir  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.deploy import predict  # pylint: disable=g-import-not-at-top
+  c = imagenet_config.get_config("smoke")
+  c.data_dir = str(tmp_path / "data")
+  c.synthetic.update(dict(train_size=33, test_size=3, num_classes=3))
+  (tmp_path / "run").mkdir()
+  (tmp_path / "run" / "config.json").write_text(json.dumps(workdir.config_to_dict(c)))
+  got = calibration.calibration_images(str(tmp_path / "run"), 512, (64, 64, 3))
+  assert got.images.shape == (33, 64, 64, 3) and "train split" in got.source
+  train = next((tmp_path / "data").iterdir()) / "train"
+  files = [f for d in sorted(train.iterdir()) for f in sorted(d.iterdir())]
+  crops = np.stack([predict.preprocess(Image.fromarray(np.asarray(Image.open(f).convert("RGB"))),
+                                       (64, 64, 3), {"method": "center_crop", "resize": 73})
+                    for f in files]).astype(int)
+  matched = [int(np.argmin(np.abs(crops - x.astype(int)).reshape(len(crops), -1).max(1)))
+             for x in got.images]
+  assert sorted(matched) == list(range(33))  # each training image once
+  for x, m in zip(got.images, matched):
+    assert np.abs(crops[m] - x.astype(int)).max() <= 1

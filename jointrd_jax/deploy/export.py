@@ -10,7 +10,8 @@ Steps (`export()`):
    plain biased convs (`fold.fold`).
 2. Check the folded network against the training-time network in inference mode on the
    check images: by default (`check_images='test'`) the first `num_images` images of the
-   run's TEST split (default: all of in-memory data, 1000 of streamed data) (its config.json dataset keys, `download=False`): CIFAR, npz and
+   run's TEST split (default: all of in-memory data, 1000 of streamed data; its
+   config.json dataset keys, `download=False`): CIFAR, npz and
    synthetic arrays as they are; for streamed (ImageNet-style) runs, the validation split
    read by `datasets.streamed` exactly as evaluation read it (resize `streamed.eval_resize`
    + centre crop). With `check_images='random'`, `num_images`
