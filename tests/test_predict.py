@@ -136,7 +136,7 @@ def run_main(args, capsys):
   return rc, out, err
 
 
-@pytest.mark.parametrize("fmt", ["tflite", "saved_model"])
+@pytest.mark.parametrize("fmt", ["tflite", "saved_model", "onnx"])
 def test_json_gives_the_trained_networks_top5(model, fmt, capsys):
   names = list(model["files"])
   rc, out, err = run_main([f"--model={model['dir']}", f"--format={fmt}", "--json",
@@ -291,7 +291,7 @@ def bad_inputs(model, tmp_path):
       "truncated": ([m, tmp_path / "cut.png"], ["cut.png cannot be decoded"]),
       "directory": ([m, tmp_path], ["is a directory"]),
       "no images": ([m], ["required: IMAGE"]),
-      "bad format": ([m, "--format=onnx", rgb], ["--format", "onnx"]),
+      "bad format": ([m, "--format=coreml", rgb], ["--format", "coreml"]),
       "bad top": ([m, "--top=0", rgb], ["--top=0"]),
   }
 

@@ -176,14 +176,14 @@ def test_folded_network_gives_the_same_logits(arch, shortcuts, size):
 
 def test_export_folds_and_checks_a_repvgg_run(tmp_path):
   """experiments.export on a tiny run with a RepVGG-style student: the fold check (<= 1e-4
-  relative, no changed prediction), the SavedModel and the TFLite file all pass."""
+  relative, no changed prediction), the SavedModel, the TFLite and the ONNX file all pass."""
   make_run(tmp_path / "run", arch="resnet14", shortcuts="projection", dirac="repvgg")
   out = tmp_path / "out"
   assert export_cli.main([f"--workdir={tmp_path / 'run'}", f"--out={out}",
                           "--num_images=20"]) == 0
   report = json.loads((out / "export.json").read_text())
   assert report["passed"] is True and report["architecture"]["conv"] == "repvgg"
-  assert set(report["checks"]) == {"fold", "saved_model", "tflite"}
+  assert set(report["checks"]) == {"fold", "saved_model", "tflite", "onnx"}
   for name, c in report["checks"].items():
     assert c["passed"] and c["num_images"] == 20 and c["top1_changed"] == 0, name
     assert c["rel_diff"] <= export.RTOL and c["max_abs_logit"] > 0.1, name

@@ -4,11 +4,13 @@ SHA256SUMS), load a package back (`load`), run exported models (`predict`), impo
 PyTorch checkpoints (`torch_import`).
 
 Modules: `files` (the export directory's file names), `checks` (check images and the
-pass criterion), `formats` (writing and running each format), `runtimes` (the runtimes
-that run an exported file), `export` (the whole export), `package` (weights, card and
-checksums of an export; `verify`), `card` (the model card), `loader` (`load`: a package
-as a Flax module and its variables, from a folder or the Hugging Face Hub), `predict`
-(classify images with an export), `torch_import`.
+pass criterion), `formats` (writing and running each format), `quantize` (the int8
+models and their record), `calibration` (int8 calibration images), `runtimes` (the
+runtimes that run an exported file), `staging` (build beside --out, move when done),
+`export` (the whole export), `package` (weights, card and checksums of an export;
+`verify`), `card` (the model card), `loader` (`load`: a package as a Flax module and its
+variables, from a folder or the Hugging Face Hub), `predict` (classify images with an
+export), `torch_import`.
 
 `jointrd_jax.deploy.load(DIR)` is `loader.load`, imported on first use: importing this
 package (e.g. for `predict`) imports neither JAX nor TensorFlow.

@@ -22,6 +22,7 @@ from jointrd_jax.errors import UserError
 
 RTOL = 1e-4  # max |diff| allowed, relative to the largest |logit| of the reference
 CHECK_IMAGES = ("test", "random")
+DEFAULT_NUM_IMAGES = 1000  # check images of streamed data and random images (in-memory: all)
 RANDOM_SEED = 0
 
 
@@ -135,8 +136,9 @@ def _tfds_quiet(active: bool):
     logging.set_verbosity(level)
 
 
-def _load_arrays(run_dir: str, cfg: dict, dataset: str, why: str):
-  """The run's dataset as host arrays (CIFAR, npz, synthetic), `download=False`."""
+def _load_arrays(run_dir: str, cfg: dict, dataset: str, why: str, hint: str | None = None):
+  """The run's dataset as host arrays (CIFAR, npz, synthetic), `download=False`; `hint`
+  ends the error line when they cannot be loaded."""
   from jointrd_jax.datasets import arrays  # pylint: disable=g-import-not-at-top
   syn = cfg.get("synthetic") or {}
   kw = {f"synthetic_{k}": syn[k] for k in ("train_size", "test_size", "num_classes",
@@ -147,8 +149,9 @@ def _load_arrays(run_dir: str, cfg: dict, dataset: str, why: str):
                                 **kw)
   except UserError as e:
     tfds = dataset.lower() in arrays._TFDS  # pylint: disable=protected-access
-    hint = (" Or check the export on random images: --check_images=random."
-            if why == "check images" and tfds else "")
+    if hint is None:
+      hint = (" Or check the export on random images: --check_images=random."
+              if why == "check images" and tfds else "")
     raise UserError(f"the {why} of {run_dir} (dataset {dataset!r} from its config.json) "
                     f"cannot be loaded: {e}{hint}") from None
 
@@ -169,10 +172,9 @@ def normalization(run_dir: str, cfg: dict, dataset: str):
   return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
 
-def _streamed_check_images(run_dir: str, cfg: dict, dataset: str, num_images: int,
-                           image_shape) -> CheckData:
-  """The first `num_images` images of a streamed run's validation split, decoded and
-  resized + centre-cropped exactly as its evaluation did (`datasets.streamed`)."""
+def open_streamed(cfg: dict, dataset: str, image_shape):
+  """The streamed (ImageNet-style) dataset of a run, as its config read it
+  (`datasets.streamed.load`); UserError when it is not here or not of `image_shape`."""
   from jointrd_jax.datasets import streamed  # pylint: disable=g-import-not-at-top
   from jointrd_jax.sharding import make_mesh  # pylint: disable=g-import-not-at-top
   _tf()  # imported quietly before the input pipeline imports it
@@ -180,15 +182,23 @@ def _streamed_check_images(run_dir: str, cfg: dict, dataset: str, num_images: in
   syn = cfg.get("synthetic") or {}
   kw = {f"synthetic_{k}": syn[k] for k in ("train_size", "test_size", "num_classes")
         if k in syn}
+  with _tfds_quiet(dataset.lower() == "imagenet2012"):
+    data = streamed.load(dataset, mesh=make_mesh(jax.devices()[:1]),
+                         data_dir=cfg.get("data_dir", ""),
+                         image_size=int(o.get("image_size", image_shape[0])),
+                         eval_resize=int(o.get("eval_resize", 256)), **kw)
+  if tuple(data.image_shape) != tuple(image_shape):
+    raise UserError(f"its evaluation images are {tuple(data.image_shape)} but the network "
+                    f"was trained on {tuple(image_shape)}.")
+  return data
+
+
+def _streamed_check_images(run_dir: str, cfg: dict, dataset: str, num_images: int,
+                           image_shape) -> CheckData:
+  """The first `num_images` images of a streamed run's validation split, decoded and
+  resized + centre-cropped exactly as its evaluation did (`datasets.streamed`)."""
   try:
-    with _tfds_quiet(dataset.lower() == "imagenet2012"):
-      data = streamed.load(dataset, mesh=make_mesh(jax.devices()[:1]),
-                           data_dir=cfg.get("data_dir", ""),
-                           image_size=int(o.get("image_size", image_shape[0])),
-                           eval_resize=int(o.get("eval_resize", 256)), **kw)
-    if tuple(data.image_shape) != tuple(image_shape):
-      raise UserError(f"its evaluation images are {tuple(data.image_shape)} but the network "
-                      f"was trained on {tuple(image_shape)}.")
+    data = open_streamed(cfg, dataset, image_shape)
     n = min(int(num_images), data.num_eval)
     batch = next(iter(data.host_eval_batches(batch_size=n, process_index=0,
                                              process_count=1)))
@@ -223,7 +233,7 @@ def random_images(num_images: int, image_shape, seed: int = RANDOM_SEED) -> np.n
   return out
 
 
-def check_images(run_dir: str, num_images: int, image_shape, images: str = "test"
+def check_images(run_dir: str, num_images: int | None, image_shape, images: str = "test"
                  ) -> CheckData:
   """The export's check images (see the module doc, step 2) for a network trained on
   `image_shape` (H, W, C) images.
@@ -231,11 +241,12 @@ def check_images(run_dir: str, num_images: int, image_shape, images: str = "test
   `images='test'`: the first `num_images` test images of the run's dataset (its
   config.json keys, `download=False`; a streamed run's validation split as its
   evaluation saw it); `images='random'`: `random_images(num_images,
-  image_shape)`.
+  image_shape)`. `num_images=None`: all test images of in-memory (CIFAR-sized) data,
+  `DEFAULT_NUM_IMAGES` of streamed data and of random images.
   """
   if images not in CHECK_IMAGES:
     raise UserError(f"--check_images={images} is not one of {', '.join(CHECK_IMAGES)}.")
-  if num_images <= 0:
+  if num_images is not None and num_images <= 0:
     raise UserError(f"--num_images={num_images} must be positive.")
   cfg = workdir_lib.read_config(run_dir)
   dataset = cfg.get("dataset")
@@ -243,6 +254,8 @@ def check_images(run_dir: str, num_images: int, image_shape, images: str = "test
     raise UserError(f"{run_dir}/config.json names no dataset; it is not a run's config.")
   dataset = str(dataset).strip()
   image_shape = tuple(int(d) for d in image_shape)
+  if images == "random" or is_streamed(cfg):
+    num_images = DEFAULT_NUM_IMAGES if num_images is None else num_images
   if images == "random":
     mean, std = normalization(run_dir, cfg, dataset)
     if len(mean) != image_shape[-1]:
@@ -261,7 +274,7 @@ def check_images(run_dir: str, num_images: int, image_shape, images: str = "test
   if tuple(a.x_test.shape[1:]) != image_shape:
     raise UserError(f"the images of dataset {a.name!r} are {tuple(a.x_test.shape[1:])} but "
                     f"the network in {run_dir} was trained on {image_shape}.")
-  n = min(int(num_images), len(a.x_test))
+  n = len(a.x_test) if num_images is None else min(int(num_images), len(a.x_test))
   return CheckData(a.x_test[:n], a.y_test[:n], a.mean, a.std, a.name, {
       "images": "test", "seed": None, "num_images": n, "dataset": a.name, "split": "test",
       "description": f"the first {n} images of the test split of {a.name}"})

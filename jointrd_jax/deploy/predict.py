@@ -1,6 +1,6 @@
 """Classify image files with an exported model (the directory `experiments.export` writes).
 
-    model = predict.open_export("export/jointrd", fmt="tflite")   # or "saved_model"
+    model = predict.open_export("export/jointrd", fmt="tflite")   # or another of FORMATS
     images = [predict.load_image(p, model.input_shape, model.preprocessing) for p in paths]
     for p in predict.classify(model, np.stack(images), top=5): ...
 
@@ -22,9 +22,12 @@
 - Before anything is read, every file of the export is checked against its SHA256SUMS
   (`package.verify`): a modified, missing or unlisted model file is refused with one line
   (`verify=False` / `--noverify` for exports made before checksums).
-- `classify`: logits of the TFLite file (`tf.lite.Interpreter`, TFLite builtin ops, the
-  default XNNPACK CPU delegate) or the SavedModel, in batches; softmax in float64; the
-  `top` classes by probability (ties: the lower class index first).
+- `classify`: logits of the TFLite file (LiteRT's interpreter, builtin ops, the default
+  XNNPACK CPU delegate), the SavedModel, the ONNX file (ONNX Runtime, CPU) or an int8
+  model (`tflite_int8`, `onnx_int8`: written by `experiments.export --quantize=int8`;
+  an input the model declares quantized is quantized with its own scale and zero point,
+  see `runtimes.TFLiteModel`), in batches; softmax in float64; the `top` classes by
+  probability (ties: the lower class index first).
 
 Importing this module imports neither JAX nor TensorFlow; TensorFlow is imported (quietly,
 GPUs hidden) when a model is opened.
@@ -42,18 +45,24 @@ import numpy as np
 from jointrd_jax import tensorflow_support
 from jointrd_jax.deploy import package
 from jointrd_jax.errors import UserError
-from jointrd_jax.deploy.files import (EXPORT_HINT, INPUT_NAME, OUTPUT_NAME,  # noqa: F401
-                                      REPORT_FILE, SAVED_MODEL_DIR, TFLITE_FILE)
-from jointrd_jax.deploy.runtimes import (BATCH_PIXELS, MAX_BATCH, SavedModel,  # noqa: F401
-                                         TFLiteModel, batch_size, run_in_batches, tf_quiet)
+from jointrd_jax.deploy.files import (EXPORT_HINT, INPUT_NAME, ONNX_FILE,  # noqa: F401
+                                      ONNX_INT8_FILE, OUTPUT_NAME, REPORT_FILE,
+                                      SAVED_MODEL_DIR, TFLITE_FILE, TFLITE_INT8_FILE)
+from jointrd_jax.deploy.runtimes import (BATCH_PIXELS, MAX_BATCH, OnnxModel,  # noqa: F401
+                                         SavedModel, TFLiteModel, batch_size, run_in_batches,
+                                         tf_quiet)
 
-FORMATS = ("tflite", "saved_model")
+FORMATS = ("tflite", "saved_model", "tflite_int8", "onnx", "onnx_int8")
+FORMAT_FILES = {"tflite": TFLITE_FILE, "saved_model": SAVED_MODEL_DIR,
+                "tflite_int8": TFLITE_INT8_FILE, "onnx": ONNX_FILE, "onnx_int8": ONNX_INT8_FILE}
+RUNTIMES = {"tflite": TFLiteModel, "saved_model": SavedModel, "tflite_int8": TFLiteModel,
+            "onnx": OnnxModel, "onnx_int8": OnnxModel}
 
 
 @dataclasses.dataclass(eq=False)
 class ExportedModel:
   directory: str
-  format: str  # 'tflite' or 'saved_model'
+  format: str  # one of FORMATS
   path: str  # the model file / folder
   input_shape: tuple  # (H, W, C)
   class_names: tuple
@@ -71,7 +80,7 @@ class ExportedModel:
     if self.runtime is not None:
       return self
     try:
-      runtime = TFLiteModel(self.path) if self.format == "tflite" else SavedModel(self.path)
+      runtime = RUNTIMES[self.format](self.path)
     except UserError:
       raise
     except Exception as e:  # pylint: disable=broad-except
@@ -81,7 +90,7 @@ class ExportedModel:
           from None
     expected = [-1, *self.input_shape]
     got = list(runtime.input_signature)
-    if got[1:] != expected[1:] or runtime.input_dtype != np.uint8:
+    if got[1:] != expected[1:] or runtime.input_dtype not in (np.uint8, np.int8):
       raise UserError(f"{self.path} takes {runtime.input_dtype} {got} but {REPORT_FILE} says "
                       f"uint8 {expected}; the directory mixes two exports: re-export the run.")
     self.runtime = runtime
@@ -144,8 +153,11 @@ def open_export(directory: str, fmt: str = "tflite", load: bool = True,
   file is refused with one line."""
   if fmt not in FORMATS:
     raise UserError(f"--format={fmt} is not one of {', '.join(FORMATS)}.")
-  report = read_report(directory, verify=verify,
-                       needed=(TFLITE_FILE if fmt == "tflite" else SAVED_MODEL_DIR,))
+  # The model file must be listed in SHA256SUMS; one that was never exported (an int8
+  # format of an fp32-only export) gets the re-export hint below instead.
+  model_file = FORMAT_FILES[fmt]
+  exists = os.path.exists(os.path.join(directory, model_file))
+  report = read_report(directory, verify=verify, needed=(model_file,) if exists else ())
   image_shape = tuple(int(d) for d in report["input"]["shape"][1:])
   num_classes = int(report["output"]["shape"][-1])
   classes = report.get("classes") or {}
@@ -157,8 +169,12 @@ def open_export(directory: str, fmt: str = "tflite", load: bool = True,
     source = f"generic: {REPORT_FILE} records no class names"
   preprocessing = report.get("preprocessing") or default_preprocessing(
       (report.get("architecture") or {}).get("variant"), image_shape)
-  path = os.path.join(directory, TFLITE_FILE if fmt == "tflite" else SAVED_MODEL_DIR)
+  path = os.path.join(directory, FORMAT_FILES[fmt])
   if not os.path.exists(path):
+    if fmt.endswith("_int8"):
+      raise UserError(f"{directory} has no {FORMAT_FILES[fmt]}; re-export the run with "
+                      "python -m experiments.export --quantize=int8 --overwrite ... or pass "
+                      f"--format={fmt[:-len('_int8')]}.")
     other = "saved_model" if fmt == "tflite" else "tflite"
     raise UserError(f"{directory} has no {os.path.basename(path)}; re-export the run or pass "
                     f"--format={other}.")

@@ -49,11 +49,13 @@ class TFLiteModel:
   interpreter (`ai_edge_litert`, XNNPACK CPU delegate; `tf.lite.Interpreter` when the
   package is missing). `threads`: the interpreter's thread count (None: its default).
 
-  The input is resized per batch shape (the export keeps a dynamic batch). An input or
-  output the model declares quantized (int8/uint8 with a scale) is quantized/dequantized
-  here with the model's own (scale, zero point); the exported models take raw uint8
-  images and return float32 logits, so nothing is converted for them. The interpreter's
-  and XNNPACK's start-up lines are silenced.
+  The input is resized per batch shape (the exported models are lowered at batch 1 and
+  hold no batch-dependent op, see `formats`). An input or output the model declares
+  quantized (int8/uint8 with a nonzero scale) is quantized/dequantized here with the
+  model's own (scale, zero point): q = clip(round(pixel / scale) + zero_point); the
+  exported models, int8 ones included, take raw uint8 images (no scale) and return
+  float32 logits, so nothing is converted for them. The interpreter's and XNNPACK's
+  start-up lines are silenced.
   """
 
   def __init__(self, path: str, threads: int | None = None):
@@ -69,7 +71,7 @@ class TFLiteModel:
 
   def _quantized_input(self, images: np.ndarray) -> np.ndarray:
     scale, zero = self._input.get("quantization", (0.0, 0))
-    if self.input_dtype == np.uint8 or not scale:
+    if not scale or self.input_dtype.kind not in "iu":
       return np.ascontiguousarray(images, dtype=self.input_dtype)
     info = np.iinfo(self.input_dtype)  # e.g. an int8 input: q = round(x / scale) + zero
     q = np.round(np.asarray(images, np.float32) / scale) + zero
