@@ -35,7 +35,8 @@ RUNTIMES = ("xla", "litert", "onnxruntime")
 DEPLOYMENT_RUNTIMES = ("litert", "onnxruntime")
 PRECISIONS = ("fp32", "int8")
 CALIBRATION_IMAGES = 16
-CACHE_VERSION = 1  # bump when a conversion changes: the cache keys include it
+CACHE_VERSION = 2  # bump when a conversion changes: the cache keys include it
+# v2: the export's batch-1 lowering (bias and ReLU fused, one XNNPACK partition)
 # What each runtime needs to convert and run the models: (import name, pip package).
 NEEDS = {
     "litert": (("ai_edge_litert", "ai-edge-litert"), ("tensorflow", "tensorflow-cpu")),
@@ -125,7 +126,8 @@ class _Converter:
       self._saved_model = os.path.join(self._tmp, "saved_model")
       formats.write_saved_model(self._saved_model, folded_net, folded["params"],
                                 np.asarray(streamed.IMAGENET_MEAN) * 255,
-                                np.asarray(streamed.IMAGENET_STD) * 255, n.image_shape)
+                                np.asarray(streamed.IMAGENET_STD) * 255, n.image_shape,
+                                batch=1)  # the export's lowering (deploy/export.py)
     return self._saved_model
 
   def path(self, runtime: str, precision: str) -> str:
