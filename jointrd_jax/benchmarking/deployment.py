@@ -125,8 +125,8 @@ class _Converter:
       self._tmp = tempfile.mkdtemp(prefix="jointrd_saved_model_")
       self._saved_model = os.path.join(self._tmp, "saved_model")
       formats.write_saved_model(self._saved_model, folded_net, folded["params"],
-                                np.asarray(streamed.IMAGENET_MEAN) * 255,
-                                np.asarray(streamed.IMAGENET_STD) * 255, n.image_shape,
+                                np.asarray(streamed.IMAGENET_MEAN),
+                                np.asarray(streamed.IMAGENET_STD), n.image_shape,
                                 batch=1)  # the export's lowering (deploy/export.py)
     return self._saved_model
 
