@@ -15,7 +15,7 @@ import pytest
 from experiments import export as export_cli
 from experiments import predict as predict_cli
 from jointrd_jax import datasets
-from jointrd_jax.deploy import calibration, checks, export, formats, quantize
+from jointrd_jax.deploy import calibration, checks, export, formats, package, quantize
 from jointrd_jax.errors import UserError
 from tests import int8_bounds
 from tests.test_export import check_data, make_run
@@ -136,9 +136,11 @@ def int8_export(tmp_path_factory):
 
 def test_int8_export_writes_and_records_both_models(int8_export):
   out, report = int8_export["out"], int8_export["report"]
-  assert sorted(os.listdir(out)) == ["export.json", "labels.txt", "model.onnx", "model.tflite",
-                                     "model_int8.onnx", "model_int8.tflite", "params.npz",
-                                     "saved_model"]
+  assert sorted(os.listdir(out)) == ["README.md", "SHA256SUMS", "export.json", "labels.txt",
+                                     "model.onnx", "model.tflite", "model_int8.onnx",
+                                     "model_int8.tflite", "params.npz", "saved_model",
+                                     "training_config.json", "weights_folded.safetensors",
+                                     "weights_trained.safetensors"]  # + the package
   assert report["passed"] and report["checks"]["onnx"]["passed"]
   cal = report["int8"]["calibration"]
   assert cal["num_images"] == 48 and "training images of synthetic" in cal["source"]
@@ -296,6 +298,7 @@ def test_missing_runtime_and_int8_file_are_one_line(int8_export, tmp_path, monke
   fp32_only.mkdir()
   for name in ("export.json", "model.tflite"):
     (fp32_only / name).write_bytes((int8_export["out"] / name).read_bytes())
+  package.write_checksums(str(fp32_only))  # a verified package, just without int8 files
   rc = predict_cli.main([f"--model={fp32_only}", "--format=tflite_int8", str(tmp_path / "a.png")])
   err = capsys.readouterr().err
   assert rc == 2 and err.count("\n") == 1
