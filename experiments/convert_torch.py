@@ -115,7 +115,7 @@ def config_dict(dataset: str, num_classes: int) -> dict:
 def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   from experiments import cli  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import torch_import  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.deploy import torch_import  # pylint: disable=g-import-not-at-top
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   cli.setup_logging()
   try:

@@ -1,15 +1,18 @@
 r"""Classify image files with an exported plain network: top-5 classes and probabilities.
 
-  python -m experiments.predict --model=EXPORT_DIR [--format=tflite|saved_model] \
-      [--top=5] [--json] IMAGE [IMAGE ...]
+  python -m experiments.predict --model=EXPORT_DIR \
+      [--format=tflite|saved_model|tflite_int8|onnx|onnx_int8] \
+      [--top=5] [--json] [--noverify] IMAGE [IMAGE ...]
 
 EXPORT_DIR is what `python -m experiments.export --out=EXPORT_DIR` wrote. Each image
 (JPEG, PNG, BMP, GIF, WebP, TIFF; any size; grayscale, palette and RGBA too) is resized
 to the model's input as evaluation did (ImageNet-style networks: shorter side to 256,
 centre crop 224; CIFAR-style: a plain resize to 32x32) and fed as uint8 to the TFLite
-file (default) or the SavedModel, which normalise inside. Every image is decoded before
-the model runs, so a bad file stops the command before any output. Details:
-`jointrd_jax/predict.py`. Exit status 0, or 2 with one line `error: ...` on stderr.
+file (default), the SavedModel, the ONNX file or an int8 model (--quantize=int8 exports),
+which normalise inside. Every file of EXPORT_DIR is first checked against its SHA256SUMS
+(a modified file is refused; --noverify skips that) and every image is decoded before the
+model runs, so a bad file stops the command before any output. Details:
+`jointrd_jax/deploy/predict.py`. Exit status 0, or 2 with one line `error: ...` on stderr.
 """
 import argparse
 import json
@@ -27,13 +30,17 @@ def parser() -> argparse.ArgumentParser:
                  help="Image files (JPEG, PNG, ...; any size, RGB, grayscale or RGBA).")
   p.add_argument("--model", required=True, metavar="EXPORT_DIR",
                  help="The directory written by experiments.export --out. Required.")
-  p.add_argument("--format", default="tflite", choices=["tflite", "saved_model"],
-                 help="Which exported model runs: model.tflite or saved_model/ "
-                      "(default: tflite).")
+  p.add_argument("--format", default="tflite",
+                 choices=["tflite", "saved_model", "tflite_int8", "onnx", "onnx_int8"],
+                 help="Which exported model runs: model.tflite, saved_model/, "
+                      "model_int8.tflite, model.onnx or model_int8.onnx (default: tflite).")
   p.add_argument("--top", type=int, default=5, metavar="K",
                  help="Classes shown per image, most probable first (default: 5).")
   cli.add_bool(p, "json", False,
                "One JSON object per image and line instead of text (default: off).")
+  cli.add_bool(p, "verify", True,
+               "Check every file against EXPORT_DIR/SHA256SUMS first; --noverify for an "
+               "export made before checksums (default: on).")
   return p
 
 
@@ -48,13 +55,14 @@ def format_text(path: str, predictions: list) -> str:
 def main(argv=None) -> int:
   args = parser().parse_args(sys.argv[1:] if argv is None else argv)
   cli.setup_logging()
-  from jointrd_jax import predict  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.deploy import predict  # pylint: disable=g-import-not-at-top
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   try:
     if args.top < 1:
       raise UserError(f"--top={args.top} must be at least 1.")
-    model = predict.open_export(args.model, args.format, load=False)  # no TF yet: fast
+    model = predict.open_export(args.model, args.format, load=False,  # no TF yet: fast
+                                 verify=args.verify)
     images = np.stack([predict.load_image(path, model.input_shape, model.preprocessing)
                        for path in args.images])
     model.load()

@@ -5,8 +5,9 @@ with
 - `xla/`: compiled XLA programs (the persistent compilation cache of the entry points,
   `--compilation_cache_dir`);
 - `generated/<name>/`: generated data sets, made once and reused (the ImageNet smoke
-  configs' image folders, the JPEGs of `experiments.data_throughput`), each keyed by its
-  generation parameters.
+  configs' image folders, the JPEGs of `experiments.data_throughput`, the converted
+  LiteRT / ONNX models of `experiments.inference_benchmark` in `inference_models/`), each
+  keyed by its generation parameters.
 
 Anything here can be deleted at any time; it is made again when needed.
 """

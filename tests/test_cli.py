@@ -134,7 +134,7 @@ def test_same_names_for_the_same_thing():
     if "--overwrite" in seen[tool]:
       assert "overwrite" in parser._booleans, tool  # pylint: disable=protected-access
   assert {t for t in ARGPARSE_TOOLS if "--overwrite" in seen[t]} == {
-      "run_efficiency", "export", "convert_torch"}
+      "run_efficiency", "export", "convert_torch", "inference_benchmark"}
 
 
 # ------------------------------------------------------------------ configs/ from anywhere

@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -13,7 +14,8 @@ import pytest
 
 from configs import default as default_config
 from experiments import export as export_cli
-from jointrd_jax import checkpoints, export, fold, datasets, models, workdir
+from jointrd_jax import checkpoints, fold, datasets, models, workdir
+from jointrd_jax.deploy import export
 from jointrd_jax.datasets import class_names
 from jointrd_jax.errors import UserError
 
@@ -77,10 +79,12 @@ def exported(tmp_path_factory):
 
 def test_report_records_passing_checks(exported):
   net, _, out, report = exported
-  assert sorted(os.listdir(out)) == ["export.json", "labels.txt", "model.tflite", "params.npz",
-                                     "saved_model"]
-  assert report["passed"] is True
-  assert set(report["checks"]) == {"fold", "saved_model", "tflite"}
+  assert sorted(os.listdir(out)) == ["README.md", "SHA256SUMS", "export.json", "labels.txt",
+                                     "model.onnx", "model.tflite", "params.npz", "saved_model",
+                                     "training_config.json", "weights_folded.safetensors",
+                                     "weights_trained.safetensors"]  # tests/test_package.py
+  assert report["passed"] is True and "int8" not in report
+  assert set(report["checks"]) == {"fold", "saved_model", "tflite", "onnx"}
   for name, c in report["checks"].items():
     assert c["passed"] and c["num_images"] == 20, name
     assert c["top1_agreement"] == 1.0 and c["top1_changed"] == 0
@@ -139,15 +143,21 @@ def test_tflite_and_saved_model_predict_the_same_classes(exported):
   np.testing.assert_allclose(lite, ref, rtol=1e-5, atol=1e-4 * np.abs(ref).max())
   sm = export.run_saved_model(str(out / "saved_model"), images)
   assert (sm.argmax(-1) == ref.argmax(-1)).all()
-  # The deployed models take raw uint8 images, any batch size.
+  # The deployed models take raw uint8 images, any batch size: the TFLite model is
+  # lowered at batch 1 (so that the converter fuses bias and ReLU into CONV_2D and no
+  # op depends on the batch size) and resized by the interpreter (batch 7 above).
   tf = export._tf()  # pylint: disable=protected-access
   with warnings.catch_warnings():  # its deprecation notice
     warnings.simplefilter("ignore")
     interpreter = tf.lite.Interpreter(model_path=str(out / "model.tflite"))
   inp = interpreter.get_input_details()[0]
-  assert inp["dtype"] == np.uint8 and list(inp["shape_signature"]) == [-1, 32, 32, 3]
-  ops = {d["op_name"] for d in interpreter._get_ops_details()}  # pylint: disable=protected-access
+  assert inp["dtype"] == np.uint8 and list(inp["shape_signature"]) == [1, 32, 32, 3]
+  ops = [d["op_name"] for d in interpreter._get_ops_details()]  # pylint: disable=protected-access
   assert "CONV_2D" in ops and not any("Flex" in o or "CUSTOM" in o for o in ops), ops
+  # No batch-size plumbing, no separate bias ADD or ReLU MAXIMUM (resnet14 here: its
+  # projection shortcuts are the only ADDs, one per stage 2-4).
+  assert not {"SHAPE", "BROADCAST_TO", "CONCATENATION", "MAXIMUM"} & set(ops), ops
+  assert ops.count("ADD") == 3, ops
   sig = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
   assert sig.structured_input_signature[1]["images"].dtype == tf.uint8
   assert list(sig.structured_outputs) == ["logits"]
@@ -174,11 +184,12 @@ def test_failed_fold_check_exports_nothing(tmp_path, monkeypatch):
 
   monkeypatch.setattr(export.fold, "fold", broken_fold)
   out = tmp_path / "out"
-  with pytest.raises(UserError, match="folded network differs"):
+  with pytest.raises(UserError, match="folded network differs") as e:
     export.export(str(tmp_path / "run"), str(out), log=lambda *_: None)
-  report = json.loads((out / "export.json").read_text())
-  assert report["passed"] is False and report["checks"]["fold"]["passed"] is False
-  assert sorted(os.listdir(out)) == ["export.json"]
+  # The numbers are in the one line (no export.json of a failed export is written).
+  assert re.search(r"max \|logit diff\| \d\.\d+e[-+]\d+ vs tolerance", str(e.value))
+  assert "top-1 predictions changed" in str(e.value) and "\n" not in str(e.value)
+  assert sorted(os.listdir(tmp_path)) == ["run"]
 
 
 def test_compare_flags_changed_predictions():
@@ -269,9 +280,10 @@ def test_export_output_holds_only_our_lines(exported_224):
   assert no_noise(proc.stdout + proc.stderr), proc.stdout + proc.stderr
   assert proc.stderr == ""
   lines = proc.stdout.splitlines()
-  assert [line.split(" ")[0] for line in lines] == ["fold", "saved_model", "tflite", "exported"]
+  assert [line.split(" ")[0] for line in lines] == ["fold", "saved_model", "tflite", "onnx",
+                                                    "exported"]
   assert lines[0].startswith("fold check on 6 random images: ")
-  assert lines[1].endswith("-> ok") and lines[2].endswith("-> ok")
+  assert all(line.endswith("-> ok") for line in lines[1:4])
 
 
 def test_imagenet_export_at_224(exported_224):
@@ -308,6 +320,8 @@ def test_imagenet_export_at_224(exported_224):
   np.testing.assert_allclose(folded, ref, rtol=0, atol=atol)
   lite = export.run_tflite(str(out / "model.tflite"), images, batch=4)  # batches 4, 2
   np.testing.assert_allclose(lite, ref, rtol=0, atol=atol)
+  onnx_logits = export.run_onnx(str(out / "model.onnx"), images, batch=4)
+  np.testing.assert_allclose(onnx_logits, ref, rtol=0, atol=atol)
   sm = export.run_saved_model(str(out / "saved_model"), images)
   np.testing.assert_allclose(sm, ref, rtol=0, atol=atol)
   assert (lite.argmax(-1) == ref.argmax(-1)).all() and (sm.argmax(-1) == lite.argmax(-1)).all()
@@ -392,7 +406,7 @@ def test_streamed_run_is_checked_on_its_validation_images_as_evaluated(tmp_path)
   centre-cropped by the input pipeline; experiments.predict's own resize + crop of the
   same decoded pixels agrees with them to rounding."""
   from configs.imagenet import default as imagenet_config  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import predict  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.deploy import predict  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
   c = imagenet_config.get_config("smoke")
   c.data_dir = str(tmp_path / "data")
@@ -474,7 +488,10 @@ def assert_every_flag_ends_with_its_default(parser, skip=(), shown=None):
 
 
 def test_help_describes_every_flag_with_its_default(capsys):
-  assert_every_flag_ends_with_its_default(export_cli.parser(), shown={"overwrite": "refuse"})
+  assert_every_flag_ends_with_its_default(export_cli.parser(), shown={
+      "overwrite": "refuse", "calibration_dir": "the training images",
+      "num_images": "all test images of in-memory data, 1000 of streamed data or random "
+                    "images"})
   with pytest.raises(SystemExit) as e:
     export_cli.main(["--help"])
   assert e.value.code == 0 and "--check_images" in capsys.readouterr().out
@@ -486,3 +503,16 @@ def test_usage_mistakes_are_one_line(capsys):
   err = capsys.readouterr().err
   assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
   assert "--workdir" in err
+
+
+def test_overwrite_replaces_the_old_export_only_when_done(tmp_path):
+  """--overwrite: the new export is built beside --out and replaces the old one whole
+  (its stray files included); nothing of the staging folder stays."""
+  make_run(tmp_path / "run", arch="resnet10", shortcuts="none", dirac="none")
+  out = tmp_path / "out"
+  out.mkdir()
+  (out / "old.txt").write_text("an old export's file")
+  assert export_cli.main([f"--workdir={tmp_path / 'run'}", f"--out={out}", "--overwrite",
+                          "--num_images=4"]) == 0
+  assert "old.txt" not in os.listdir(out) and "export.json" in os.listdir(out)
+  assert sorted(os.listdir(tmp_path)) == ["out", "run"]

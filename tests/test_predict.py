@@ -18,7 +18,9 @@ import pytest
 from PIL import Image
 
 from experiments import predict as predict_cli
-from jointrd_jax import datasets, export, models, predict
+from jointrd_jax import datasets, models
+from jointrd_jax.deploy import export, package, predict
+from jointrd_jax.errors import UserError
 from jointrd_jax.datasets import class_names
 from tests.test_export import (assert_every_flag_ends_with_its_default, make_run,
                                random_variables)
@@ -134,7 +136,7 @@ def run_main(args, capsys):
   return rc, out, err
 
 
-@pytest.mark.parametrize("fmt", ["tflite", "saved_model"])
+@pytest.mark.parametrize("fmt", ["tflite", "saved_model", "onnx"])
 def test_json_gives_the_trained_networks_top5(model, fmt, capsys):
   names = list(model["files"])
   rc, out, err = run_main([f"--model={model['dir']}", f"--format={fmt}", "--json",
@@ -246,7 +248,9 @@ def test_exports_without_names_or_preprocessing_still_work(model, tmp_path):
     d.mkdir()
     (d / "export.json").write_text(json.dumps(old))
     shutil.copy(model["dir"] / "model.tflite", d / "model.tflite")
-    m = predict.open_export(str(d), "tflite", load=False)
+    with pytest.raises(UserError, match="holds no SHA256SUMS"):  # made before checksums
+      predict.open_export(str(d), "tflite", load=False)
+    m = predict.open_export(str(d), "tflite", load=False, verify=False)
     assert m.class_names == tuple(f"class_{i}" for i in range(10))
     assert m.preprocessing == want
   assert predict.default_preprocessing("imagenet", (160, 160, 3)) == {
@@ -258,6 +262,8 @@ def bad_inputs(model, tmp_path):
   (tmp_path / "notes.jpg").write_text("not an image")
   data = (model["files"]["rgb"]).read_bytes()
   (tmp_path / "cut.png").write_bytes(data[:len(data) // 2])
+  # Exports broken in one way each, their checksums intact (package.write_checksums): the
+  # error is about what is wrong, not the checksums (tests/test_package.py tests those).
   failed = tmp_path / "failed"
   failed.mkdir()
   report = json.loads((model["dir"] / "export.json").read_text())
@@ -268,6 +274,8 @@ def bad_inputs(model, tmp_path):
   garbled = tmp_path / "garbled"
   garbled.mkdir()
   (garbled / "export.json").write_text("{not json")
+  for d in (failed, no_lite, garbled):
+    package.write_checksums(str(d))
   m = f"--model={model['dir']}"
   rgb = model["files"]["rgb"]
   return {
@@ -283,7 +291,7 @@ def bad_inputs(model, tmp_path):
       "truncated": ([m, tmp_path / "cut.png"], ["cut.png cannot be decoded"]),
       "directory": ([m, tmp_path], ["is a directory"]),
       "no images": ([m], ["required: IMAGE"]),
-      "bad format": ([m, "--format=onnx", rgb], ["--format", "onnx"]),
+      "bad format": ([m, "--format=coreml", rgb], ["--format", "coreml"]),
       "bad top": ([m, "--top=0", rgb], ["--top=0"]),
   }
 
@@ -303,7 +311,7 @@ def test_bad_input_is_one_line(model, tmp_path, capsys):
 
 def test_help_describes_every_flag_with_its_default(capsys):
   assert_every_flag_ends_with_its_default(predict_cli.parser(), skip=("images",),
-                                          shown={"json": "off"})
+                                          shown={"json": "off", "verify": "on"})
   with pytest.raises(SystemExit) as e:
     predict_cli.main(["--help"])
   text = capsys.readouterr().out

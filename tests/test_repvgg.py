@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from experiments import export as export_cli
-from jointrd_jax import export, fold, methods, models, optim, train
+from jointrd_jax import deploy, fold, methods, models, optim, train
+from jointrd_jax.deploy import export
 from jointrd_jax.errors import UserError
 from jointrd_jax.models import convs, repvgg
-from test_export import make_run
+from test_export import check_data, make_run
 
 U = 2.0 ** -24  # float32 unit roundoff
 EPS = models.BN_EPSILON
@@ -175,20 +176,26 @@ def test_folded_network_gives_the_same_logits(arch, shortcuts, size):
 
 def test_export_folds_and_checks_a_repvgg_run(tmp_path):
   """experiments.export on a tiny run with a RepVGG-style student: the fold check (<= 1e-4
-  relative, no changed prediction), the SavedModel and the TFLite file all pass."""
+  relative, no changed prediction), the SavedModel, the TFLite and the ONNX file all pass."""
   make_run(tmp_path / "run", arch="resnet14", shortcuts="projection", dirac="repvgg")
   out = tmp_path / "out"
   assert export_cli.main([f"--workdir={tmp_path / 'run'}", f"--out={out}",
                           "--num_images=20"]) == 0
   report = json.loads((out / "export.json").read_text())
   assert report["passed"] is True and report["architecture"]["conv"] == "repvgg"
-  assert set(report["checks"]) == {"fold", "saved_model", "tflite"}
+  assert set(report["checks"]) == {"fold", "saved_model", "tflite", "onnx"}
   for name, c in report["checks"].items():
     assert c["passed"] and c["num_images"] == 20 and c["top1_changed"] == 0, name
     assert c["rel_diff"] <= export.RTOL and c["max_abs_logit"] > 0.1, name
   with np.load(out / "params.npz") as f:
     assert "stage1_block0/conv2/conv/bias" in f.files
     assert not [k for k in f.files if "bn" in k or "conv_1x1" in k]
+  # The package rebuilds both networks from export.json alone (tests/test_package.py): the
+  # folded one passes the export's own criterion against the trained one.
+  folded, trained = deploy.load(str(out)), deploy.load(str(out), folded=False)
+  assert any("conv_1x1" in k for k in flax.traverse_util.flatten_dict(trained.variables["params"]))
+  images = check_data()[0][:20]
+  assert export.compare(trained(images), folded(images))["passed"]
 
 
 # ----------------------------------------------------------------- parameter counts

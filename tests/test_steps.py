@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jointrd_jax import datasets, feeds, fold, models, sharding, steps, train
+from jointrd_jax import datasets, evaluation, feeds, fold, models, sharding, steps, train
 from jointrd_jax import workdir as workdir_lib
 
 U32 = 2.0**-24  # float32 unit roundoff
@@ -149,13 +149,13 @@ def test_folded_teacher_gives_the_same_loss_gradients_and_update(method_name, me
 def test_frozen_teacher_is_evaluated_once(mesh, data, monkeypatch):
   method, _, _, state, teacher, feed = _setup("kd_logits", mesh, data)
   calls = []
-  real = train.evaluate
+  real = evaluation.evaluate
 
   def counting(eval_step, *args):
     calls.append(eval_step)
     return real(eval_step, *args)
 
-  monkeypatch.setattr(train, "evaluate", counting)
+  monkeypatch.setattr(evaluation, "evaluate", counting)  # what Evaluator calls
   evaluator = train.Evaluator(method, feed, BATCH, data.num_eval)
   first, second = evaluator(state, teacher), evaluator(state, teacher)
   assert first == second and {"student_top1", "teacher_top1"} <= set(first)

@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
 
-from jointrd_jax import checkpoints, torch_import  # pylint: disable=g-import-not-at-top
+from jointrd_jax import checkpoints  # pylint: disable=g-import-not-at-top
+from jointrd_jax.deploy import torch_import  # pylint: disable=g-import-not-at-top
 from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
 from experiments import convert_torch  # pylint: disable=g-import-not-at-top
 

@@ -9,6 +9,11 @@ parse flags, call these and print. One module per concern:
 - `train_step`: one training-step case timed as the trainer runs it (`experiments.benchmark`);
 - `inference`: the folded networks' latency and the analytic activation-memory model
   (`experiments.inference_benchmark`);
+- `deployment`: the folded networks converted for LiteRT / ONNX Runtime (fp32, int8; cached)
+  and timed case by case (`experiments.inference_benchmark --runtime=...`);
+- `runtime_case`: one such case measured in a fresh process (latency, peak RSS growth);
+- `pareto`: trained runs and their exports as accuracy-against-latency points, the front,
+  `pareto.png` / `pareto.md` (`experiments.inference_benchmark --runs=...`);
 - `run_efficiency`: a real run of the trainer against its benchmarked step
   (`experiments.run_efficiency`);
 - `input_throughput`: the input pipelines' images/s (`experiments.data_throughput`);
@@ -16,5 +21,6 @@ parse flags, call these and print. One module per concern:
 
 Layering: above `train` (like `sweep`): these modules may import the trainer; nothing in
 the trainer imports them. No module imports TensorFlow at import time, and `train_step`,
-`inference` and `random_weights` never do (the benchmarks must run without it).
+`inference` and `random_weights` never do (the benchmarks must run without it);
+`deployment` imports it to convert models.
 """

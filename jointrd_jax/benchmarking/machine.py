@@ -32,6 +32,18 @@ def load_average() -> str:
     return "?"
 
 
+def host() -> dict:
+  """The CPU, its cores and the load, without importing JAX."""
+  return {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "cpus_usable": usable_cpus(),
+          "load_average_1m": load_average()}
+
+
+def host_line(mach: dict) -> str:
+  """`host()` in one line, for the scripts' first line."""
+  return (f"{mach['cpu']} / {mach['cpu_count']} CPUs ({mach['cpus_usable']} usable) / load "
+          f"{mach['load_average_1m']}")
+
+
 def describe() -> dict:
   """Devices (JAX's first device and the count), CPU, cores and the JAX version."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -39,3 +51,9 @@ def describe() -> dict:
   return {"platform": d.platform, "device_kind": d.device_kind, "num_devices": jax.device_count(),
           "cpu": cpu_name(), "cpu_count": os.cpu_count(), "cpus_usable": usable_cpus(),
           "jax": jax.__version__}
+
+
+def describe_line(mach: dict) -> str:
+  """`describe()` in one line (the XLA benchmarks' first line, after `# machine: `)."""
+  return (f"{mach['platform']} / {mach['device_kind']} / {mach['cpu']} / {mach['cpu_count']} "
+          f"CPUs ({mach['cpus_usable']} usable) / jax {mach['jax']}")

@@ -74,3 +74,20 @@ def inference_table(results) -> str:
         f"{a['shortcut_share_of_peak']:8.3f} {mib(4 * b * a['peak_live']):9.1f} "
         f"{mib(4 * b * a['peak_live_without_shortcut_memory']):10.1f}")
   return "\n".join(lines)
+
+
+def runtime_table(results) -> str:
+  """`experiments.inference_benchmark --runtime=litert|onnxruntime`'s table: one row per
+  case (network, precision, threads, batch size)."""
+  head = (f"{'network':<8} {'shortcuts':<10} {'prec':<5} {'thr':>3} {'batch':>5} "
+          f"{'median ms':>10} {'p90 ms':>9} {'img/s':>8} {'file MiB':>8} {'peak MiB':>8} "
+          f"{'load ms':>8}")
+  lines = [head, "-" * len(head)]
+  for r in results:
+    peak = r["memory"]["peak_rss_growth_bytes"]
+    lines.append(
+        f"{r['network']:<8} {r['shortcuts']:<10} {r['precision']:<5} {r['threads']:>3} "
+        f"{r['batch_size']:>5} {r['latency_ms_median']:10.2f} {r['latency_ms_p90']:9.2f} "
+        f"{r['images_per_s']:8.1f} {r['model_bytes'] / 2**20:8.2f} "
+        f"{_fmt(None if peak is None else peak / 2**20, '8.1f')} {r['load_ms']:8.1f}")
+  return "\n".join(lines)

@@ -131,10 +131,13 @@ class StreamedData:
 
   def host_train_batches(self, *, seed: int, epoch: int, batch_size: int, start_step: int = 0,
                          rows: tuple | None = None, process_index: int | None = None,
-                         process_count: int | None = None) -> Iterator[dict]:
+                         process_count: int | None = None,
+                         preprocess: str = "train") -> Iterator[dict]:
     """This process's rows of each training batch, as numpy (what `train_batches`
     puts on the devices). `process_index`/`process_count` simulate another process
-    (rows default to [p*B/P, (p+1)*B/P))."""
+    (rows default to [p*B/P, (p+1)*B/P)). `preprocess='eval'`: each image resized and
+    centre-cropped as evaluation does, instead of the training augmentation (the int8
+    export's calibration images)."""
     p, count, rows = _layout(batch_size, rows, process_index, process_count)
     seed, epoch = _non_negative(seed, "seed"), _non_negative(epoch, "epoch")
     steps = self._steps(batch_size, count)
@@ -147,6 +150,10 @@ class StreamedData:
     o = self.options
 
     def transform(x):
+      if preprocess == "eval":
+        image = image_ops.eval_image(self._source.contents(x["source"]), o.image_size,
+                                     o.eval_resize)
+        return {"image": image, "label": x["label"]}
       key = image_ops.example_key(seed, epoch, x["key"])
       image = image_ops.train_image(self._source.contents(x["source"]), key, o.image_size,
                                     resize=o.train_resize)

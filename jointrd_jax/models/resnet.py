@@ -180,7 +180,10 @@ class ResNet(nn.Module):
       stem = STEM[self.variant]
       x = make_unit("none", self.width, stem["kernel"], stem["strides"], folded=self.folded,
                     dtype=self.dtype, param_dtype=self.param_dtype, name="stem")(x, train)
-      x = nn.relu(x)
+      # No ReLU here: every block starts with one (its input is a pre-ReLU stage output),
+      # and max pooling commutes with ReLU, so the stem's ReLU happens in the first block.
+      # A second ReLU would be a no-op op in the deployed graph (in the int8 LiteRT model
+      # one that XNNPACK does not take, splitting its graph in two).
       if stem["max_pool"]:
         x = max_pool(x)
     feats = []

@@ -1,0 +1,227 @@
+"""The folded networks on the deployment runtimes: LiteRT (`ai-edge-litert`) and ONNX
+Runtime, fp32 and int8, what `experiments.inference_benchmark --runtime=litert|onnxruntime`
+reports.
+
+- `check_runtime`: the packages a runtime needs, or one line naming what to install;
+- `model_files`: each network converted once per (arch, width, shortcuts, image size,
+  classes, format, precision) with random weights (the latency does not depend on their
+  values) and kept in the cache (`cache_root()`); the int8 models are calibrated on
+  `CALIBRATION_IMAGES` deterministic random images (`deploy.checks.random_images`);
+- `run`: every case (network x precision x threads x batch), each measured in a fresh
+  process (`runtime_case`: latency median / p90, load time, peak RSS growth).
+
+The conversions are the export's own (`deploy.formats`, `deploy.quantize`): SavedModel ->
+TFLite (fp32; full-integer int8) -> ONNX through tf2onnx (fp32) -> ONNX Runtime static
+int8 (QDQ). Every model takes raw uint8 images (normalisation inside) and returns float32
+logits, as an export's.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import itertools
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+
+from jointrd_jax import caches
+from jointrd_jax.deploy import files
+from jointrd_jax.errors import UserError
+
+RUNTIMES = ("xla", "litert", "onnxruntime")
+DEPLOYMENT_RUNTIMES = ("litert", "onnxruntime")
+PRECISIONS = ("fp32", "int8")
+CALIBRATION_IMAGES = 16
+CACHE_VERSION = 2  # bump when a conversion changes: the cache keys include it
+# v2: the export's batch-1 lowering (bias and ReLU fused, one XNNPACK partition)
+# What each runtime needs to convert and run the models: (import name, pip package).
+NEEDS = {
+    "litert": (("ai_edge_litert", "ai-edge-litert"), ("tensorflow", "tensorflow-cpu")),
+    "onnxruntime": (("onnxruntime", "onnxruntime"), ("tf2onnx", "tf2onnx"), ("onnx", "onnx"),
+                    ("tensorflow", "tensorflow-cpu")),
+}
+RUNTIME_NAMES = {"litert": "LiteRT", "onnxruntime": "ONNX Runtime"}
+FILE_NAMES = {("litert", "fp32"): files.TFLITE_FILE, ("litert", "int8"): files.TFLITE_INT8_FILE,
+              ("onnxruntime", "fp32"): files.ONNX_FILE,
+              ("onnxruntime", "int8"): files.ONNX_INT8_FILE}
+
+
+def check_runtime(runtime: str) -> None:
+  """A `UserError` naming the pip packages to install when `runtime` lacks one."""
+  if runtime not in NEEDS:
+    return
+  missing = [pip for module, pip in NEEDS[runtime] if importlib.util.find_spec(module) is None]
+  if missing:
+    raise UserError(f"{RUNTIME_NAMES[runtime]} is not installed here: pip install "
+                    f"{' '.join(missing)}.")
+
+
+def runtime_version(runtime: str) -> str:
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  package = NEEDS[runtime][0][1]
+  try:
+    return metadata.version(package)
+  except metadata.PackageNotFoundError:
+    return "?"
+
+
+def cache_root() -> str:
+  """Where converted models are kept: `caches.generated('inference_models')`."""
+  return caches.generated("inference_models")
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+  """A folded network as the benchmark times it (random weights)."""
+  arch: str
+  width: int
+  shortcuts: str
+  image_size: int
+  num_classes: int
+
+  @property
+  def image_shape(self):
+    return (self.image_size, self.image_size, 3)
+
+  def key(self) -> str:
+    return (f"v{CACHE_VERSION}_{self.arch}_w{self.width}_{self.shortcuts}_{self.image_size}px_"
+            f"{self.num_classes}c")
+
+
+class _Converter:
+  """The model files of one network in `root/<key>/`, each converted on first use (the
+  SavedModel they come from made once, in a temporary folder, when a TFLite file is
+  missing). Files are written under a temporary name and renamed: a file present is
+  complete, and two processes converting the same model do not clash."""
+
+  def __init__(self, root: str, net: Network, log):
+    self.dir = os.path.join(root, net.key())
+    self.net, self.log, self._saved_model, self._tmp = net, log, None, None
+    self.converted = []
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    if self._tmp:
+      shutil.rmtree(self._tmp, ignore_errors=True)
+
+  def saved_model(self) -> str:
+    if self._saved_model is None:
+      import numpy as np  # pylint: disable=g-import-not-at-top
+      from jointrd_jax import models  # pylint: disable=g-import-not-at-top
+      from jointrd_jax.benchmarking import random_weights  # pylint: disable=g-import-not-at-top
+      from jointrd_jax.datasets import streamed  # pylint: disable=g-import-not-at-top
+      from jointrd_jax.deploy import formats  # pylint: disable=g-import-not-at-top
+      from jointrd_jax.models import fold  # pylint: disable=g-import-not-at-top
+      n = self.net
+      # Built as trained (Dirac for the students), then folded: the deployment form.
+      built = models.build(n.arch, n.shortcuts, "none" if n.shortcuts == "all" else "reparam",
+                           num_classes=n.num_classes, width=n.width)
+      folded_net, folded = fold.fold(built, random_weights.random_variables(built, n.image_shape))
+      self._tmp = tempfile.mkdtemp(prefix="jointrd_saved_model_")
+      self._saved_model = os.path.join(self._tmp, "saved_model")
+      formats.write_saved_model(self._saved_model, folded_net, folded["params"],
+                                np.asarray(streamed.IMAGENET_MEAN),
+                                np.asarray(streamed.IMAGENET_STD), n.image_shape,
+                                batch=1)  # the export's lowering (deploy/export.py)
+    return self._saved_model
+
+  def path(self, runtime: str, precision: str) -> str:
+    path = os.path.join(self.dir, FILE_NAMES[runtime, precision])
+    if os.path.isfile(path):
+      return path
+    from jointrd_jax.deploy import checks, runtimes  # pylint: disable=g-import-not-at-top
+    runtimes.tf_quiet()  # before tf2onnx imports it, loudly
+    os.makedirs(self.dir, exist_ok=True)
+    stem, ext = os.path.splitext(path)
+    tmp = f"{stem}.tmp{os.getpid()}{ext}"
+    n = self.net
+    self.log(f"converting {n.arch} width {n.width} shortcuts={n.shortcuts} "
+             f"{n.image_size}x{n.image_size} to {RUNTIME_NAMES[runtime]} {precision}")
+    calibration = lambda: checks.random_images(CALIBRATION_IMAGES, n.image_shape)
+    with warnings.catch_warnings():  # the converter's calibrator runs tf.lite.Interpreter
+      warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+      self._convert(runtime, precision, tmp, calibration)
+    os.replace(tmp, path)
+    self.converted.append(path)
+    return path
+
+  def _convert(self, runtime, precision, tmp, calibration):
+    from jointrd_jax.deploy import formats, quantize  # pylint: disable=g-import-not-at-top
+    if (runtime, precision) == ("litert", "fp32"):
+      formats.write_tflite(self.saved_model(), tmp)
+    elif (runtime, precision) == ("litert", "int8"):
+      quantize.write_tflite_int8(self.saved_model(), tmp, calibration())
+    elif precision == "fp32":
+      formats.write_onnx(self.path("litert", "fp32"), tmp)
+    else:
+      with _quiet_python_logs():  # "Please consider pre-processing before quantization" x2
+        quantize.write_onnx_int8(self.path("onnxruntime", "fp32"), tmp, calibration())
+
+
+@contextlib.contextmanager
+def _quiet_python_logs():
+  """Python's logging below ERROR off for the block (ONNX Runtime's quantizer advises on
+  the root logger)."""
+  logging.disable(logging.WARNING)
+  try:
+    yield
+  finally:
+    logging.disable(logging.NOTSET)
+
+
+def model_files(nets, runtime: str, precisions, root: str | None = None, log=print) -> dict:
+  """`{(net, precision): path}` of every network in `nets` for `runtime`, converted into
+  the cache `root` (default `cache_root()`) where missing; one log line says where."""
+  root = root or cache_root()
+  out, converted = {}, []
+  for net in nets:
+    with _Converter(root, net, log) as conv:
+      for precision in precisions:
+        out[net, precision] = conv.path(runtime, precision)
+      converted += conv.converted
+  log(f"{RUNTIME_NAMES[runtime]} models: {len(out) - len(converted)} reused, {len(converted)} "
+      f"converted, cached in {root} (delete it to convert again)")
+  return out
+
+
+def resolve_threads(spec: str, usable: int) -> int:
+  """`1`, `all` (every usable core) or a positive count."""
+  if spec == "all":
+    return usable
+  n = int(spec)
+  if n <= 0:
+    raise ValueError(spec)
+  return n
+
+
+def run(nets, runtime: str, *, precisions, threads, batches, iters: int, warmup: int,
+        time_budget_s: float, root: str | None = None, log=print, on_record=None) -> list:
+  """A record per (batch, threads, precision, network), in that nesting; each case in a
+  fresh process (`runtime_case.measure`). The cases of one batch size share
+  `time_budget_s` of timing equally. `on_record(record)` is called as each arrives."""
+  from jointrd_jax.benchmarking import machine, runtime_case  # pylint: disable=g-import-not-at-top
+  paths = model_files(nets, runtime, precisions, root, log)
+  version = runtime_version(runtime)
+  records = []
+  for batch in batches:
+    cases = list(itertools.product(threads, precisions, nets))
+    for n_threads, precision, net in cases:
+      path = paths[net, precision]
+      load = machine.load_average()
+      r = runtime_case.measure(path, runtime, threads=n_threads, batch=batch,
+                               image_shape=net.image_shape, iters=iters, warmup=warmup,
+                               time_budget_s=time_budget_s / len(cases))
+      record = {"runtime": runtime, "runtime_version": version, **dataclasses.asdict(net),
+                "network": "teacher" if net.shortcuts == "all" else "student",
+                "folded": True, "precision": precision, "threads": n_threads,
+                "batch_size": batch, "model_path": path,
+                "model_bytes": os.path.getsize(path), "load_average_1m": load, **r}
+      records.append(record)
+      if on_record:
+        on_record(record)
+  return records

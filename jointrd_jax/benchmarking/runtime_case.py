@@ -1,0 +1,140 @@
+"""One deployment-runtime case (a model file, a runtime, a thread count, a batch size)
+timed in a FRESH Python process, so the process's memory growth belongs to that case alone.
+
+`measure(...)` starts `python -m jointrd_jax.benchmarking.runtime_case '<json>'` and reads
+back one JSON record. The child imports numpy and the runtime (nothing else of weight:
+no JAX, no TensorFlow when LiteRT's own package is installed), then:
+
+1. makes the input (`batch` uniform random uint8 images; the values do not change the
+   latency) and imports the runtime's package (`import_rss_growth_bytes`: the RSS it
+   added, the runtime's own fixed cost);
+2. resets the kernel's peak-RSS mark (`/proc/self/clear_refs` <- 5: VmHWM then equals
+   VmRSS), reads VmRSS (`rss_baseline_bytes`), loads the model
+   (`deploy.runtimes.TFLiteModel` / `OnnxModel` with `threads`), timing it (`load_ms`);
+3. runs `warmup` untimed calls (the first allocates the runtime's tensors for this batch
+   shape), then up to `iters` timed calls, each the wall time of one blocking call
+   uint8 images -> float32 logits (the runtime's own call, its input copy and output
+   read included), stopping after `time_budget_s` once `min(3, iters)` ran;
+4. reads VmHWM: `peak_rss_growth_bytes` = VmHWM - baseline, the most memory the process
+   held while loading and running the model (weights as loaded, the runtime's arena or
+   allocations, activations, its thread pools) beyond what it held before. Neither
+   runtime reports its allocations through Python here (LiteRT's `Interpreter` and ONNX
+   Runtime's `InferenceSession` expose no arena statistics), so this is the measure for
+   both. A TFLite model is memory-mapped: only its pages that were read count.
+   `load_rss_growth_bytes` = VmRSS after loading - baseline.
+
+Where `/proc` is missing (not Linux) the memory fields are None.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+RUNTIME_CLASSES = {"litert": "TFLiteModel", "onnxruntime": "OnnxModel"}
+RUNTIME_MODULES = {"litert": "ai_edge_litert.interpreter", "onnxruntime": "onnxruntime"}
+
+
+def _status_kib(fields=("VmRSS", "VmHWM")) -> dict:
+  try:
+    with open("/proc/self/status") as f:
+      out = {}
+      for line in f:
+        key, _, value = line.partition(":")
+        if key in fields:
+          out[key] = int(value.split()[0]) * 1024
+      return out
+  except OSError:
+    return {}
+
+
+def _reset_peak() -> bool:
+  try:
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")
+    return True
+  except OSError:
+    return False
+
+
+def _images(batch: int, image_shape, seed: int = 0):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  shape = (int(batch),) + tuple(int(d) for d in image_shape)
+  return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def run_case(spec: dict) -> dict:
+  """The measurement (in this process): see the module doc. `spec`: path, runtime,
+  threads, batch, image_shape, iters, warmup, time_budget_s."""
+  from jointrd_jax.benchmarking import timing  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.deploy import runtimes  # pylint: disable=g-import-not-at-top
+  import importlib  # pylint: disable=g-import-not-at-top
+  x = _images(spec["batch"], spec["image_shape"])
+  cls = getattr(runtimes, RUNTIME_CLASSES[spec["runtime"]])
+  before_import = _status_kib().get("VmRSS")
+  try:  # the runtime's library, loaded before the baseline (else tf.lite's, on first use)
+    importlib.import_module(RUNTIME_MODULES[spec["runtime"]])
+  except ImportError:
+    pass
+  reset = _reset_peak()
+  base = _status_kib().get("VmRSS")
+  t = time.perf_counter()
+  model = cls(spec["path"], threads=spec["threads"])
+  load_ms = 1e3 * (time.perf_counter() - t)
+  after_load = _status_kib().get("VmRSS")
+  for _ in range(max(spec["warmup"], 1)):
+    logits = model(x)
+  times = []
+  start = time.perf_counter()
+  for i in range(max(spec["iters"], 1)):
+    t = time.perf_counter()
+    model(x)
+    times.append(time.perf_counter() - t)
+    if time.perf_counter() - start > spec["time_budget_s"] and i + 1 >= min(3, spec["iters"]):
+      break
+  peak = _status_kib().get("VmHWM")
+  known = reset and base is not None and peak is not None
+  return {
+      "runtime_module": getattr(model, "runtime", spec["runtime"]),
+      "output_shape": [int(d) for d in logits.shape],
+      **timing.latency_fields(times, spec["batch"], spec["warmup"]), "load_ms": load_ms,
+      "memory": {
+          "source": "process RSS growth (VmHWM - VmRSS before loading), fresh process"
+                    if known else None,
+          "rss_baseline_bytes": base,
+          "import_rss_growth_bytes": base - before_import if known else None,
+          "load_rss_growth_bytes": after_load - base if known else None,
+          "peak_rss_growth_bytes": peak - base if known else None,
+      },
+  }
+
+
+def measure(path: str, runtime: str, *, threads: int, batch: int, image_shape, iters: int,
+            warmup: int, time_budget_s: float, timeout_s: float = 1800) -> dict:
+  """`run_case` in a fresh Python process (this interpreter, this package on its path)."""
+  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  spec = {"path": os.path.abspath(path), "runtime": runtime, "threads": int(threads),
+          "batch": int(batch), "image_shape": [int(d) for d in image_shape],
+          "iters": int(iters), "warmup": int(warmup), "time_budget_s": float(time_budget_s)}
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      p for p in (root, os.environ.get("PYTHONPATH", "")) if p))
+  proc = subprocess.run([sys.executable, "-m", "jointrd_jax.benchmarking.runtime_case",
+                         json.dumps(spec)], capture_output=True, text=True, env=env,
+                        timeout=timeout_s, check=False)
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+  if proc.returncode != 0 or not lines:
+    tail = " ".join((proc.stderr or proc.stdout).split())[-300:]
+    raise UserError(f"{runtime} could not run {path} (batch {batch}, {threads} threads): "
+                    f"{tail}")
+  return json.loads(lines[-1])
+
+
+def _main(argv) -> None:
+  from jointrd_jax import tensorflow_support  # pylint: disable=g-import-not-at-top
+  tensorflow_support.quiet_cpp_logs()
+  print(json.dumps(run_case(json.loads(argv[1]))), flush=True)
+
+
+if __name__ == "__main__":
+  _main(sys.argv)

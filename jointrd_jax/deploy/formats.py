@@ -1,0 +1,197 @@
+"""The exported formats: writing each file and running it on images.
+
+- `params.npz`: the folded parameters, flat keys (`save_npz` / `load_npz`);
+- `saved_model/`: jax2tf (native serialization) of uint8 images -> logits, the
+  normalisation inside (`write_saved_model`);
+- `model.tflite`: the TFLite converter's builtin ops (`write_tflite`) of the network
+  lowered at a static batch of 1 (`write_saved_model(..., batch=1)`, see "Why a static
+  batch" below); LiteRT resizes it to any batch at run time;
+- `model.onnx`: tf2onnx of that TFLite model, its batch dimension made symbolic
+  (`write_onnx`).
+
+Why a static batch: with jax2tf's symbolic batch ("b") every bias, ReLU zero and
+normalisation constant is broadcast to the dynamic shape in StableHLO, which the TFLite
+converter lowers to SHAPE / CONCATENATION / BROADCAST_TO + a separate ADD / MAXIMUM per
+layer: the bias and ReLU are not fused into CONV_2D, the graph has ~4x the ops, and the
+ops XNNPACK does not take split its delegated graph (14 partitions for int8 resnet10).
+Lowered at batch 1 the converter fuses bias + ReLU into CONV_2D, folds the mean's 1/HW
+into the dense layer, and the whole int8 network is one XNNPACK partition; the model has
+no op that depends on the batch size, so the interpreter resizes its input to any batch.
+The SavedModel keeps the symbolic batch (TensorFlow runs it as one XLA computation).
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from jointrd_jax import models, tensorflow_support
+from jointrd_jax.deploy import runtimes
+from jointrd_jax.deploy.checks import _in_batches, _tf
+from jointrd_jax.deploy.files import INPUT_NAME, OUTPUT_NAME
+from jointrd_jax.models import fold
+from jointrd_jax.errors import UserError
+
+
+# ------------------------------------------------------------------ npz
+
+
+def save_npz(path: str, params) -> None:
+  np.savez(path, **fold.to_numpy(params))
+
+
+def load_npz(path: str) -> dict:
+  """The nested params tree of a `params.npz` written by `save_npz`."""
+  tree: dict = {}
+  with np.load(path, allow_pickle=False) as f:
+    for key in f.files:
+      node = tree
+      *parents, leaf = key.split("/")
+      for p in parents:
+        node = node.setdefault(p, {})
+      node[leaf] = f[key]
+  return tree
+
+
+# ------------------------------------------------------------------ TF exports
+
+
+def write_saved_model(path: str, folded_net: models.ResNet, params, mean, std,
+                      image_shape, batch: int | None = None) -> None:
+  """SavedModel: uint8 `images` [b, H, W, C] -> float32 `logits` [b, C] (see module doc);
+  `batch`: None for a symbolic batch dimension, else that static batch size (the TFLite
+  models are converted from a batch-1 SavedModel)."""
+  tf = _tf()
+  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import datasets  # pylint: disable=g-import-not-at-top
+  mean = np.asarray(mean, np.float32)
+  std = np.asarray(std, np.float32)
+  h, w, c = (int(d) for d in image_shape)
+
+  def infer(params, images):
+    x = datasets.normalize(images, mean, std)
+    logits, _ = folded_net.apply({"params": params}, x, train=False)
+    return logits
+
+  shapes = [None, f"(b, {h}, {w}, {c})"] if batch is None else None
+  tf_fn = jax2tf.convert(infer, polymorphic_shapes=shapes,
+                         with_gradient=False, native_serialization_platforms=("cpu",))
+  module = tf.Module()
+  module.params = tf.nest.map_structure(
+      lambda p: tf.Variable(np.asarray(p, np.float32), trainable=False), _plain(params))
+
+  @tf.function(autograph=False, input_signature=[
+      tf.TensorSpec([None if batch is None else int(batch), h, w, c], tf.uint8,
+                    name=INPUT_NAME)])
+  def serve(images):
+    return {OUTPUT_NAME: tf_fn(module.params, images)}
+
+  module.serve = serve
+  with tensorflow_support.stderr_silenced():
+    tf.saved_model.save(module, path, signatures={"serving_default": serve})
+
+
+def _plain(tree):
+  if hasattr(tree, "items"):
+    return {k: _plain(v) for k, v in tree.items()}
+  return tree
+
+
+def run_saved_model(path: str, images: np.ndarray) -> np.ndarray:
+  """Logits of the SavedModel at `path` (its `serving_default` signature)."""
+  return _in_batches(runtimes.SavedModel(path), images)
+
+
+def conversion_error(what: str, e: Exception) -> UserError:
+  """One line for a failed conversion, naming the ops the converter could not take."""
+  text = " ".join(str(e).split())
+  ops = sorted(set(re.findall(r"'((?:tfl|tf|stablehlo|mhlo|chlo|vhlo)\.[\w.]+)' op", text)))
+  detail = f"unsupported op(s) {', '.join(ops)}" if ops else text[:300]
+  return UserError(f"{what} failed: {detail}; the network holds an op LiteRT/ONNX cannot "
+                   "express as a builtin (see jointrd_jax/deploy/formats.py).")
+
+
+def write_tflite(saved_model_dir: str, path: str) -> int:
+  """Converts the SavedModel to TFLite builtins; returns the file size in bytes."""
+  tf = _tf()
+  converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  try:
+    with tensorflow_support.stderr_silenced():  # the converter's C++ log lines
+      blob = converter.convert()
+  except Exception as e:  # pylint: disable=broad-except
+    raise conversion_error("TFLite conversion", e) from None
+  with open(path, "wb") as f:
+    f.write(blob)
+  return len(blob)
+
+
+def run_tflite(path: str, images: np.ndarray, batch: int | None = None) -> np.ndarray:
+  """Logits of the TFLite model at `path` (tf.lite.Interpreter, resized per batch)."""
+  return _in_batches(runtimes.TFLiteModel(path), images, batch)
+
+
+
+# ------------------------------------------------------------------ ONNX
+
+
+def _rename_io(model, input_name: str, output_name: str) -> None:
+  """The graph's single input/output renamed (tf2onnx keeps TFLite's tensor names)."""
+  renames = {model.graph.input[0].name: input_name, model.graph.output[0].name: output_name}
+  for node in model.graph.node:
+    node.input[:] = [renames.get(n, n) for n in node.input]
+    node.output[:] = [renames.get(n, n) for n in node.output]
+  model.graph.input[0].name = input_name
+  model.graph.output[0].name = output_name
+
+
+def _symbolic_batch(model) -> None:
+  """The input's and output's batch dimension made symbolic ('batch'): the graph of a
+  batch-1 TFLite model holds no op that depends on it (checked at any batch by the export)."""
+  for value in (model.graph.input[0], model.graph.output[0]):
+    dim = value.type.tensor_type.shape.dim[0]
+    dim.Clear()
+    dim.dim_param = "batch"
+  del model.graph.value_info[:]  # intermediate shapes inferred for batch 1
+
+
+def _unknown_ops(model) -> list:
+  import onnx  # pylint: disable=g-import-not-at-top
+  return sorted({n.op_type for n in model.graph.node
+                 if n.domain not in ("", "ai.onnx") or not onnx.defs.has(n.op_type)})
+
+
+def write_onnx(tflite_path: str, path: str, opset: int = 17) -> int:
+  """ONNX of the fp32 TFLite model through tf2onnx (`from_tflite`): the same builtin-op
+  graph, uint8 `images` [batch, H, W, C] -> float32 `logits`; returns the file size.
+
+  Why tf2onnx from the TFLite model: tf2onnx cannot read the SavedModel (jax2tf puts the
+  whole network in one XlaCallModule op), and jax2onnx pins orbax-checkpoint below our
+  checkpoint library's version; the TFLite model is the converter's clean builtin graph."""
+  try:
+    import onnx  # pylint: disable=g-import-not-at-top
+    from tf2onnx import convert  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise UserError(f"the ONNX export needs tf2onnx and onnx: pip install tf2onnx onnx "
+                    f"(import failed: {e}).") from None
+  try:
+    with tensorflow_support.stderr_silenced():
+      model, _ = convert.from_tflite(tflite_path, opset=opset)
+  except Exception as e:  # pylint: disable=broad-except
+    raise UserError(f"ONNX conversion of {tflite_path} failed: "
+                    f"{' '.join(str(e).split())[:300]}") from None
+  unknown = _unknown_ops(model)
+  if unknown:
+    raise UserError(f"ONNX conversion of {tflite_path} failed: tf2onnx left op(s) "
+                    f"{', '.join(unknown)} that ONNX does not define.")
+  _rename_io(model, INPUT_NAME, OUTPUT_NAME)
+  dims = model.graph.input[0].type.tensor_type.shape.dim
+  if dims and dims[0].HasField("dim_value") and dims[0].dim_value == 1:
+    _symbolic_batch(model)
+  onnx.save(model, path)
+  return len(model.SerializeToString())
+
+
+def run_onnx(path: str, images: np.ndarray, batch: int | None = None) -> np.ndarray:
+  """Logits of the ONNX model at `path` (ONNX Runtime, CPU)."""
+  return _in_batches(runtimes.OnnxModel(path), images, batch)

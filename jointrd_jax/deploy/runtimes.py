@@ -1,0 +1,149 @@
+"""Running an exported model file: the runtimes behind `predict` and the export's checks.
+
+Every runtime is a callable uint8 [N, H, W, C] -> float32 logits [N, num_classes] with
+`input_signature` ([-1, H, W, C]) and `input_dtype`. TensorFlow is imported on first use,
+quietly and off the GPUs.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import numpy as np
+
+from jointrd_jax import tensorflow_support
+from jointrd_jax.deploy.files import INPUT_NAME, OUTPUT_NAME
+from jointrd_jax.errors import UserError
+
+BATCH_PIXELS = 32 * 224 * 224  # images per model call: 32 at 224x224, 250 (the cap) at 32x32
+MAX_BATCH = 250
+
+
+def tf_quiet():
+  """TensorFlow (imported quietly, GPUs hidden), or a UserError saying how to install it."""
+  try:
+    return tensorflow_support.import_tensorflow()
+  except ImportError as e:
+    raise UserError("running an exported model needs TensorFlow: pip install tensorflow-cpu "
+                    f"(import failed: {e}).") from None
+
+
+def batch_size(image_shape) -> int:
+  """Images per model call for images of `image_shape` (H, W, C): a pixel budget."""
+  h, w = int(image_shape[0]), int(image_shape[1])
+  return max(1, min(MAX_BATCH, BATCH_PIXELS // max(h * w, 1)))
+
+
+def _litert_interpreter():
+  """LiteRT's interpreter class (`ai-edge-litert`), else the deprecated `tf.lite` one."""
+  try:
+    from ai_edge_litert import interpreter  # pylint: disable=g-import-not-at-top
+    return interpreter.Interpreter, "ai_edge_litert"
+  except ImportError:
+    tf = tf_quiet()
+    return tf.lite.Interpreter, "tf.lite"
+
+
+class TFLiteModel:
+  """A TFLite (LiteRT) file: uint8 [N, H, W, C] -> float32 logits, run by the LiteRT
+  interpreter (`ai_edge_litert`, XNNPACK CPU delegate; `tf.lite.Interpreter` when the
+  package is missing). `threads`: the interpreter's thread count (None: its default).
+
+  The input is resized per batch shape (the exported models are lowered at batch 1 and
+  hold no batch-dependent op, see `formats`). An input or output the model declares
+  quantized (int8/uint8 with a nonzero scale) is quantized/dequantized here with the
+  model's own (scale, zero point): q = clip(round(pixel / scale) + zero_point); the
+  exported models, int8 ones included, take raw uint8 images (no scale) and return
+  float32 logits, so nothing is converted for them. The interpreter's and XNNPACK's
+  start-up lines are silenced.
+  """
+
+  def __init__(self, path: str, threads: int | None = None):
+    cls, self.runtime = _litert_interpreter()
+    with warnings.catch_warnings(), tensorflow_support.stderr_silenced():
+      warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+      self.interpreter = cls(model_path=path, num_threads=threads)
+    self._input = self.interpreter.get_input_details()[0]
+    self._output = self.interpreter.get_output_details()[0]
+    self._shape = None
+    self.input_signature = [int(d) for d in self._input["shape_signature"]]
+    self.input_dtype = np.dtype(self._input["dtype"])
+
+  def _quantized_input(self, images: np.ndarray) -> np.ndarray:
+    scale, zero = self._input.get("quantization", (0.0, 0))
+    if not scale or self.input_dtype.kind not in "iu":
+      return np.ascontiguousarray(images, dtype=self.input_dtype)
+    info = np.iinfo(self.input_dtype)  # e.g. an int8 input: q = round(x / scale) + zero
+    q = np.round(np.asarray(images, np.float32) / scale) + zero
+    return np.ascontiguousarray(np.clip(q, info.min, info.max), dtype=self.input_dtype)
+
+  def __call__(self, images: np.ndarray) -> np.ndarray:
+    x = self._quantized_input(images)
+    if self._shape != x.shape:
+      self.interpreter.resize_tensor_input(self._input["index"], x.shape)
+      with tensorflow_support.stderr_silenced():  # XNNPACK's INFO line comes here
+        self.interpreter.allocate_tensors()
+      self._shape = x.shape
+    self.interpreter.set_tensor(self._input["index"], x)
+    self.interpreter.invoke()
+    y = np.array(self.interpreter.get_tensor(self._output["index"]))
+    scale, zero = self._output.get("quantization", (0.0, 0))
+    if y.dtype != np.float32 and scale:
+      y = (y.astype(np.float32) - zero) * scale
+    return y.astype(np.float32)
+
+
+class OnnxModel:
+  """An ONNX file run by ONNX Runtime (CPU): uint8 [N, H, W, C] -> float32 logits.
+  `threads`: intra-op threads (None: ONNX Runtime's default, all cores)."""
+
+  def __init__(self, path: str, threads: int | None = None):
+    try:
+      import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise UserError("running an ONNX model needs ONNX Runtime: pip install onnxruntime "
+                      f"(import failed: {e}).") from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    if threads:
+      options.intra_op_num_threads = int(threads)
+      options.inter_op_num_threads = 1
+    self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    self.runtime = "onnxruntime"
+    inp = self.session.get_inputs()[0]
+    self._input_name = inp.name
+    self.input_signature = [d if isinstance(d, int) else -1 for d in inp.shape]
+    self.input_dtype = np.dtype({"tensor(uint8)": np.uint8, "tensor(float)": np.float32,
+                                 "tensor(int8)": np.int8}.get(inp.type, np.float32))
+
+  def __call__(self, images: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(images, dtype=self.input_dtype)
+    return np.asarray(self.session.run(None, {self._input_name: x})[0], np.float32)
+
+
+class SavedModel:
+  """The SavedModel's `serving_default` signature: uint8 `images` -> float32 `logits`."""
+
+  def __init__(self, path: str):
+    tf = tf_quiet()
+    with tensorflow_support.stderr_silenced():
+      self._fn = tf.saved_model.load(path).signatures["serving_default"]
+    self._tf = tf
+    spec = self._fn.structured_input_signature[1][INPUT_NAME]
+    self.input_signature = [-1 if d is None else int(d) for d in spec.shape.as_list()]
+    self.input_dtype = np.dtype(spec.dtype.as_numpy_dtype)
+
+  def __call__(self, images: np.ndarray) -> np.ndarray:
+    x = self._tf.constant(np.asarray(images, self.input_dtype))
+    return self._fn(**{INPUT_NAME: x})[OUTPUT_NAME].numpy()
+
+
+def run_in_batches(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+                   batch: int) -> np.ndarray:
+  return np.concatenate([np.asarray(fn(images[i:i + batch]), np.float32)
+                         for i in range(0, len(images), batch)], axis=0)
+
+
+# ------------------------------------------------------------------ the export directory
+
+
