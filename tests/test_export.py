@@ -200,6 +200,18 @@ def test_compare_flags_changed_predictions():
   assert not export.compare(ref, ref * (1 + 2e-4))["passed"]  # beyond rtol 1e-4
 
 
+def test_compare_accepts_a_flip_only_at_a_tie():
+  # Image 0's two logits differ by 1e-4 (< 2 x tolerance = 2 x 1e-4 x 10): moving each by
+  # 6e-5 (< tolerance 1e-3) swaps them, which fp32 rounding of a folded network can do.
+  ref = np.array([[10.0, 9.9999], [0.0, 10.0]], np.float32)
+  c = export.compare(ref, ref + np.array([[-6e-5, 6e-5], [0.0, 0.0]], np.float32))
+  assert c["passed"] and c["top1_changed"] == 1 and c["top1_changed_ties"] == 1
+  # A flip whose reference gap exceeds 2 x tolerance cannot come from a diff within it.
+  far = np.array([[10.0, 9.99], [0.0, 10.0]], np.float32)
+  c = export.compare(far, far + np.array([[-6e-3, 6e-3], [0.0, 0.0]], np.float32))
+  assert not c["passed"] and c["top1_changed"] == 1 and c["top1_changed_ties"] == 0
+
+
 def test_absent_dataset_is_a_user_error(tmp_path, capsys):
   make_run(tmp_path / "run", arch="resnet10", dataset="cifar10",
            data_dir=str(tmp_path / "no_data"))
