@@ -303,5 +303,5 @@ def export(run_dir: str, out_dir: str, *, num_images: int | None = None,
     package.write(stage, report, net=net, variables=variables, folded=folded,
                   run_dir=run_dir)
   log(f"exported {which} of {run_dir} to {out_dir}: {', '.join(sorted(report['files']))}, "
-      f"{REPORT_FILE}")
+      f"{REPORT_FILE} and the package ({', '.join(package.FILES)})")
   return report
