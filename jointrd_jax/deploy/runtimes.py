@@ -60,6 +60,7 @@ class TFLiteModel:
 
   def __init__(self, path: str, threads: int | None = None):
     cls, self.runtime = _litert_interpreter()
+    self.path = path
     with warnings.catch_warnings(), tensorflow_support.stderr_silenced():
       warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
       self.interpreter = cls(model_path=path, num_threads=threads)
@@ -81,8 +82,13 @@ class TFLiteModel:
     x = self._quantized_input(images)
     if self._shape != x.shape:
       self.interpreter.resize_tensor_input(self._input["index"], x.shape)
-      with tensorflow_support.stderr_silenced():  # XNNPACK's INFO line comes here
-        self.interpreter.allocate_tensors()
+      try:
+        with tensorflow_support.stderr_silenced():  # XNNPACK's INFO line comes here
+          self.interpreter.allocate_tensors()
+      except RuntimeError as e:  # e.g. XNNPACK refusing the ImageNet stem's int8 model
+        raise UserError(f"LiteRT cannot prepare {self.path}: {' '.join(str(e).split())[:200]} "
+                        "(README 'Known defect: int8 LiteRT models of the ImageNet variant'; "
+                        "the ONNX models run).") from None
       self._shape = x.shape
     self.interpreter.set_tensor(self._input["index"], x)
     self.interpreter.invoke()
