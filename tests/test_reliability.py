@@ -223,7 +223,9 @@ def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes_to_the_uninterrupted_re
 def test_a_second_ctrl_c_aborts_at_once():
   # The first SIGINT only asks the loop to stop at the next chunk's end; a second one,
   # e.g. while the checkpoint is being saved, raises KeyboardInterrupt at once (the entry
-  # point turns it into one line and exit status 130).
+  # point turns it into one line and exit status 130). On leaving, the handlers are the
+  # ones found on entering (default_int_handler in a shell, SIG_IGN under nohup).
+  before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
   with train._Interruption() as interruption:  # pylint: disable=protected-access
     assert interruption.signum == 0
     os.kill(os.getpid(), signal.SIGINT)
@@ -235,7 +237,7 @@ def test_a_second_ctrl_c_aborts_at_once():
     os.kill(os.getpid(), signal.SIGTERM)  # SIGTERM never aborts; the first signal counts
     os.kill(os.getpid(), signal.SIGINT)
     assert interruption.signum == signal.SIGTERM
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
 # ------------------------------------------------------------------ corrupt checkpoints
