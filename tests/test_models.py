@@ -335,6 +335,19 @@ def test_fold_gives_same_logits(arch, shortcuts, mode, size):
   assert "batch_stats" not in folded
 
 
+def test_relu_max_pool_equals_relu_of_the_minus_inf_padded_pool():
+  """The folded ImageNet stem pools the ReLU's output over zero padding: bitwise the
+  values of ReLU after PyTorch's -inf-padded pool, windows of only negative values (the
+  ReLU makes them 0), border windows and odd sizes included."""
+  x = jax.random.normal(jax.random.key(0), (2, 15, 14, 3)) - 0.7  # ~75 % negative
+  x = x.at[0, :4, :4, :].set(-1.0)  # a corner of only negative values
+  got = models.relu_max_pool(x)
+  want = jax.nn.relu(models.max_pool(x))
+  assert got.shape == want.shape == (2, 8, 7, 3)
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  assert float(got[0, 0, 0, 0]) == 0.0 and float(got.max()) > 0
+
+
 @pytest.mark.parametrize("arch,size", [("resnet18", 32), ("imagenet_resnet10", 64)])
 def test_start_stage_runs_later_stages_on_given_features(arch, size):
   net = models.build(arch, width=4, num_classes=10)

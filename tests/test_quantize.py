@@ -109,6 +109,43 @@ def test_int8_models_agree_with_fp32_within_the_derived_bound(tiny):
     assert b.max() < 0.5 * np.abs(fp32).max(), (name, b.max(), np.abs(fp32).max())
 
 
+def test_int8_litert_model_of_the_imagenet_variant_runs(tmp_path):
+  """The ImageNet stem's max pool: in the folded network a zero-padded pool of the ReLU's
+  output (`models.relu_max_pool`), so no -inf pad constant enters the stem's int8 range
+  (it did, scale ~1e36, and XNNPACK refused the model). Every activation scale stays
+  below 1/8 of the fp32 activations' size (a step is 1/255 of a range), the model runs under LiteRT
+  at batch 1 and 5, and its logits are those of the fp32 network up to int8 rounding."""
+  from jointrd_jax import models  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.deploy import runtimes  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.models import fold  # pylint: disable=g-import-not-at-top
+  from tests.test_export import make_imagenet_run  # pylint: disable=g-import-not-at-top
+  net, variables = make_imagenet_run(tmp_path / "run", num_classes=10, image_size=64)
+  folded_net, folded = fold.fold(net, variables)
+  images = checks.random_images(40, (64, 64, 3), seed=5)
+  mean, std = np.float32([0.485, 0.456, 0.406]), np.float32([0.229, 0.224, 0.225])
+  sm, path = str(tmp_path / "sm"), str(tmp_path / "int8.tflite")
+  formats.write_saved_model(sm, folded_net, folded["params"], mean, std, (64, 64, 3), batch=1)
+  quantize.write_tflite_int8(sm, path, images[:32], batch=1)
+  it = litert(path)
+  it.allocate_tensors()
+  ops = [o["op_name"] for o in it._get_ops_details()]  # pylint: disable=protected-access
+  assert "PADV2" not in ops and "MAX_POOL_2D" in ops, ops
+  scales = [float(np.max(t["quantization_parameters"]["scales"]))
+            for t in it.get_tensor_details() if len(t["quantization_parameters"]["scales"])]
+  logits, feats = folded_net.apply(folded, datasets.normalize(images, mean, std))
+  fp32 = np.asarray(logits)
+  # One int8 step is 1/255 of a tensor's range; the activations here reach ~this size:
+  size = max(float(np.abs(f).max()) for f in (fp32, *feats))
+  assert max(scales) < size / 8, (max(scales), size)
+  model = runtimes.TFLiteModel(path)
+  got = np.concatenate([model(images[:1]), model(images[1:6]), model(images[6:])])
+  err = np.abs(got - fp32)
+  assert got.shape == fp32.shape and err.max() > 0
+  # 256 activation steps over the stem's range, ~10 layers: a broken model is off by the
+  # logits' own size; int8 rounding stays well inside a quarter of it.
+  assert err.max() < 0.25 * np.abs(fp32).max(), (err.max(), np.abs(fp32).max())
+
+
 def test_fp32_onnx_matches_at_any_batch(tiny):
   fp32 = tiny["fp32"]
   tol = checks.RTOL * np.abs(fp32).max()

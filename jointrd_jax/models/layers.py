@@ -96,3 +96,16 @@ def max_pool(x, window: int = 3, strides: int = 2):
   return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
                                (1, strides, strides, 1),
                                ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+
+
+def relu_max_pool(x, window: int = 3, strides: int = 2):
+  """`relu(max_pool(x))` as the deployment form computes it: ReLU first, then the pool
+  over a zero-padded input (no padding inside the pool). Equal values: the max commutes
+  with ReLU, and after ReLU a zero pad never wins over a real position unless that is 0
+  too. Why: the -inf pad of `max_pool` becomes a constant of the exported graph (TFLite
+  PADV2), which int8 calibration takes into the stem's activation range (scale ~1e36),
+  so LiteRT's XNNPACK refuses the int8 model; a zero pad keeps the range the ReLU's."""
+  pad = window // 2
+  x = jnp.pad(jax.nn.relu(x), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
+                               (1, strides, strides, 1), "VALID")

@@ -12,7 +12,8 @@ The `variant` fixes the stem and the conv scope (reference §1-2, §9):
 - `cifar` (archs `resnet18`, ...): stem conv3x3(3->width) + BN + ReLU; the student's conv
   on bottleneck conv2/conv3 and on both convs of a basic block;
 - `imagenet` (archs `imagenet_resnet18`, ...): stem conv7x7(3->width, stride 2) + BN +
-  ReLU + max-pool(3x3, stride 2, padding 1, padded with -inf like PyTorch); the student's
+  ReLU + max-pool(3x3, stride 2, padding 1, padded with -inf like PyTorch; the folded
+  form pools the ReLU's output over zero padding, the same values); the student's
   conv on every conv of a block, the projection shortcut included (never the stem).
   Functionally torchvision's ResNet (stride on the bottleneck's 3x3 conv, "v1.5").
 
@@ -33,7 +34,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jointrd_jax.models import convs
-from jointrd_jax.models.layers import Conv, max_pool, torch_linear_init
+from jointrd_jax.models.layers import Conv, max_pool, relu_max_pool, torch_linear_init
 
 NUM_STAGES = 4
 EXPANSION = {"basic": 1, "bottleneck": 4}
@@ -184,8 +185,11 @@ class ResNet(nn.Module):
       # and max pooling commutes with ReLU, so the stem's ReLU happens in the first block.
       # A second ReLU would be a no-op op in the deployed graph (in the int8 LiteRT model
       # one that XNNPACK does not take, splitting its graph in two).
+      # The folded (deployment) form applies that ReLU before the pool and pads with zeros
+      # (`relu_max_pool`: the same values; the int8 LiteRT model needs it), the first
+      # block's ReLU is then a no-op the converter removes.
       if stem["max_pool"]:
-        x = max_pool(x)
+        x = relu_max_pool(x) if self.folded else max_pool(x)
     feats = []
     for i in range(start_stage, end_stage):
       for j, shortcut in enumerate(plan[i]):
