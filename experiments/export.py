@@ -2,7 +2,8 @@ r"""Export a run's network for deployment: folded npz, SavedModel, TFLite, ONNX 
 
   python -m experiments.export --workdir=RUN --out=DIR [--num_images=N] \
       [--check_images=test|random] [--which=student] [--overwrite] \
-      [--quantize=none|int8] [--calibration_images=512] [--calibration_dir=IMAGES]
+      [--quantize=none|int8] [--calibration_images=512] [--calibration_dir=IMAGES] \
+      [--qat_epochs=N]
 
 Loads the newest checkpoint of RUN, folds Dirac + BatchNorm into biased convs, checks the
 folded network against the trained one (inference mode) on the check images, then writes
@@ -12,6 +13,9 @@ With --quantize=int8 also DIR/model_int8.tflite and DIR/model_int8.onnx (full-in
 post-training quantization calibrated on --calibration_images training images, or on the
 image files under --calibration_dir when the run's data is not here), whose top-1,
 agreement with fp32 and largest logit error on the check images export.json records.
+With --qat_epochs=N the int8 models come from the folded weights fine-tuned for N epochs
+with int8 simulated (quantization-aware; `jointrd_jax/deploy/qat.py`), for students that
+lose more than a point under plain post-training quantization.
 The export is built in a staging folder and moved to DIR only when everything passed.
 Check images: the first --num_images test images of the run's dataset (default: all of
 in-memory CIFAR-sized data, 1000 of an ImageNet run's validation images, resized and
@@ -58,6 +62,10 @@ def parser() -> cli.OneLineErrorParser:
   p.add_argument("--calibration_dir", default="", metavar="DIR",
                  help="Calibrate on the image files under DIR instead, e.g. when the run's "
                       "data is not on this machine (default: the training images).")
+  p.add_argument("--qat_epochs", type=int, default=0, metavar="N",
+                 help="With --quantize=int8: first fine-tune the folded network N epochs "
+                      "with int8 simulated (quantization-aware); fp32 files stay as trained "
+                      "(default: 0).")
   cli.add_bool(p, "overwrite", False, "Replace an export already in --out (default: refuse).")
   return p
 
@@ -76,7 +84,8 @@ def main(argv=None) -> int:
       export.export(args.workdir, args.out, num_images=args.num_images, which=args.which,
                     check=args.check_images, overwrite=args.overwrite,
                     quantize=args.quantize, calibration_images=args.calibration_images,
-                    calibration_dir=args.calibration_dir or None)
+                    calibration_dir=args.calibration_dir or None,
+                    qat_epochs=args.qat_epochs)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     return 2

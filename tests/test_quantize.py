@@ -251,12 +251,13 @@ def test_drop_warning_is_one_line_in_the_report(tiny, monkeypatch):
   formats.write_onnx(tiny["paths"]["fp32.tflite"], str(stage / "model.onnx"))
   lines = []
   write_int8 = export._write_int8  # pylint: disable=protected-access
-  section = write_int8(str(stage), tiny["sm"], calib, 0.0, data, fp32, lambda *_: None,
-                       lines.append)
+  section = write_int8(str(stage), tiny["sm"], str(stage / "model.onnx"), calib, 0.0, data,
+                       fp32, lambda *_: None, lines.append)
   assert len(lines) == 1 and "\n" not in lines[0] and lines[0].startswith("warning: ")
   assert "model_int8.tflite top-1 drops by 3.12 points (100.00% fp32 -> 96.88% int8)" in lines[0]
   assert section["tflite_int8"]["warning"] in lines[0]
   assert section["tflite_int8"]["top1_drop_points"] == pytest.approx(3.125)
+  assert "--qat_epochs=3" in lines[0]  # the fix it names
 
 
 # ------------------------------------------------------------------ bad input

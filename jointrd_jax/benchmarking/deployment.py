@@ -35,8 +35,9 @@ RUNTIMES = ("xla", "litert", "onnxruntime")
 DEPLOYMENT_RUNTIMES = ("litert", "onnxruntime")
 PRECISIONS = ("fp32", "int8")
 CALIBRATION_IMAGES = 16
-CACHE_VERSION = 2  # bump when a conversion changes: the cache keys include it
+CACHE_VERSION = 3  # bump when a conversion changes: the cache keys include it
 # v2: the export's batch-1 lowering (bias and ReLU fused, one XNNPACK partition)
+# v3: the folded ImageNet stem pools the ReLU's output over zero padding (`relu_max_pool`)
 # What each runtime needs to convert and run the models: (import name, pip package).
 NEEDS = {
     "litert": (("ai_edge_litert", "ai-edge-litert"), ("tensorflow", "tensorflow-cpu")),

@@ -5,7 +5,8 @@ PyTorch checkpoints (`torch_import`).
 
 Modules: `files` (the export directory's file names), `checks` (check images and the
 pass criterion), `formats` (writing and running each format), `quantize` (the int8
-models and their record), `calibration` (int8 calibration images), `runtimes` (the
+models and their record), `calibration` (int8 calibration images), `qat`
+(quantization-aware fine-tuning before the int8 conversion), `runtimes` (the
 runtimes that run an exported file), `staging` (build beside --out, move when done),
 `export` (the whole export), `package` (weights, card and checksums of an export;
 `verify`), `card` (the model card), `loader` (`load`: a package as a Flax module and its

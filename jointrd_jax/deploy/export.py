@@ -56,7 +56,10 @@ Steps (`export()`):
    Runtime) on the same images; each must meet the same tolerance and top-1 agreement as
    the fold check. The int8 models are run on them too; a top-1 drop of more than 1
    point (or, on unlabelled random images, more than 1 % changed predictions) prints
-   one `warning:` line on stderr and is recorded in export.json.
+   one `warning:` line on stderr and is recorded in export.json. With `qat_epochs` > 0
+   the int8 models are converted from the folded weights fine-tuned with int8 simulated
+   (`qat`; in-memory data only), still measured against the trained network's logits;
+   export.json `int8.qat` records the fine-tuning.
 5. Write the model package (`package.write`): `weights_folded.safetensors`,
    `weights_trained.safetensors`, `training_config.json`, the model card `README.md` and,
    last, `SHA256SUMS` of every file (`predict` and `deploy.load` verify it).
@@ -95,7 +98,7 @@ import numpy as np
 from jointrd_jax import checkpoints, models
 from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.datasets import class_names as class_names_lib
-from jointrd_jax.deploy import calibration, package, quantize as quantize_lib, runtimes, staging
+from jointrd_jax.deploy import calibration, package, qat, quantize as quantize_lib, runtimes, staging
 from jointrd_jax.deploy.checks import (CHECK_IMAGES, RANDOM_SEED, RTOL, CheckData,  # noqa: F401
                                        _in_batches, _tf, check_images, compare,
                                        inference_fn, is_streamed, normalization,
@@ -112,6 +115,7 @@ from jointrd_jax.errors import UserError
 EVAL_BATCH = runtimes.MAX_BATCH  # images per call at 32x32; fewer for larger images
 QUANTIZE = ("none", "int8")
 EDGE_SAVED_MODEL = ".edge_saved_model"  # the batch-1 SavedModel the TFLite models come from
+QAT_DIR = ".qat"  # the fine-tuned weights' batch-1 SavedModel and fp32 TFLite/ONNX
 
 
 def _versions(*names) -> dict:
@@ -132,7 +136,7 @@ def _failure(what: str, c: dict) -> str:
           f"{c['num_images']} top-1 predictions changed")
 
 
-def _check_args(run_dir, check, quantize, calibration_images):
+def _check_args(run_dir, check, quantize, calibration_images, qat_epochs=0):
   if not os.path.isfile(os.path.join(run_dir, workdir_lib.CONFIG_FILE)):
     raise UserError(f"--workdir={run_dir} holds no {workdir_lib.CONFIG_FILE}: pass the workdir of "
                     "a run (config.json + checkpoints/), e.g. one of experiments.main or "
@@ -143,6 +147,11 @@ def _check_args(run_dir, check, quantize, calibration_images):
     raise UserError(f"--quantize={quantize} is not one of {', '.join(QUANTIZE)}.")
   if quantize == "int8":
     calibration.check_count(calibration_images)
+  if qat.check_epochs(qat_epochs) and quantize != "int8":
+    raise UserError(f"--qat_epochs={qat_epochs} fine-tunes for the int8 models: add "
+                    "--quantize=int8.")
+  if qat_epochs:
+    qat.check_run(run_dir)
 
 
 def _write_fp32(stage, report, folded_net, folded, data, image_shape, reference, log):
@@ -187,16 +196,42 @@ def _write_fp32(stage, report, folded_net, folded, data, image_shape, reference,
   return edge_sm
 
 
-def _write_int8(stage, edge_sm, calib, calib_seconds, data, reference, log, warn) -> dict:
-  """model_int8.tflite and model_int8.onnx in `stage`, each run on the check images;
-  export.json's `int8` section. One warning line when a top-1 drop exceeds 1 point."""
+def _qat_sources(stage, run_dir, folded_net, folded, data, image_shape, calib, qat_epochs,
+                 log):
+  """The int8 models' sources after QAT (`qat.finetune`): a batch-1 SavedModel and an fp32
+  ONNX model of the fine-tuned folded weights in `stage/.qat/` (removed by the caller);
+  returns `(saved_model, onnx, record)`."""
+  cfg = workdir_lib.read_config(run_dir)
+  train = qat.train_data(run_dir, cfg, image_shape)
+  log(f"qat: fine-tuning the folded network with int8 simulated for {qat_epochs} epoch(s) "
+      f"on {len(train.images)} training images")
+  params, record = qat.finetune(folded_net, folded["params"], train, calib.images,
+                                epochs=qat_epochs, batch_size=int(cfg.get("batch_size", 128)),
+                                log=log)
+  logits = _in_batches(inference_fn(folded_net, {"params": params}, data.mean, data.std),
+                       data.images)
+  if data.labels is not None:
+    record["top1_fp32_after_qat"] = float(np.mean(np.argmax(logits, -1) == data.labels))
+  where = os.path.join(stage, QAT_DIR)
+  os.makedirs(where)
+  sm = os.path.join(where, "saved_model")
+  write_saved_model(sm, folded_net, params, data.mean, data.std, image_shape, batch=1)
+  write_tflite(sm, os.path.join(where, TFLITE_FILE))
+  write_onnx(os.path.join(where, TFLITE_FILE), os.path.join(where, ONNX_FILE))
+  return sm, os.path.join(where, ONNX_FILE), record
+
+
+def _write_int8(stage, edge_sm, onnx_fp32, calib, calib_seconds, data, reference, log,
+                warn) -> dict:
+  """model_int8.tflite and model_int8.onnx in `stage` (from `edge_sm`, a batch-1
+  SavedModel, and `onnx_fp32`), each run on the check images; export.json's `int8`
+  section. One warning line when a top-1 drop exceeds 1 point."""
   section = {"calibration": {"num_images": int(len(calib.images)), "source": calib.source,
                              "seconds": float(calib_seconds)}}
   writers = (("tflite_int8", TFLITE_INT8_FILE, run_tflite,
               lambda p: quantize_lib.write_tflite_int8(edge_sm, p, calib.images, batch=1)),
              ("onnx_int8", ONNX_INT8_FILE, run_onnx,
-              lambda p: quantize_lib.write_onnx_int8(os.path.join(stage, ONNX_FILE), p,
-                                                 calib.images)))
+              lambda p: quantize_lib.write_onnx_int8(onnx_fp32, p, calib.images)))
   for key, name, run, write in writers:
     path = os.path.join(stage, name)
     t = time.perf_counter()
@@ -214,8 +249,8 @@ def _write_int8(stage, edge_sm, calib, calib_seconds, data, reference, log, warn
               if section[k]["warning"]]
   if warnings:
     warn(f"warning: int8 accuracy drop above {quantize_lib.DROP_WARNING_POINTS:g} point on "
-         f"{len(data.images)} check images: {'; '.join(warnings)}; try more "
-         "--calibration_images or keep the fp32 model.")
+         f"{len(data.images)} check images: {'; '.join(warnings)}; fine-tune for int8 "
+         "with --qat_epochs=3 (quantization-aware), or keep the fp32 model.")
   return section
 
 
@@ -226,18 +261,21 @@ def _warn(line: str) -> None:
 def export(run_dir: str, out_dir: str, *, num_images: int | None = None,
            which: str = "student", check: str = "test", overwrite: bool = False,
            quantize: str = "none", calibration_images: int = calibration.DEFAULT_NUM_IMAGES,
-           calibration_dir: str | None = None, log=print, warn=_warn) -> dict:
+           calibration_dir: str | None = None, qat_epochs: int = 0, log=print,
+           warn=_warn) -> dict:
   """Folds, checks and exports network `which` of run `run_dir` into `out_dir`.
 
   `check`: the check images, 'test' (the run's test split) or 'random' (see
   `check_images`); `num_images`: how many (None: all test images of in-memory data,
   1000 else). `quantize='int8'`: also the int8 models, calibrated on
-  `calibration_images` training images (or the image files under `calibration_dir`).
+  `calibration_images` training images (or the image files under `calibration_dir`);
+  `qat_epochs` > 0: the int8 models are converted from the folded weights fine-tuned for
+  that many epochs with int8 simulated (`qat`), the fp32 models stay the trained ones.
 
   Returns the report written to `out_dir/export.json`. Raises UserError (one line) when
   anything fails; then `out_dir` is as it was (the export is built in a staging folder).
   """
-  _check_args(run_dir, check, quantize, calibration_images)
+  _check_args(run_dir, check, quantize, calibration_images, qat_epochs)
   out_dir = staging.check_out(out_dir, overwrite)
   net, variables, meta = checkpoints.load_network(run_dir, which)
   image_shape = tuple(int(d) for d in meta["image_shape"])
@@ -291,8 +329,14 @@ def export(run_dir: str, out_dir: str, *, num_images: int | None = None,
     edge_sm = _write_fp32(stage, report, folded_net, folded, data, image_shape, reference,
                           log)
     if calib is not None:
-      report["int8"] = _write_int8(stage, edge_sm, calib, calib_seconds, data, reference,
+      sources, qat_record = (edge_sm, os.path.join(stage, ONNX_FILE)), None
+      if qat_epochs:
+        *sources, qat_record = _qat_sources(stage, run_dir, folded_net, folded, data,
+                                            image_shape, calib, qat_epochs, log)
+      report["int8"] = _write_int8(stage, *sources, calib, calib_seconds, data, reference,
                                    log, warn)
+      report["int8"]["qat"] = qat_record
+      shutil.rmtree(os.path.join(stage, QAT_DIR), ignore_errors=True)
       for key in ("tflite_int8", "onnx_int8"):
         report["files"][report["int8"][key]["file"]] = report["int8"][key]["bytes"]
     shutil.rmtree(edge_sm)

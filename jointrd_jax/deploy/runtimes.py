@@ -85,10 +85,10 @@ class TFLiteModel:
       try:
         with tensorflow_support.stderr_silenced():  # XNNPACK's INFO line comes here
           self.interpreter.allocate_tensors()
-      except RuntimeError as e:  # e.g. XNNPACK refusing the ImageNet stem's int8 model
+      except RuntimeError as e:  # e.g. XNNPACK refusing an op or a quantization
         raise UserError(f"LiteRT cannot prepare {self.path}: {' '.join(str(e).split())[:200]} "
-                        "(README 'Known defect: int8 LiteRT models of the ImageNet variant'; "
-                        "the ONNX models run).") from None
+                        "(an export made before 2026-12-03 of an ImageNet-variant int8 model: "
+                        "export it again; else try the ONNX model).") from None
       self._shape = x.shape
     self.interpreter.set_tensor(self._input["index"], x)
     self.interpreter.invoke()
