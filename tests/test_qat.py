@@ -141,6 +141,11 @@ def test_export_with_qat_records_the_fine_tuning(qat_export):
   assert not list(qat_export["out"].glob(".*"))  # the fine-tuned sources are removed
   # The fp32 models stay the trained network's: its checks passed against the trained run.
   assert qat_export["report"]["checks"]["tflite"]["passed"]
+  card = (qat_export["out"] / "README.md").read_text()
+  assert "after quantization-aware fine-tuning of the folded network: 2 epochs (4 steps" in card
+  row = next(line for line in card.splitlines() if line.startswith("| `model_int8.tflite`"))
+  assert row.startswith("| `model_int8.tflite` | 20 | ")
+  assert f"{100 * r['tflite_int8']['agreement']:.2f} %" in row
 
 
 def one_line_error(capsys, argv):

@@ -55,7 +55,8 @@ def render(report: dict, *, run_dir: str, net, variables, files=()) -> str:
   sections = [_front_matter(report, cfg, info), _title(report, cfg),
               _method(report, cfg, summary), _architecture(report, cfg, net, variables),
               _dataset(report, cfg, summary), info["text"], _preprocessing(report),
-              _checks(report), _files(files), _usage(report), _training(run_dir, cfg),
+              _checks(report), _int8(report), _files(files), _usage(report),
+              _training(run_dir, cfg),
               _versions(report)]
   return "\n\n".join(s.strip("\n") for s in sections if s) + "\n"
 
@@ -269,6 +270,37 @@ def _checks(report: dict) -> str:
                  f"{_num(c.get('max_abs_diff'))} | {_num(c.get('tolerance'))} | "
                  f"{_num(c.get('top1_agreement'))} | {other or '-'} | "
                  f"{'yes' if c.get('passed') else 'NO'} |")
+  return "\n".join(lines)
+
+
+def _pct(v) -> str:
+  return "-" if v is None else f"{100 * v:.2f} %"
+
+
+def _int8(report: dict) -> str:
+  """The int8 models' record (export.json `int8`): calibration, QAT, top-1 against fp32."""
+  q = report.get("int8")
+  if not q:
+    return ""
+  cal = q.get("calibration") or {}
+  lines = ["## INT8", "", f"Full-integer int8 (weights per output channel, activations per "
+           f"tensor), calibrated on {cal.get('num_images')} images: {cal.get('source')}.", ""]
+  qat = q.get("qat")
+  if qat:
+    lines += [f"The int8 models were converted after quantization-aware fine-tuning of the "
+              f"folded network: {qat['epochs']} epochs ({qat['steps']} steps, batch "
+              f"{qat['batch_size']}, {qat['optimizer']}, learning rate "
+              f"{qat['learning_rate']:g} {qat['schedule']}; loss: {qat['loss']}); the fp32 "
+              f"files are the trained network. Top-1 of the fine-tuned network in fp32: "
+              f"{_pct(qat.get('top1_fp32_after_qat'))}.", ""]
+  lines += ["| model | images | top-1 fp32 | top-1 int8 | agreement with fp32 | "
+            "max abs logit error |", "|---|---|---|---|---|---|"]
+  for key in ("tflite_int8", "onnx_int8"):
+    r = q.get(key)
+    if r:
+      lines.append(f"| `{r['file']}` | {r['num_images']} | {_pct(r.get('top1_fp32'))} | "
+                   f"{_pct(r.get('top1_int8'))} | {_pct(r.get('agreement'))} | "
+                   f"{_num(r.get('max_abs_logit_error'))} |")
   return "\n".join(lines)
 
 

@@ -98,7 +98,8 @@ import numpy as np
 from jointrd_jax import checkpoints, models
 from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.datasets import class_names as class_names_lib
-from jointrd_jax.deploy import calibration, package, qat, quantize as quantize_lib, runtimes, staging
+from jointrd_jax.deploy import (calibration, package, qat, quantize as quantize_lib, runtimes,
+                                staging)
 from jointrd_jax.deploy.checks import (CHECK_IMAGES, RANDOM_SEED, RTOL, CheckData,  # noqa: F401
                                        _in_batches, _tf, check_images, compare,
                                        inference_fn, is_streamed, normalization,

@@ -16,7 +16,8 @@ What `finetune` does (`python -m experiments.export ... --quantize=int8 --qat_ep
     over [min(lo, 0), max(hi, 0)], lo / hi the smallest / largest value on the calibration
     images (min/max calibration, re-measured with the current weights at the start of
     every epoch);
-  - rounding passes the gradient straight through (`x + stop_gradient(q(x) - x)`).
+  - rounding passes the gradient straight through (`x - stop_gradient(x) +
+    stop_gradient(q(x))`).
 - **Loss**: cross-entropy with the labels plus KL(fp32 || int8-simulated) of the softmax
   outputs, the fp32 folded network (the trained one) as teacher: equal weights, T = 1.
 - **Data**: the run's in-memory training images (CIFAR, npz, synthetic) with its training
@@ -41,6 +42,7 @@ import numpy as np
 import optax
 
 from jointrd_jax.datasets import in_memory
+from jointrd_jax.models import layers
 from jointrd_jax.errors import UserError
 
 # Adam, not the recipe's SGD: the folded network has no BatchNorm, so its gradients differ
@@ -83,7 +85,8 @@ def train_data(run_dir: str, cfg: dict, image_shape) -> TrainData:
   """The run's training images and labels (its config.json dataset, `download=False`)."""
   from jointrd_jax.deploy import checks  # pylint: disable=g-import-not-at-top
   dataset = str(cfg.get("dataset", "")).strip()
-  a = checks._load_arrays(run_dir, cfg, dataset, "QAT training images")  # pylint: disable=protected-access
+  load = checks._load_arrays  # pylint: disable=protected-access
+  a = load(run_dir, cfg, dataset, "QAT training images")
   if tuple(a.x_train.shape[1:]) != tuple(image_shape):
     raise UserError(f"the training images of {a.name!r} are {tuple(a.x_train.shape[1:])} but "
                     f"the network in {run_dir} was trained on {tuple(image_shape)}.")
@@ -96,8 +99,9 @@ def train_data(run_dir: str, cfg: dict, image_shape) -> TrainData:
 
 
 def _ste(x, q):
-  """q in the forward pass, the identity's gradient in the backward pass."""
-  return x + jax.lax.stop_gradient(q - x)
+  """q in the forward pass (exactly: x - x is 0, where x + (q - x) would round), the
+  identity's gradient in the backward pass."""
+  return (x - jax.lax.stop_gradient(x)) + jax.lax.stop_gradient(q)
 
 
 def fake_quant_weight(w):
@@ -118,7 +122,8 @@ def fake_quant_activation(x, lo, hi):
 
 
 def _quantized_layer(module) -> bool:
-  return isinstance(module, (nn.Dense,)) or type(module).__name__ == "Conv"
+  """The layers whose input the int8 model quantizes: every conv, the head."""
+  return isinstance(module, (layers.Conv, nn.Dense))
 
 
 def _key(module) -> str:
@@ -247,7 +252,8 @@ def finetune(net, params, data: TrainData, calibration_images: np.ndarray, *, ep
             "optimizer": "Adam, no weight decay",
             "loss": "cross-entropy + KL(fp32 folded network || int8-simulated), T=1",
             "train_images": int(n), "augmentation": f"random crop (zero pad {pad}) + flip",
-            "seed": int(seed), "simulated_int8": bool(simulate), "seconds": float(time.perf_counter() - t0),
+            "seed": int(seed), "simulated_int8": bool(simulate),
+            "seconds": float(time.perf_counter() - t0),
             "history": history}
   return jax.tree_util.tree_map(np.asarray, params), record
 
