@@ -18,8 +18,8 @@ What `finetune` does (`python -m experiments.export ... --quantize=int8 --qat_ep
     every epoch);
   - rounding passes the gradient straight through (`x - stop_gradient(x) +
     stop_gradient(q(x))`).
-- **Loss**: cross-entropy with the labels plus KL(fp32 || int8-simulated) of the softmax
-  outputs, the fp32 folded network (the trained one) as teacher: equal weights, T = 1.
+- **Loss**: Hinton KD (`losses.kd_logits`) with the trained fp32 folded network as
+  teacher: half cross-entropy with the labels, half KL(fp32 || int8-simulated), T = 1.
 - **Data**: the run's in-memory training images (CIFAR, npz, synthetic) with its training
   augmentation (random crop with zero padding H/8, horizontal flip), a seeded order.
 - **Optimizer**: Adam (why: `LEARNING_RATE`), no weight decay, learning rate
@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jointrd_jax import losses
 from jointrd_jax.datasets import in_memory
 from jointrd_jax.models import layers
 from jointrd_jax.errors import UserError
@@ -51,6 +52,7 @@ from jointrd_jax.errors import UserError
 # per-parameter step does not depend on the gradient's scale. Measured on the digits
 # students of README "INT8 accuracy": Adam 1e-4 recovers the int8 drop on all of them.
 LEARNING_RATE = 1e-4
+KD_TAU = 0.5  # the loss: (1 - tau) CE(labels) + tau KL(trained fp32 network), T = 1
 SEED = 0
 MAX_EPOCHS = 100
 
@@ -179,22 +181,16 @@ def calibrate(net, params, images_u8, mean, std, batch: int = 64) -> dict:
 # ------------------------------------------------------------------ fine-tuning
 
 
-def optimizer(schedule):
-  return optax.adam(schedule)
-
-
 def _loss(qat_apply, params, ranges, images, labels, teacher_logits):
+  """Hinton KD from the trained fp32 network at T = 1, half CE and half KL
+  (`losses.kd_logits`)."""
   logits, _ = qat_apply(ranges)(params, images)
-  logp = jax.nn.log_softmax(logits)
-  ce = -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=-1))
-  p_t = jax.nn.softmax(teacher_logits)
-  kl = jnp.mean(jnp.sum(p_t * (jax.nn.log_softmax(teacher_logits) - logp), axis=-1))
-  return ce + kl, {"ce": ce, "kl": kl}
+  return losses.kd_logits(logits, teacher_logits, labels, tau=KD_TAU, temperature=1.0)
 
 
 def finetune(net, params, data: TrainData, calibration_images: np.ndarray, *, epochs: int,
              batch_size: int, learning_rate: float = LEARNING_RATE, seed: int = SEED,
-             simulate: bool = True, make_tx=None, log=print) -> tuple[dict, dict]:
+             simulate: bool = True, log=print) -> tuple[dict, dict]:
   """Returns `(params, record)`: the folded `params` fine-tuned with int8 simulated (see
   the module doc) for `epochs` epochs of `data`, and export.json's `qat` record.
   `simulate=False`: the same fine-tuning in fp32 (no fake quantization), the control that
@@ -204,7 +200,7 @@ def finetune(net, params, data: TrainData, calibration_images: np.ndarray, *, ep
   steps_per_epoch = n // batch_size
   total = epochs * steps_per_epoch
   schedule = optax.cosine_decay_schedule(learning_rate, max(total, 1))
-  tx = (make_tx or optimizer)(schedule)
+  tx = optax.adam(schedule)
   mean, std = jnp.asarray(data.mean), jnp.asarray(data.std)
   teacher = apply_fn(net)
   images_dev = jnp.asarray(data.images)
@@ -219,10 +215,10 @@ def finetune(net, params, data: TrainData, calibration_images: np.ndarray, *, ep
     x = in_memory.augment(images_dev[index], key, mean=mean, std=std, pad=pad)
     y = labels_dev[index]
     teacher_logits = jax.lax.stop_gradient(teacher(params0, x)[0])
-    (loss, metrics), grads = jax.value_and_grad(
+    (_, metrics), grads = jax.value_and_grad(
         lambda p: _loss(qat_apply, p, ranges, x, y, teacher_logits), has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, dict(metrics, loss=loss)
+    return optax.apply_updates(params, updates), opt_state, metrics
 
   params0 = jax.tree_util.tree_map(jnp.asarray, params)
   params = params0
@@ -250,7 +246,8 @@ def finetune(net, params, data: TrainData, calibration_images: np.ndarray, *, ep
   record = {"epochs": int(epochs), "steps": int(total), "batch_size": batch_size,
             "learning_rate": float(learning_rate), "schedule": "cosine to 0",
             "optimizer": "Adam, no weight decay",
-            "loss": "cross-entropy + KL(fp32 folded network || int8-simulated), T=1",
+            "loss": f"KD from the trained fp32 network: {1 - KD_TAU:g} CE + {KD_TAU:g} "
+                    "KL(fp32 || int8-simulated), T=1",
             "train_images": int(n), "augmentation": f"random crop (zero pad {pad}) + flip",
             "seed": int(seed), "simulated_int8": bool(simulate),
             "seconds": float(time.perf_counter() - t0),
