@@ -155,6 +155,17 @@ def _check_args(run_dir, check, quantize, calibration_images, qat_epochs=0):
     qat.check_run(run_dir)
 
 
+def _edge_models(where, folded_net, params, data, image_shape):
+  """In `where`: the batch-1 SavedModel (`EDGE_SAVED_MODEL`; why batch 1: `formats`' module
+  doc), `model.tflite` converted from it and `model.onnx` from that. Returns the three
+  paths and `{file: bytes}` of the two files."""
+  sm = os.path.join(where, EDGE_SAVED_MODEL)
+  write_saved_model(sm, folded_net, params, data.mean, data.std, image_shape, batch=1)
+  tflite, onnx = os.path.join(where, TFLITE_FILE), os.path.join(where, ONNX_FILE)
+  sizes = {TFLITE_FILE: write_tflite(sm, tflite), ONNX_FILE: write_onnx(tflite, onnx)}
+  return sm, tflite, onnx, sizes
+
+
 def _write_fp32(stage, report, folded_net, folded, data, image_shape, reference, log):
   """params.npz, labels.txt, saved_model/, model.tflite, model.onnx in `stage`, each
   format checked; returns the batch-1 SavedModel's path (for the int8 models)."""
@@ -174,14 +185,10 @@ def _write_fp32(stage, report, folded_net, folded, data, image_shape, reference,
       os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(sm_path) for f in fs)
   checks["saved_model"] = compare(reference, run_saved_model(sm_path, images))
 
-  edge_sm = os.path.join(stage, EDGE_SAVED_MODEL)  # batch 1: see formats' module doc
-  write_saved_model(edge_sm, folded_net, folded["params"], data.mean, data.std, image_shape,
-                    batch=1)
-  tflite_path = os.path.join(stage, TFLITE_FILE)
-  files[TFLITE_FILE] = write_tflite(edge_sm, tflite_path)
+  edge_sm, tflite_path, onnx_path, sizes = _edge_models(stage, folded_net, folded["params"],
+                                                        data, image_shape)
+  files.update(sizes)
   checks["tflite"] = compare(reference, run_tflite(tflite_path, images))
-  onnx_path = os.path.join(stage, ONNX_FILE)
-  files[ONNX_FILE] = write_onnx(tflite_path, onnx_path)
   checks["onnx"] = compare(reference, run_onnx(onnx_path, images))
   report["versions"].update(_versions("ai-edge-litert", "tf2onnx", "onnx", "onnxruntime"))
   for name in ("saved_model", "tflite", "onnx"):
@@ -215,11 +222,8 @@ def _qat_sources(stage, run_dir, folded_net, folded, data, image_shape, calib, q
     record["top1_fp32_after_qat"] = float(np.mean(np.argmax(logits, -1) == data.labels))
   where = os.path.join(stage, QAT_DIR)
   os.makedirs(where)
-  sm = os.path.join(where, "saved_model")
-  write_saved_model(sm, folded_net, params, data.mean, data.std, image_shape, batch=1)
-  write_tflite(sm, os.path.join(where, TFLITE_FILE))
-  write_onnx(os.path.join(where, TFLITE_FILE), os.path.join(where, ONNX_FILE))
-  return sm, os.path.join(where, ONNX_FILE), record
+  sm, _, onnx, _ = _edge_models(where, folded_net, params, data, image_shape)
+  return sm, onnx, record
 
 
 def _write_int8(stage, edge_sm, onnx_fp32, calib, calib_seconds, data, reference, log,

@@ -165,10 +165,12 @@ def apply_fn(net, *, ranges=None, record=False):
   return run
 
 
-def calibrate(net, params, images_u8, mean, std, batch: int = 64) -> dict:
+def calibrate(net, params, images_u8, mean, std, batch: int = 64, *, record=None) -> dict:
   """{layer: (lo, hi)}: each quantized tensor's smallest and largest value on the images,
-  in the float network with `params`, as the converter's calibration measures them."""
-  record = jax.jit(apply_fn(net, record=True))
+  in the float network with `params`, as the converter's calibration measures them.
+  `record`: `jax.jit(apply_fn(net, record=True))` made once by a caller that calibrates
+  repeatedly (a new one is traced and compiled on every call)."""
+  record = record or jax.jit(apply_fn(net, record=True))
   lo, hi = {}, {}
   for i in range(0, len(images_u8), batch):
     _, stats = record(params, in_memory.normalize(images_u8[i:i + batch], mean, std))
@@ -203,6 +205,7 @@ def finetune(net, params, data: TrainData, calibration_images: np.ndarray, *, ep
   tx = optax.adam(schedule)
   mean, std = jnp.asarray(data.mean), jnp.asarray(data.std)
   teacher = apply_fn(net)
+  record = jax.jit(apply_fn(net, record=True))  # compiled once, calibrates every epoch
   images_dev = jnp.asarray(data.images)
   labels_dev = jnp.asarray(data.labels, jnp.int32)
   pad = int(data.pad)
@@ -228,7 +231,7 @@ def finetune(net, params, data: TrainData, calibration_images: np.ndarray, *, ep
   t0 = time.perf_counter()
   history = []
   for epoch in range(epochs):
-    ranges = calibrate(net, params, calibration_images, data.mean, data.std)
+    ranges = calibrate(net, params, calibration_images, data.mean, data.std, record=record)
     ranges_dev = jax.tree_util.tree_map(jnp.asarray, ranges)
     order = rng.permutation(n)
     sums = {}
