@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     if args.top < 1:
       raise UserError(f"--top={args.top} must be at least 1.")
     model = predict.open_export(args.model, args.format, load=False,  # no TF yet: fast
-                                 verify=args.verify)
+                                 verify=args.verify, arg="--model")
     images = np.stack([predict.load_image(path, model.input_shape, model.preprocessing)
                        for path in args.images])
     model.load()

@@ -99,6 +99,9 @@ def test_package_files_and_checksums(exported):
   assert any(line.endswith("  saved_model/variables/variables.index")
              for line in want.splitlines())
   assert json.loads((out / "training_config.json").read_text()) == exported["cfg"]
+  # Every file as `open` writes it: 0666 less the umask (safetensors' own writer: 0600).
+  modes = {f: (out / f).stat().st_mode & 0o777 for f in files}
+  assert set(modes.values()) == {0o666 & ~_umask()}, modes
   if shutil.which("sha256sum"):
     proc = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=out,
                           capture_output=True, text=True, check=False)
@@ -157,12 +160,54 @@ def test_load_reproduces_the_exports_logits(exported):
   np.testing.assert_array_equal(trained(images), reference)
 
 
-def test_load_refuses_wrong_images(exported):
+def _umask():
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+def test_load_and_predict_refuse_wrong_images_saying_what_is_wrong(exported):
   model = deploy.load(str(exported["out"]))
-  with pytest.raises(UserError, match="uint8"):
-    model(exported["images"].astype(np.float32))
-  with pytest.raises(UserError, match=r"\[N, 32, 32, 3\]"):
-    model(exported["images"][:, :16])
+  exported_model = predict.open_export(str(exported["out"]), load=False)
+  x = exported["images"]
+  want = "expected uint8 images of shape (N, 32, 32, 3)"
+  cases = [(x.astype(np.float32), "got float32 (20, 32, 32, 3)"),
+           (x[0], "got uint8 (32, 32, 3): add the batch axis (images[None] for one image)"),
+           (x[..., :1], "got uint8 (20, 32, 32, 1): the model takes 3-channel images"),
+           (x[:, :16], "got uint8 (20, 16, 32, 3): resize them to 32x32"),
+           (x[:0], "got uint8 (0, 32, 32, 3): no images")]
+  for fn in (model, exported_model.logits):  # the check comes before any runtime loads
+    for images, text in cases:
+      with pytest.raises(UserError) as e:
+        fn(images)
+      assert _one_line(e) and str(e.value).startswith(want) and text in str(e.value), e.value
+  assert exported_model.runtime is None
+
+
+def test_load_errors_name_its_argument_not_the_cli_flag(exported, tmp_path):
+  (tmp_path / "file").write_text("")
+  for path, text in ((tmp_path / "nowhere", "does not exist"), (tmp_path / "file", "is a file"),
+                     (tmp_path, "holds no export.json")):
+    with pytest.raises(UserError) as e:
+      deploy.load(str(path))
+    assert str(e.value).startswith(f"directory={str(path)!r} {text}"), e.value
+    assert "--model" not in str(e.value)
+
+
+def test_load_refuses_non_finite_weights_naming_the_tensor(exported, tmp_path):
+  d = _copy(exported, tmp_path)
+  path = d / "weights_folded.safetensors"
+  flat = safetensors_np.load_file(path)
+  key = sorted(flat)[3]
+  flat[key] = flat[key].copy()
+  flat[key].flat[1] = np.nan
+  package.save_safetensors(str(path), flat)
+  package.write_checksums(str(d))  # the checksums agree: only the values are wrong
+  with pytest.raises(UserError) as e:
+    deploy.load(str(d))
+  assert _one_line(e) and f"tensor {key} holds 1 non-finite value(s)" in str(e.value)
+  assert "weights_folded.safetensors" in str(e.value)
+  deploy.load(str(d), folded=False)  # the trained weights are intact
 
 
 def _copy(exported, tmp_path):
@@ -255,16 +300,18 @@ def test_model_card(exported):
   assert "**50.00 %** top-1 (student)" in text
   # Seeds 0, 1, 2 (3 unfinished, 4 of another config): mean 45, sample std 5.
   assert "**45.00 ± 5.00 %** final-epoch top-1, mean ± sample std over 3 seeds" in text
-  assert f"sweep row ({exported['base'] / 'sweep'}, experiments.table12)" in text
+  assert "sweep row (sweep `sweep`, experiments.table12)" in text
   assert "seed 0: 40.00, seed 1: 50.00, seed 2: 45.00)" in text
   for name, c in report["checks"].items():
     row = next(line for line in text.splitlines() if f"(`{name}`)" in line)
     assert f"| {NUM_IMAGES} | {c['max_abs_diff']:.3e} | {c['tolerance']:.3e} |" in row
     assert row.endswith("| yes |")
-  run = os.path.abspath(exported["run"])
-  assert (f"python -m experiments.main --config=configs/from_json.py:training_config.json "
-          f"--workdir={run}") in text
-  assert f"--config=configs/from_json.py:{exported['base'] / 'sweep' / 'configs'}" in text
+  assert ("python -m experiments.main --config=configs/from_json.py:training_config.json "
+          "--workdir=seed1\n") in text
+  assert ("--config=configs/from_json.py:SWEEP/configs/jointrd-seed1.json "
+          "--workdir=SWEEP/runs/jointrd/seed1`") in text
+  # Nothing of this machine's folders: the card is published with the package.
+  assert str(exported["base"]) not in text and os.path.realpath(exported["base"]) not in text
   assert "`--config.KEY=VALUE` overrides" in text and "--config=configs/jointrd.py" in text
   for lib, version in (("jax", jax.__version__), ("flax", flax.__version__),
                        ("tensorflow", report["versions"]["tensorflow"])):

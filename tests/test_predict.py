@@ -279,7 +279,8 @@ def bad_inputs(model, tmp_path):
   m = f"--model={model['dir']}"
   rgb = model["files"]["rgb"]
   return {
-      "model missing": ([f"--model={tmp_path}/nothing", rgb], ["nothing does not exist"]),
+      "model missing": ([f"--model={tmp_path}/nothing", rgb],  # the CLI's own wording
+                        [f"error: --model={tmp_path}/nothing does not exist"]),
       "model is a file": ([f"--model={rgb}", rgb], ["is a file"]),
       "not an export": ([f"--model={model['base'] / 'run'}", rgb],
                         ["holds no export.json", "experiments.export"]),

@@ -215,7 +215,7 @@ def _accuracy(run_dir: str, which: str, summary, cfg: dict) -> dict:
     row = results.method_row(_method_name(cfg), seeds)
     per_seed = ", ".join(f"seed {s}: {v:.2f}" for s, v in zip(row["seeds"], row["final_top1"]))
     sweep = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(run_dir))))
-    lines.append(f"- Its sweep row ({sweep}, experiments.table12): "
+    lines.append(f"- Its sweep row (sweep `{os.path.basename(sweep)}`, experiments.table12): "
                  f"**{row['final_top1_mean']:.2f} ± {row['final_top1_std']:.2f} %** final-epoch "
                  f"top-1, mean ± sample std over {row['n_seeds']} seeds ({per_seed})")
   return dict(own, text="\n".join(lines))
@@ -329,18 +329,20 @@ def _usage(report: dict) -> str:
 
 
 def _training(run_dir: str, cfg: dict) -> str:
+  """How to retrain; the run is named by its folder's name, never by this machine's path."""
   run_dir = os.path.abspath(run_dir)
   lines = ["## How it was trained", "", "From a jointrd-jax checkout (the run's config as "
            f"recorded, {TRAINING_CONFIG_FILE} in this folder):", "", "```bash",
            f"python -m experiments.main --config=configs/from_json.py:{TRAINING_CONFIG_FILE} "
-           f"--workdir={run_dir}", "```", ""]
+           f"--workdir={os.path.basename(run_dir)}", "```", ""]
   sweep = os.path.dirname(os.path.dirname(os.path.dirname(run_dir)))
-  key = f"{os.path.basename(os.path.dirname(run_dir))}-{os.path.basename(run_dir)}"
-  launched = os.path.join(sweep, "configs", key + ".json")
+  method, seed = os.path.basename(os.path.dirname(run_dir)), os.path.basename(run_dir)
+  launched = os.path.join(sweep, "configs", f"{method}-{seed}.json")
   if os.path.isfile(launched) and os.path.isfile(os.path.join(sweep, "sweep_config.json")):
-    lines.append(f"It is one run of the sweep in `{sweep}` (experiments.table12), which "
-                 f"launched it as `python -m experiments.main --config=configs/from_json.py:"
-                 f"{launched} --workdir={run_dir}`.")
+    lines.append(f"It is one run of the sweep `{os.path.basename(sweep)}` "
+                 "(experiments.table12), which launched it as `python -m experiments.main "
+                 f"--config=configs/from_json.py:SWEEP/configs/{method}-{seed}.json "
+                 f"--workdir=SWEEP/runs/{method}/{seed}` (SWEEP: the sweep's folder).")
     lines.append("")
   method = _method_name(cfg)
   streamed = checks_lib.is_streamed(cfg)

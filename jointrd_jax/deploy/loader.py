@@ -12,7 +12,8 @@ before packages), read export.json, rebuild the network from its recorded `archi
 (`models.from_description`; folded: the same network with `folded=True` and plain convs,
 as `models.fold.fold` returns it) and its variables from `weights_folded.safetensors`
 (`params.npz` for an export without it) or `weights_trained.safetensors` (`params` and
-`batch_stats`), checked against the module's own variable shapes. The call normalises
+`batch_stats`), checked against the module's own variable shapes and refused when one
+holds a NaN or inf (naming the tensor). The call normalises
 inside exactly as the exported models do (`checks.inference_fn`: `(x / 255 - mean) / std`
 with export.json's mean and std, fp32 convolutions).
 
@@ -63,12 +64,7 @@ class LoadedModel:
   def __call__(self, images) -> np.ndarray:
     """float32 logits [N, num_classes] of uint8 images [N, H, W, C] (raw 0..255 pixels)."""
     x = np.asarray(images)
-    if x.dtype != np.uint8:
-      raise UserError(f"the model takes uint8 images (raw 0..255 pixels; it normalises "
-                      f"inside), not {x.dtype}.")
-    if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape or not len(x):
-      raise UserError(f"the model takes images [N, {', '.join(map(str, self.input_shape))}], "
-                      f"not {list(x.shape)}; resize them (predict.load_image).")
+    runtimes.check_images(x, self.input_shape)
     if self._fn is None:
       self._fn = checks.inference_fn(self.module, self.variables, self.mean, self.std)
     return runtimes.run_in_batches(self._fn, x, runtimes.batch_size(self.input_shape))
@@ -85,6 +81,7 @@ def load(directory: str, *, folded: bool = True, verify: bool = True,
   net = _network(directory, report, folded)
   variables = _variables(directory, weights, folded)
   _check_tree(directory, weights, net, variables, report)
+  _check_finite(directory, weights, variables["params"] if folded else variables)
   inp = report["input"]
   names = (report.get("classes") or {}).get("names") or [
       f"class_{i}" for i in range(int(report["output"]["shape"][-1]))]
@@ -153,3 +150,16 @@ def _check_tree(directory, weights, net, variables, report) -> None:
   if spec(dict(variables)) != spec(dict(want)):
     raise UserError(f"{weights} in {directory} does not hold the variables of the network "
                     f"export.json describes; {package.REFETCH}.")
+
+
+def _check_finite(directory, weights, tree) -> None:
+  """Every weight of `tree` (as the file holds it: its keys are the tensors' names) is
+  finite: a NaN or inf (a damaged file whose checksums were rewritten, a diverged run)
+  would turn every logit into NaN."""
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    bad = int(np.size(leaf) - np.count_nonzero(np.isfinite(leaf)))
+    if bad:
+      name = "/".join(str(getattr(k, "key", k)) for k in path)
+      raise UserError(f"{weights} in {directory}: tensor {name} holds {bad} non-finite "
+                      f"value(s) (NaN or inf), so the model would output NaN; "
+                      f"{package.REFETCH}.")

@@ -74,10 +74,14 @@ def write(out_dir: str, report: dict, *, net, variables, folded, run_dir: str) -
 
 
 def save_safetensors(path: str, flat: dict, metadata: dict | None = None) -> None:
-  """`{'a/b/kernel': array}` as a safetensors file (string metadata in its header)."""
+  """`{'a/b/kernel': array}` as a safetensors file (string metadata in its header),
+  written by `open` like every other file of the export (mode 0666 less the umask;
+  `safetensors.numpy.save_file` creates it 0600)."""
   from safetensors import numpy as st  # pylint: disable=g-import-not-at-top
-  st.save_file({k: np.ascontiguousarray(v) for k, v in flat.items()}, path,
-               metadata={"format": "np", **(metadata or {})})
+  data = st.save({k: np.ascontiguousarray(v) for k, v in flat.items()},
+                 metadata={"format": "np", **(metadata or {})})
+  with open(path, "wb") as f:
+    f.write(data)
 
 
 def load_safetensors(path: str) -> dict:
@@ -139,8 +143,9 @@ def read_checksums(directory: str) -> dict:
   if not os.path.isfile(path):
     raise UserError(f"{directory} holds no {CHECKSUMS_FILE}, so its files cannot be verified "
                     "(an export made before packages, or an incomplete copy); "
-                    f"{REFETCH}, or opt out of the check (deploy.load(..., verify=False), "
-                    "experiments.predict --noverify).")
+                    f"{REFETCH}, or opt out of the check (verify=False in Python: "
+                    "deploy.load, predict.open_export; --noverify on the command line: "
+                    "experiments.predict, experiments.inference_benchmark --runs).")
   sums = {}
   try:
     with open(path, encoding="utf-8") as f:

@@ -49,8 +49,8 @@ from jointrd_jax.deploy.files import (EXPORT_HINT, INPUT_NAME, ONNX_FILE,  # noq
                                       ONNX_INT8_FILE, OUTPUT_NAME, REPORT_FILE,
                                       SAVED_MODEL_DIR, TFLITE_FILE, TFLITE_INT8_FILE)
 from jointrd_jax.deploy.runtimes import (BATCH_PIXELS, MAX_BATCH, OnnxModel,  # noqa: F401
-                                         SavedModel, TFLiteModel, batch_size, run_in_batches,
-                                         tf_quiet)
+                                         SavedModel, TFLiteModel, batch_size, check_images,
+                                         run_in_batches, tf_quiet)
 
 FORMATS = ("tflite", "saved_model", "tflite_int8", "onnx", "onnx_int8")
 FORMAT_FILES = {"tflite": TFLITE_FILE, "saved_model": SAVED_MODEL_DIR,
@@ -98,6 +98,7 @@ class ExportedModel:
 
   def logits(self, images: np.ndarray) -> np.ndarray:
     """float32 logits of uint8 images [N, H, W, C]."""
+    check_images(images, self.input_shape)
     self.load()
     return run_in_batches(self.runtime, images, batch_size(self.input_shape))
 
@@ -111,19 +112,21 @@ def default_preprocessing(variant: str | None, image_shape) -> dict:
   return {"method": "resize"}
 
 
-def read_report(directory: str, verify: bool = True, needed=()) -> dict:
+def read_report(directory: str, verify: bool = True, needed=(), arg: str = "directory") -> dict:
   """export.json of an export directory, validated; UserError naming the fix otherwise.
 
   `verify`: first check every file against the directory's SHA256SUMS (`package.verify`;
   a directory without it is refused too); `needed`: the files the caller will read, which
-  must be listed there when they exist."""
+  must be listed there when they exist; `arg`: how the caller's user gave `directory`
+  (an argument name, or a flag such as `--model`), which the errors name."""
+  given = f"{arg}={directory}" if arg.startswith("-") else f"{arg}={directory!r}"
   if not os.path.exists(directory):
-    raise UserError(f"--model={directory} does not exist; pass {EXPORT_HINT}.")
+    raise UserError(f"{given} does not exist; pass {EXPORT_HINT}.")
   if not os.path.isdir(directory):
-    raise UserError(f"--model={directory} is a file, not a directory; pass {EXPORT_HINT}.")
+    raise UserError(f"{given} is a file, not a directory; pass {EXPORT_HINT}.")
   path = os.path.join(directory, REPORT_FILE)
   if not os.path.isfile(path):
-    raise UserError(f"--model={directory} holds no {REPORT_FILE}, so it is not an export "
+    raise UserError(f"{given} holds no {REPORT_FILE}, so it is not an export "
                     f"directory; pass {EXPORT_HINT}.")
   if verify:
     package.verify(directory, needed=(REPORT_FILE, *needed))
@@ -146,18 +149,19 @@ def read_report(directory: str, verify: bool = True, needed=()) -> dict:
 
 
 def open_export(directory: str, fmt: str = "tflite", load: bool = True,
-                verify: bool = True) -> ExportedModel:
+                verify: bool = True, arg: str = "directory") -> ExportedModel:
   """The export in `directory`, its model in format `fmt`; loaded now with `load`, else
   on first use (`ExportedModel.load`), so that export.json is validated without TF.
   `verify`: the files are checked against SHA256SUMS first (`read_report`); a tampered
-  file is refused with one line."""
+  file is refused with one line. `arg`: see `read_report` (the CLI passes `--model`)."""
   if fmt not in FORMATS:
     raise UserError(f"--format={fmt} is not one of {', '.join(FORMATS)}.")
   # The model file must be listed in SHA256SUMS; one that was never exported (an int8
   # format of an fp32-only export) gets the re-export hint below instead.
   model_file = FORMAT_FILES[fmt]
   exists = os.path.exists(os.path.join(directory, model_file))
-  report = read_report(directory, verify=verify, needed=(model_file,) if exists else ())
+  report = read_report(directory, verify=verify, needed=(model_file,) if exists else (),
+                       arg=arg)
   image_shape = tuple(int(d) for d in report["input"]["shape"][1:])
   num_classes = int(report["output"]["shape"][-1])
   classes = report.get("classes") or {}

@@ -144,6 +144,28 @@ class SavedModel:
     return self._fn(**{INPUT_NAME: x})[OUTPUT_NAME].numpy()
 
 
+def check_images(images, input_shape) -> None:
+  """A UserError saying what is wrong unless `images` is a non-empty uint8 array
+  [N, H, W, C] of the model's `input_shape` (H, W, C)."""
+  x = np.asarray(images)
+  h, w, c = (int(d) for d in input_shape)
+  want = f"expected uint8 images of shape (N, {h}, {w}, {c})"
+  got = f"got {x.dtype} {tuple(x.shape)}"
+  if x.dtype != np.uint8:
+    raise UserError(f"{want} (raw 0..255 pixels; the model normalises inside), {got}.")
+  if x.ndim != 4:
+    fix = ("add the batch axis (images[None] for one image)" if x.ndim == 3
+           else "stack the images into one array")
+    raise UserError(f"{want}, {got}: {fix}.")
+  if x.shape[-1] != c:
+    raise UserError(f"{want}, {got}: the model takes {c}-channel images "
+                    f"(predict.load_image converts any image file to them).")
+  if tuple(x.shape[1:3]) != (h, w):
+    raise UserError(f"{want}, {got}: resize them to {h}x{w} (predict.load_image).")
+  if not len(x):
+    raise UserError(f"{want}, {got}: no images.")
+
+
 def run_in_batches(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
                    batch: int) -> np.ndarray:
   return np.concatenate([np.asarray(fn(images[i:i + batch]), np.float32)
