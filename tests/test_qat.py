@@ -2,7 +2,10 @@
 quantizers against a direct NumPy transcription of TFLite's int8 schemes, the simulated
 int8 network against the converter's int8 model, and the export's QAT path end to end
 with its bad input."""
+import contextlib
+import io
 import json
+import logging
 
 import chex
 import hypothesis.extra.numpy as hnp
@@ -116,16 +119,63 @@ def test_simulated_int8_network_is_the_converters(variant, tmp_path):
   assert sim_steps.max() <= 4 and sim_steps.mean() < 0.8 * fp32_steps.mean()
 
 
+class SquaresClock:
+  """`time.perf_counter` for qat: its k-th call returns k**2 seconds, so consecutive
+  intervals differ (1, 4, 9: 3 s, then 5 s) and a running total would show."""
+
+  def __init__(self):
+    self.calls = 0
+
+  def perf_counter(self):
+    self.calls += 1
+    return float(self.calls ** 2)
+
+
+class Collect(logging.Handler):
+
+  def __init__(self):
+    super().__init__()
+    self.messages = []
+
+  def emit(self, record):
+    self.messages.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
 def qat_export(tmp_path_factory):
+  """One export with int8 and 2 QAT epochs of a synthetic run, its stdout and log kept; QAT
+  timed by `SquaresClock`."""
   base = tmp_path_factory.mktemp("qat")
   make_run(base / "run", arch="resnet10", shortcuts="none")
   out = base / "out"
-  rc = export_cli.main([f"--workdir={base / 'run'}", f"--out={out}", "--num_images=20",
-                        "--quantize=int8", "--calibration_images=32", "--qat_epochs=2"])
+  logs, stdout = Collect(), io.StringIO()
+  logging.getLogger().addHandler(logs)
+  try:
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
+      mp.setattr(qat, "time", SquaresClock())
+      rc = export_cli.main([f"--workdir={base / 'run'}", f"--out={out}", "--num_images=20",
+                            "--quantize=int8", "--calibration_images=32", "--qat_epochs=2"])
+  finally:
+    logging.getLogger().removeHandler(logs)
   assert rc == 0
   with open(out / "export.json") as f:
-    return dict(base=base, out=out, report=json.load(f))
+    return dict(base=base, out=out, report=json.load(f), stdout=stdout.getvalue(),
+                logs=logs.messages)
+
+
+def test_qat_seconds_are_per_epoch(qat_export):
+  q = qat_export["report"]["int8"]["qat"]
+  # SquaresClock: start 1, end of epoch 1: 4, end of epoch 2: 9.
+  assert [h["seconds"] for h in q["history"]] == [3.0, 5.0]
+  assert q["seconds"] == 8.0
+  lines = [l for l in qat_export["stdout"].splitlines() if l.startswith("qat epoch ")]
+  assert [l.rsplit(", ", 1)[1] for l in lines] == ["3 s", "5 s"], lines
+
+
+def test_synthetic_data_warning_once_per_export(qat_export):
+  """Check images, calibration and QAT all read the synthetic run's arrays."""
+  warned = [m for m in qat_export["logs"] if m.startswith("SYNTHETIC DATA")]
+  assert len(warned) == 1, qat_export["logs"]
 
 
 def test_export_with_qat_records_the_fine_tuning(qat_export):

@@ -147,6 +147,31 @@ def _tfds_quiet(active: bool):
     logging.set_verbosity(level)
 
 
+_loaded = None  # {key: dataset} while `loaded_once` is active
+
+
+@contextlib.contextmanager
+def loaded_once():
+  """Within the block (or the function it decorates), a run's dataset is loaded once, and
+  its SYNTHETIC DATA warning logged once: an export reads it up to four times
+  (normalisation, check images, calibration, QAT). Outside, every call loads afresh."""
+  global _loaded  # pylint: disable=global-statement
+  outer = _loaded
+  _loaded = {} if outer is None else outer
+  try:
+    yield
+  finally:
+    _loaded = outer
+
+
+def _once(key, load):
+  if _loaded is None:
+    return load()
+  if key not in _loaded:
+    _loaded[key] = load()
+  return _loaded[key]
+
+
 def _load_arrays(run_dir: str, cfg: dict, dataset: str, why: str, hint: str | None = None):
   """The run's dataset as host arrays (CIFAR, npz, synthetic), `download=False`; `hint`
   ends the error line when they cannot be loaded."""
@@ -156,8 +181,9 @@ def _load_arrays(run_dir: str, cfg: dict, dataset: str, why: str, hint: str | No
                                            "image_size") if k in syn}
   try:
     with _tfds_quiet(dataset.lower() in arrays._TFDS):  # pylint: disable=protected-access
-      return arrays.load_arrays(dataset, data_dir=cfg.get("data_dir", ""), download=False,
-                                **kw)
+      return _once(("arrays", dataset, cfg.get("data_dir", ""), tuple(sorted(kw.items()))),
+                   lambda: arrays.load_arrays(dataset, data_dir=cfg.get("data_dir", ""),
+                                              download=False, **kw))
   except UserError as e:
     tfds = dataset.lower() in arrays._TFDS  # pylint: disable=protected-access
     if hint is None:
@@ -193,11 +219,13 @@ def open_streamed(cfg: dict, dataset: str, image_shape):
   syn = cfg.get("synthetic") or {}
   kw = {f"synthetic_{k}": syn[k] for k in ("train_size", "test_size", "num_classes")
         if k in syn}
+  size, resize = int(o.get("image_size", image_shape[0])), int(o.get("eval_resize", 256))
   with _tfds_quiet(dataset.lower() == "imagenet2012"):
-    data = streamed.load(dataset, mesh=make_mesh(jax.devices()[:1]),
-                         data_dir=cfg.get("data_dir", ""),
-                         image_size=int(o.get("image_size", image_shape[0])),
-                         eval_resize=int(o.get("eval_resize", 256)), **kw)
+    data = _once(("streamed", dataset, cfg.get("data_dir", ""), size, resize,
+                  tuple(sorted(kw.items()))),
+                 lambda: streamed.load(dataset, mesh=make_mesh(jax.devices()[:1]),
+                                       data_dir=cfg.get("data_dir", ""), image_size=size,
+                                       eval_resize=resize, **kw))
   if tuple(data.image_shape) != tuple(image_shape):
     raise UserError(f"its evaluation images are {tuple(data.image_shape)} but the network "
                     f"was trained on {tuple(image_shape)}.")

@@ -98,8 +98,8 @@ import numpy as np
 from jointrd_jax import checkpoints, models
 from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.datasets import class_names as class_names_lib
-from jointrd_jax.deploy import (calibration, package, qat, quantize as quantize_lib, runtimes,
-                                staging)
+from jointrd_jax.deploy import (calibration, checks as checks_lib, package, qat,
+                                quantize as quantize_lib, runtimes, staging)
 from jointrd_jax.deploy.checks import (CHECK_IMAGES, RANDOM_SEED, RTOL, CheckData,  # noqa: F401
                                        _in_batches, _tf, check_images, compare,
                                        inference_fn, is_streamed, normalization,
@@ -263,6 +263,7 @@ def _warn(line: str) -> None:
   print(line, file=sys.stderr, flush=True)
 
 
+@checks_lib.loaded_once()  # the run's data read (and a SYNTHETIC DATA warning logged) once
 def export(run_dir: str, out_dir: str, *, num_images: int | None = None,
            which: str = "student", check: str = "test", overwrite: bool = False,
            quantize: str = "none", calibration_images: int = calibration.DEFAULT_NUM_IMAGES,

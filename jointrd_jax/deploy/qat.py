@@ -228,7 +228,7 @@ def finetune(net, params, data: TrainData, calibration_images: np.ndarray, *, ep
   opt_state = tx.init(params)
   rng = np.random.default_rng(seed)
   key = jax.random.key(seed)
-  t0 = time.perf_counter()
+  t0 = last = time.perf_counter()
   history = []
   for epoch in range(epochs):
     ranges = calibrate(net, params, calibration_images, data.mean, data.std, record=record)
@@ -242,10 +242,12 @@ def finetune(net, params, data: TrainData, calibration_images: np.ndarray, *, ep
       for k, v in m.items():
         sums[k] = sums.get(k, 0.0) + float(v)
     means = {k: v / max(steps_per_epoch, 1) for k, v in sums.items()}
-    history.append(dict(epoch=epoch + 1, **means))
+    now = time.perf_counter()  # this epoch's seconds (its calibration included)
+    history.append(dict(epoch=epoch + 1, **means, seconds=now - last))
+    last = now
     log(f"qat epoch {epoch + 1}/{epochs}: loss {means.get('loss', float('nan')):.4f} (ce "
         f"{means.get('ce', float('nan')):.4f}, kl to fp32 {means.get('kl', float('nan')):.4f}),"
-        f" {time.perf_counter() - t0:.0f} s")
+        f" {history[-1]['seconds']:.0f} s")
   record = {"epochs": int(epochs), "steps": int(total), "batch_size": batch_size,
             "learning_rate": float(learning_rate), "schedule": "cosine to 0",
             "optimizer": "Adam, no weight decay",
@@ -253,7 +255,7 @@ def finetune(net, params, data: TrainData, calibration_images: np.ndarray, *, ep
                     "KL(fp32 || int8-simulated), T=1",
             "train_images": int(n), "augmentation": f"random crop (zero pad {pad}) + flip",
             "seed": int(seed), "simulated_int8": bool(simulate),
-            "seconds": float(time.perf_counter() - t0),
+            "seconds": float(last - t0),  # the epochs' sum
             "history": history}
   return jax.tree_util.tree_map(np.asarray, params), record
 
