@@ -77,7 +77,9 @@ Conversions take 10-60 s per model, so each model is kept in the cache
 line says how many were reused) and converted again only when missing. Every case
 (network x precision x `--threads` x batch) runs in a FRESH process: the LiteRT
 interpreter (`ai-edge-litert`, XNNPACK) or an ONNX Runtime CPU session with that many
-threads (`all`: every usable core). Fields: `latency_ms_median` / `_p90` / `_p10` /
+threads (`all`: every usable core); an `ai_edge_litert` that cannot be imported is refused
+before any work (`tf.lite`'s interpreter is never timed in its place), and every record
+names the module that ran the model (`runtime_module`, `runtime_module_version`). Fields: `latency_ms_median` / `_p90` / `_p10` /
 `_min` of one blocking call (input copy and output read included) over up to `--iters`
 calls after `--warmup`, the cases of one batch size sharing `--time_budget_s`;
 `model_bytes` (the file's size); `load_ms` (creating the interpreter / session);
@@ -90,7 +92,9 @@ once converted), said on the first line; the README's table gives the full-size 
 
 Runs (`--runs=RUN[=EXPORT_DIR],...`; the export defaults to RUN/export): each finished run
 (`summary.json`) and its export (`python -m experiments.export --workdir=RUN
---out=RUN/export --quantize=int8`; a run without one is refused with that command) give
+--out=RUN/export --quantize=int8`; a run without one is refused with that command;
+each export's files are checked against its SHA256SUMS first, as `predict` and
+`deploy.load` check them, `--noverify` for exports made before packages) give
 an fp32 point (the run's final-epoch top-1, latency of the export's `model.tflite` /
 `model.onnx`) and, when the export has int8 models, an int8 point (the export's int8
 top-1 on its check images, latency of `model_int8.*`), at batch 1 with the first
@@ -149,6 +153,8 @@ def parser() -> cli.OneLineErrorParser:
                  help="RUN[=EXPORT_DIR],...: trained runs for pareto.png (default none).")
   p.add_argument("--out", default="", help="With --runs: where pareto.png/.md go (default none).")
   cli.add_bool(p, "overwrite", False, "With --runs: replace pareto.png/.md in --out (default false).")
+  cli.add_bool(p, "verify", True,
+               "With --runs: check each export against its SHA256SUMS first (default true).")
   return p
 
 
@@ -178,8 +184,8 @@ def _runtime(args):
                       "networks).")
     if not args.out:
       raise UserError("--runs needs --out=DIR for pareto.png and pareto.md.")
-  elif args.out or args.overwrite:
-    raise UserError("--out and --overwrite apply with --runs only.")
+  elif args.out or args.overwrite or not args.verify:
+    raise UserError("--out, --overwrite and --noverify apply with --runs only.")
   try:
     deployment.check_runtime(runtime)
   except UserError as e:
@@ -293,6 +299,7 @@ def _logger(out):
 
 def _deployment(args, out):
   from jointrd_jax.benchmarking import deployment, machine, tables  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.benchmarking import runtime_case  # pylint: disable=g-import-not-at-top
   chosen = {k: v for k, v in RUNTIME_DEFAULTS.items() if getattr(args, k) is None}
   batches, policies, image_size, num_classes = check_args(args)
   precisions = _csv("precisions", args.precisions or "fp32,int8", deployment.PRECISIONS)
@@ -317,7 +324,8 @@ def _deployment(args, out):
                            batches=batches, iters=args.iters, warmup=args.warmup,
                            time_budget_s=args.time_budget_s, log=_logger(out), on_record=show)
   print(f"\n{args.arch} width {args.width}, {num_classes} classes, {image_size}x{image_size} "
-        f"uint8 images, folded, {name}; median / p90 ms per call; file = the model file; "
+        f"uint8 images, folded, {name} (run by {runtime_case.used(results)}); median / p90 ms "
+        "per call; file = the model file; "
         "peak MiB = peak RSS growth of a fresh process loading and running it.", file=out)
   print(tables.runtime_table(results), file=out, flush=True)
   return results
@@ -326,13 +334,14 @@ def _deployment(args, out):
 def _pareto(args, out):
   import os  # pylint: disable=g-import-not-at-top
   from jointrd_jax.benchmarking import deployment, machine, pareto, tables  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.benchmarking import runtime_case  # pylint: disable=g-import-not-at-top
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   precisions = _csv("precisions", args.precisions or "fp32,int8", deployment.PRECISIONS)
   threads = _threads(args.threads or "1")[0]
   for flag, value, least in (("--iters", args.iters, 1), ("--warmup", args.warmup, 0)):
     if value < least:
       raise UserError(f"{flag}={value} must be at least {least}.")
-  runs = pareto.read_runs(pareto.parse_runs(args.runs), args.runtime)
+  runs = pareto.read_runs(pareto.parse_runs(args.runs), args.runtime, verify=args.verify)
   for r in runs:
     r["files"] = {p: f for p, f in r["files"].items() if p in precisions}
   existing = [f for f in (pareto.PNG_FILE, pareto.MD_FILE)
@@ -353,8 +362,9 @@ def _pareto(args, out):
                            warmup=args.warmup, time_budget_s=args.time_budget_s, on_point=show)
   pts = pareto.points(runs, latency)
   header = [f"Machine: {machine.host_line(mach)} (at the start; {machine.load_average()} at "
-            f"the end); {version}, batch 1, {threads} thread(s), median of "
-            f"up to {args.iters} calls; {time.strftime('%Y-%m-%d')}."]
+            f"the end); {version} (run by {runtime_case.used(latency.values())}), batch 1, "
+            f"{threads} thread(s), median of up to {args.iters} calls; "
+            f"{time.strftime('%Y-%m-%d')}."]
   written = pareto.write(args.out, pts, runs, header,
                          f"{version}, batch 1, {threads} thread(s); {mach['cpu']}")
   with open(written["md"]) as f:

@@ -167,9 +167,9 @@ def test_help_gives_every_flags_default(capsys):
   assert {a.dest for a in actions} == {"arch", "batch_sizes", "image_size", "num_classes", "width",
                                        "shortcuts", "iters", "warmup", "time_budget_s",
                                        "runtime", "precisions", "threads", "runs", "out",
-                                       "overwrite"}
+                                       "overwrite", "verify"}
   for a in actions:
-    if a.help == "==SUPPRESS==":  # --nooverwrite
+    if a.help == "==SUPPRESS==":  # --nooverwrite, --noverify
       continue
     default = a.default
     if isinstance(default, float) and default.is_integer():

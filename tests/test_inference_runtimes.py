@@ -7,12 +7,15 @@ import json
 import os
 import random
 import shutil
+import sys
 
 import pytest
 
 from experiments import inference_benchmark as bench
 from jointrd_jax import models
-from jointrd_jax.benchmarking import deployment, pareto
+from jointrd_jax.benchmarking import deployment, pareto, runtime_case
+from jointrd_jax.deploy import package, runtimes
+from jointrd_jax.errors import UserError
 
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("onnxruntime")
@@ -58,8 +61,10 @@ def test_runtime_records_have_sane_fields(runtime_run, files):  # pylint: disabl
     assert m["peak_rss_growth_bytes"] >= m["load_rss_growth_bytes"] and m[
         "peak_rss_growth_bytes"] > 0
   # LiteRT's own package, not the deprecated tf.lite.Interpreter.
-  assert {r["runtime_module"] for r in results} == {
-      "ai_edge_litert" if runtime == "litert" else "onnxruntime"}
+  module = "ai_edge_litert" if runtime == "litert" else "onnxruntime"
+  assert {(r["runtime_module"], r["runtime_module_version"]) for r in results} == {
+      (module, sys.modules[module].__version__)}
+  assert f"(run by {module} {sys.modules[module].__version__})" in text
   by = {(r["batch_size"], r["precision"]): r for r in results}
   assert by[1, "int8"]["model_bytes"] < by[1, "fp32"]["model_bytes"]
   table = text[text.index("network "):].splitlines()
@@ -110,6 +115,7 @@ def _fake_run(root, name, top1, files, int8=None, export=None):  # pylint: disab
     report["int8"] = {"tflite_int8": int8, "onnx_int8": int8}
   with open(os.path.join(export, "export.json"), "w") as f:
     json.dump(report, f)
+  package.write_checksums(export)  # a package, as the export writes it
   return run, export
 
 
@@ -142,6 +148,8 @@ def test_runs_give_the_fixtures_points(runs):  # pylint: disable=redefined-outer
   measured = {(l["name"], l["precision"]): l["latency_ms_median"] for l in lines}
   assert measured == {k: p["latency_ms"] for k, p in got.items()}
   assert all(l["runtime_module"] == "ai_edge_litert" for l in lines)  # --runs: litert
+  version = sys.modules["ai_edge_litert"].__version__
+  assert all(l["runtime_module_version"] == version for l in lines)
   with open(os.path.join(out, "pareto.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   md = open(os.path.join(out, "pareto.md")).read()
@@ -151,6 +159,7 @@ def test_runs_give_the_fixtures_points(runs):  # pylint: disable=redefined-outer
   assert sum(r.endswith("| yes |") for r in rows) == sum(on)
   assert "- jointrd: fp32 only: its export has no int8 models" in md
   assert md.splitlines()[2].startswith("Machine: ")
+  assert f"LiteRT {version} (run by ai_edge_litert {version}), batch 1" in md.splitlines()[2]
 
 
 def _brute_front(pts):
@@ -199,9 +208,63 @@ def test_runs_bad_input_one_line(tmp_path, files, capsys):  # pylint: disable=re
   report = json.load(open(os.path.join(other, "export.json")))
   report["architecture"]["width"] = 16
   json.dump(report, open(os.path.join(other, "export.json"), "w"))
+  package.write_checksums(other)
   assert "holds another network" in _error(capsys, [f"--runs={run}={other}", f"--out={out}"])
   assert not os.path.exists(out)  # nothing written before validation
   os.makedirs(out)
   open(os.path.join(out, "pareto.md"), "w").close()
   assert "--overwrite" in _error(capsys, [f"--runs={run}", f"--out={out}"])
   assert os.listdir(out) == ["pareto.md"]
+
+
+def test_runs_verify_each_package_as_predict_does(tmp_path, files, capsys):  # pylint: disable=redefined-outer-name
+  run, export = _fake_run(str(tmp_path), "a", 50.0, files, int8=INT8)
+  out = str(tmp_path / "out")
+  with open(os.path.join(export, "model_int8.tflite"), "r+b") as f:
+    f.seek(100)
+    byte = f.read(1)
+    f.seek(100)
+    f.write(bytes([byte[0] ^ 1]))
+  err = _error(capsys, [f"--runs={run}", f"--out={out}"])
+  assert err.startswith(f"error: model_int8.tflite in {export} does not match its SHA-256 in "
+                        "SHA256SUMS"), err
+  assert "download the package again" in err
+  with pytest.raises(UserError, match="does not match its SHA-256"):  # predict's own refusal
+    package.verify(export)
+  os.remove(os.path.join(export, "SHA256SUMS"))
+  err = _error(capsys, [f"--runs={run}", f"--out={out}"])
+  assert "holds no SHA256SUMS" in err and "--noverify" in err
+  assert pareto.read_runs([(run, export)], "litert", verify=False)[0]["files"]["int8"]
+  assert not os.path.exists(out)
+  assert "--noverify apply with --runs only" in _error(capsys, ["--runtime=litert",
+                                                                "--noverify"])
+
+
+@pytest.fixture()
+def broken_litert(monkeypatch):
+  """ai_edge_litert installed (found) but its interpreter cannot be imported."""
+  import ai_edge_litert  # pylint: disable=g-import-not-at-top
+  monkeypatch.delattr(ai_edge_litert, "interpreter", raising=False)
+  monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+
+
+def test_unimportable_litert_is_refused_not_replaced_by_tf_lite(broken_litert, files, capsys):  # pylint: disable=redefined-outer-name,unused-argument
+  err = _error(capsys, ["--runtime=litert"] + TINY)
+  assert err.startswith("error: --runtime=litert: LiteRT is installed but "
+                        "ai_edge_litert.interpreter cannot be imported ("), err
+  assert err.endswith(": pip install --force-reinstall ai-edge-litert.\n")
+  path = files["litert", "fp32"]
+  with pytest.raises(UserError, match="pip install ai-edge-litert"):
+    runtimes.TFLiteModel(path, fallback=False)
+  # The case's process refuses in one line (`measure` passes it on) instead of timing tf.lite.
+  spec = {"path": path, "runtime": "litert", "threads": 1, "batch": 1,
+          "image_shape": [16, 16, 3], "iters": 1, "warmup": 1, "time_budget_s": 1.0}
+  assert runtime_case._main(["", json.dumps(spec)]) == 2  # pylint: disable=protected-access
+  out, err = capsys.readouterr()
+  assert out == "" and err.startswith("error: LiteRT's interpreter (ai_edge_litert) cannot "
+                                      "be imported here") and err.count("\n") == 1
+  # predict keeps its fallback, and says so.
+  assert runtimes.TFLiteModel(path).runtime == "tf.lite"
+  err = capsys.readouterr().err
+  assert err.startswith("warning: LiteRT's interpreter (ai_edge_litert) cannot be imported")
+  assert "tf.lite's deprecated interpreter instead" in err and err.count("\n") == 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import importlib.util
 import itertools
 import logging
@@ -51,13 +52,23 @@ FILE_NAMES = {("litert", "fp32"): files.TFLITE_FILE, ("litert", "int8"): files.T
 
 
 def check_runtime(runtime: str) -> None:
-  """A `UserError` naming the pip packages to install when `runtime` lacks one."""
+  """A `UserError` naming the pip packages to install when `runtime` lacks one, or when
+  its own module (`runtime_case.RUNTIME_MODULES`) is installed but cannot be imported:
+  nothing else is timed in its place (no `tf.lite` under LiteRT's name)."""
+  from jointrd_jax.benchmarking import runtime_case  # pylint: disable=g-import-not-at-top
   if runtime not in NEEDS:
     return
   missing = [pip for module, pip in NEEDS[runtime] if importlib.util.find_spec(module) is None]
   if missing:
     raise UserError(f"{RUNTIME_NAMES[runtime]} is not installed here: pip install "
                     f"{' '.join(missing)}.")
+  try:
+    importlib.import_module(runtime_case.RUNTIME_MODULES[runtime])
+  except ImportError as e:
+    module = runtime_case.RUNTIME_MODULES[runtime]
+    raise UserError(f"{RUNTIME_NAMES[runtime]} is installed but {module} "
+                    f"cannot be imported ({type(e).__name__}: {' '.join(str(e).split())[:160]})"
+                    f": pip install --force-reinstall {NEEDS[runtime][0][1]}.") from None
 
 
 def runtime_version(runtime: str) -> str:

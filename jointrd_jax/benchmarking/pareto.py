@@ -6,7 +6,9 @@ A run is `RUN[=EXPORT_DIR]`: its workdir (a finished run: `summary.json`) and th
 its network (default `RUN/export`, written by `python -m experiments.export --workdir=RUN
 --out=RUN/export`; `--quantize=int8` adds the int8 models). A run without an export is
 refused with one line saying how to export it: latency and int8 accuracy are measured on
-the exported files.
+the exported files. Every export is first checked against its SHA256SUMS as `predict` and
+`deploy.load` check it (`deploy.package.verify`): a modified, missing or unlisted file is
+refused in one line naming it (`verify=False`, `--noverify`: exports made before packages).
 
 Points, one per network and precision:
 - fp32: top-1 = the run's final-epoch evaluation (`summary.json` `final.student_top1`, on
@@ -27,6 +29,7 @@ import itertools
 import json
 import os
 
+from jointrd_jax.deploy import files, package
 from jointrd_jax.errors import UserError
 
 EXPORT_DIR = "export"  # a run's default export directory, RUN/export
@@ -74,8 +77,10 @@ def _names(run_dirs) -> list:
   return names
 
 
-def read_runs(specs, runtime: str) -> list:
-  """Each run's facts for `points`, every problem refused with one line before any work."""
+def read_runs(specs, runtime: str, verify: bool = True) -> list:
+  """Each run's facts for `points`, every problem refused with one line before any work.
+  `verify`: each export's files are checked against its SHA256SUMS first, as `predict`
+  and `deploy.load` check them (`package.verify`)."""
   from jointrd_jax.benchmarking.deployment import FILE_NAMES  # pylint: disable=g-import-not-at-top
   runs = []
   for (run, export), name in zip(specs, _names([r for r, _ in specs])):
@@ -95,6 +100,9 @@ def read_runs(specs, runtime: str) -> list:
     if not os.path.isfile(report_path):
       raise UserError(f"run {run} has no export in {export} (no export.json); "
                       + EXPORT_HELP.format(run=run, export=export) + ".")
+    if verify:
+      package.verify(export, needed=(files.REPORT_FILE, FILE_NAMES[runtime, "fp32"],
+                                     FILE_NAMES[runtime, "int8"]))
     report = _json(report_path, "the export report")
     arch = report.get("architecture") or {}
     shared = sorted(set(arch) & set(student))  # an older export may lack a field

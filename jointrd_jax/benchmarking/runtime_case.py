@@ -3,7 +3,9 @@ timed in a FRESH Python process, so the process's memory growth belongs to that 
 
 `measure(...)` starts `python -m jointrd_jax.benchmarking.runtime_case '<json>'` and reads
 back one JSON record. The child imports numpy and the runtime (nothing else of weight:
-no JAX, no TensorFlow when LiteRT's own package is installed), then:
+no JAX, no TensorFlow: LiteRT is run by its own interpreter, `ai_edge_litert`, never by
+`tf.lite` in its place; a child that cannot import it fails with one line naming the
+install), then:
 
 1. makes the input (`batch` uniform random uint8 images; the values do not change the
    latency) and imports the runtime's package (`import_rss_growth_bytes`: the RSS it
@@ -23,7 +25,9 @@ no JAX, no TensorFlow when LiteRT's own package is installed), then:
    both. A TFLite model is memory-mapped: only its pages that were read count.
    `load_rss_growth_bytes` = VmRSS after loading - baseline.
 
-Where `/proc` is missing (not Linux) the memory fields are None.
+The record names what ran the model: `runtime_module` (ai_edge_litert, onnxruntime) and
+`runtime_module_version` (its `__version__`). Where `/proc` is missing (not Linux) the
+memory fields are None.
 """
 import json
 import os
@@ -71,6 +75,8 @@ def run_case(spec: dict) -> dict:
   import importlib  # pylint: disable=g-import-not-at-top
   x = _images(spec["batch"], spec["image_shape"])
   cls = getattr(runtimes, RUNTIME_CLASSES[spec["runtime"]])
+  # LiteRT is timed with its own interpreter or not at all (no tf.lite in its place).
+  strict = {"fallback": False} if spec["runtime"] == "litert" else {}
   before_import = _status_kib().get("VmRSS")
   try:  # the runtime's library, loaded before the baseline (else tf.lite's, on first use)
     importlib.import_module(RUNTIME_MODULES[spec["runtime"]])
@@ -79,7 +85,7 @@ def run_case(spec: dict) -> dict:
   reset = _reset_peak()
   base = _status_kib().get("VmRSS")
   t = time.perf_counter()
-  model = cls(spec["path"], threads=spec["threads"])
+  model = cls(spec["path"], threads=spec["threads"], **strict)
   load_ms = 1e3 * (time.perf_counter() - t)
   after_load = _status_kib().get("VmRSS")
   for _ in range(max(spec["warmup"], 1)):
@@ -95,7 +101,8 @@ def run_case(spec: dict) -> dict:
   peak = _status_kib().get("VmHWM")
   known = reset and base is not None and peak is not None
   return {
-      "runtime_module": getattr(model, "runtime", spec["runtime"]),
+      "runtime_module": model.runtime,
+      "runtime_module_version": module_version(model.runtime),
       "output_shape": [int(d) for d in logits.shape],
       **timing.latency_fields(times, spec["batch"], spec["warmup"]), "load_ms": load_ms,
       "memory": {
@@ -107,6 +114,19 @@ def run_case(spec: dict) -> dict:
           "peak_rss_growth_bytes": peak - base if known else None,
       },
   }
+
+
+def module_version(module: str) -> str:
+  """The version of the (imported) runtime module `module`: ai_edge_litert, onnxruntime,
+  tf.lite (TensorFlow's)."""
+  top = "tensorflow" if module == "tf.lite" else module.split(".")[0]
+  return str(getattr(sys.modules.get(top), "__version__", "?"))
+
+
+def used(records) -> str:
+  """The runtime modules the `records` of `measure` ran on, e.g. 'ai_edge_litert 2.3.0'."""
+  return ", ".join(sorted({f"{r['runtime_module']} {r['runtime_module_version']}"
+                           for r in records}))
 
 
 def measure(path: str, runtime: str, *, threads: int, batch: int, image_shape, iters: int,
@@ -124,17 +144,25 @@ def measure(path: str, runtime: str, *, threads: int, batch: int, image_shape, i
                         timeout=timeout_s, check=False)
   lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
   if proc.returncode != 0 or not lines:
-    tail = " ".join((proc.stderr or proc.stdout).split())[-300:]
+    said = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+    tail = said[-1][len("error: "):] if said else " ".join(
+        (proc.stderr or proc.stdout).split())[-300:]
     raise UserError(f"{runtime} could not run {path} (batch {batch}, {threads} threads): "
                     f"{tail}")
   return json.loads(lines[-1])
 
 
-def _main(argv) -> None:
+def _main(argv) -> int:
   from jointrd_jax import tensorflow_support  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   tensorflow_support.quiet_cpp_logs()
-  print(json.dumps(run_case(json.loads(argv[1]))), flush=True)
+  try:
+    print(json.dumps(run_case(json.loads(argv[1]))), flush=True)
+  except UserError as e:  # one line, which `measure` passes on
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    return 2
+  return 0
 
 
 if __name__ == "__main__":
-  _main(sys.argv)
+  sys.exit(_main(sys.argv))

@@ -6,6 +6,7 @@ quietly and off the GPUs.
 """
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Callable
 
@@ -34,20 +35,30 @@ def batch_size(image_shape) -> int:
   return max(1, min(MAX_BATCH, BATCH_PIXELS // max(h * w, 1)))
 
 
-def _litert_interpreter():
-  """LiteRT's interpreter class (`ai-edge-litert`), else the deprecated `tf.lite` one."""
+def _litert_interpreter(fallback: bool):
+  """LiteRT's interpreter class (`ai-edge-litert`) and the name of its module; when that
+  cannot be imported, the deprecated `tf.lite` one with `fallback` (saying so on stderr),
+  else a UserError."""
   try:
     from ai_edge_litert import interpreter  # pylint: disable=g-import-not-at-top
     return interpreter.Interpreter, "ai_edge_litert"
-  except ImportError:
+  except ImportError as e:
+    why = (f"LiteRT's interpreter (ai_edge_litert) cannot be imported here "
+           f"({type(e).__name__}: {' '.join(str(e).split())[:160]})")
+    if not fallback:
+      raise UserError(f"{why}: pip install ai-edge-litert (tf.lite's interpreter does not "
+                      "stand in for it).") from None
+    print(f"warning: {why}; running the TFLite model with tf.lite's deprecated interpreter "
+          "instead (pip install ai-edge-litert to use LiteRT's).", file=sys.stderr, flush=True)
     tf = tf_quiet()
     return tf.lite.Interpreter, "tf.lite"
 
 
 class TFLiteModel:
   """A TFLite (LiteRT) file: uint8 [N, H, W, C] -> float32 logits, run by the LiteRT
-  interpreter (`ai_edge_litert`, XNNPACK CPU delegate; `tf.lite.Interpreter` when the
-  package is missing). `threads`: the interpreter's thread count (None: its default).
+  interpreter (`ai_edge_litert`, XNNPACK CPU delegate; `tf.lite.Interpreter` when that
+  cannot be imported and `fallback`, else a UserError naming the install); `runtime` names
+  the module used. `threads`: the interpreter's thread count (None: its default).
 
   The input is resized per batch shape (the exported models are lowered at batch 1 and
   hold no batch-dependent op, see `formats`). An input or output the model declares
@@ -58,8 +69,8 @@ class TFLiteModel:
   start-up lines are silenced.
   """
 
-  def __init__(self, path: str, threads: int | None = None):
-    cls, self.runtime = _litert_interpreter()
+  def __init__(self, path: str, threads: int | None = None, fallback: bool = True):
+    cls, self.runtime = _litert_interpreter(fallback)
     self.path = path
     with warnings.catch_warnings(), tensorflow_support.stderr_silenced():
       warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
