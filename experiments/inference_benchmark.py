@@ -79,9 +79,10 @@ line says how many were reused) and converted again only when missing. Every cas
 interpreter (`ai-edge-litert`, XNNPACK) or an ONNX Runtime CPU session with that many
 threads (`all`: every usable core); an `ai_edge_litert` that cannot be imported is refused
 before any work (`tf.lite`'s interpreter is never timed in its place), and every record
-names the module that ran the model (`runtime_module`, `runtime_module_version`). Fields: `latency_ms_median` / `_p90` / `_p10` /
-`_min` of one blocking call (input copy and output read included) over up to `--iters`
-calls after `--warmup`, the cases of one batch size sharing `--time_budget_s`;
+names the module that ran the model (`runtime_module`, `runtime_module_version`).
+Fields: `latency_ms_median` / `_p90` / `_p10` / `_min` of one blocking call (input copy
+and output read included) over up to `--iters` calls after `--warmup`, the cases of one
+batch size sharing `--time_budget_s`;
 `model_bytes` (the file's size); `load_ms` (creating the interpreter / session);
 `memory.peak_rss_growth_bytes`: the process's peak RSS while loading and running the
 model minus its RSS just before (neither runtime reports its arena through Python), with
