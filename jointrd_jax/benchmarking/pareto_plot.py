@@ -3,9 +3,9 @@
 Each network (a run) gets a number and a colour; its points (o fp32, ^ int8) carry the
 number, and the legend beside the axes says which method each number is (`label`: the
 method's name in the tables, with the architecture or seed where two runs share it). A
-number is placed next to its point where it overlaps no other number, no point and leaves
-the axes nowhere (nearest free spot on growing rings around the point; a thin line joins a
-number placed further off to its point).
+number is placed next to its point where it overlaps no other number and no point and
+stays inside the axes (the first free spot on growing rings around the point; a thin line
+joins a number placed further off to its point).
 """
 from __future__ import annotations
 
