@@ -6,7 +6,8 @@ methods and every method added beside them: the strongest logit losses of today'
 distillation toolkits (DKD, DIST, KD with logit standardisation, each with its paper's
 recipe), JointRD combined with DKD, and RepVGG-style plain students. In `results.md` the
 paper's four rows are marked †. `:smoke` runs the paper's four methods and every added one
-once, one epoch on a smaller smoke set.
+once, one epoch on a smaller smoke set: a check of the plumbing, not of accuracy (its
+results.md and printed table say so; the methods' numbers may coincide).
 """
 from configs import table12
 

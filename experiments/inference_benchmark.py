@@ -99,9 +99,10 @@ each export's files are checked against its SHA256SUMS first, as `predict` and
 an fp32 point (the run's final-epoch top-1, latency of the export's `model.tflite` /
 `model.onnx`) and, when the export has int8 models, an int8 point (the export's int8
 top-1 on its check images, latency of `model_int8.*`), at batch 1 with the first
-`--threads` (default 1); `--out` gets `pareto.png` (latency vs top-1, labelled, the
-Pareto front dashed) and `pareto.md` (the same as a table, the front marked, the machine
-named). `jointrd_jax/benchmarking/pareto.py` says what each number is.
+`--threads` (default 1); `--out` gets `pareto.png` (latency vs top-1, each run's points
+numbered and the numbers' methods in the legend, the Pareto front dashed) and `pareto.md`
+(the same as a table, the front marked, the machine named).
+`jointrd_jax/benchmarking/pareto.py` says what each number is.
 
 The measurement and the model are library code (`jointrd_jax/benchmarking/inference.py`,
 `deployment.py`, `runtime_case.py`, `pareto.py`); this script parses the flags and prints.

@@ -9,7 +9,8 @@ r"""Table 12 in one command: every method x seed, the teacher once, then the tab
     python -m experiments.table12 --config=configs/table12.py --workdir=runs/t12 \
         --launcher=slurm --config.slurm.gpus_per_task=1 --config.slurm.time=1-00:00:00
     python -m experiments.table12 --config=configs/table12.py --workdir=runs/t12 --report_only
-    # Seconds: tiny networks on synthetic data, 2 methods x 2 seeds:
+    # Seconds: tiny networks on synthetic data, 2 methods x 2 seeds (checks the plumbing,
+    # not accuracy: the output says so):
     python -m experiments.table12 --config=configs/table12.py:smoke --workdir=/tmp/t12
     python -m experiments.table12 --config=configs/table12.py --workdir=DIR \
         --methods=jointrd,resnet --seeds=0,1 \

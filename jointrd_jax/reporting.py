@@ -155,6 +155,24 @@ def integer_epoch_axis(ax, epochs) -> None:
   ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
+# Series styles: tab10's colours, then the same colours dashed, dotted, dash-dotted; the
+# marker cycles with a period (7) coprime to the colours' (10), so no two of the first
+# 10 x 4 x 7 = 280 series share (colour, line style, marker).
+SERIES_LINESTYLES = ("-", "--", ":", "-.")
+SERIES_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def series_styles(n: int) -> list:
+  """`n` dicts of `color`, `linestyle` and `marker` (keywords of `Axes.plot`), distinct as
+  (colour, line style, marker) tuples for up to 280 series: series i has tab10 colour
+  i mod 10, line style i // 10 (mod 4) and marker i mod 7."""
+  from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
+  colours = colormaps["tab10"].colors
+  return [{"color": colours[i % 10],
+           "linestyle": SERIES_LINESTYLES[(i // 10) % len(SERIES_LINESTYLES)],
+           "marker": SERIES_MARKERS[i % len(SERIES_MARKERS)]} for i in range(n)]
+
+
 def learning_curves_figure(records, title: str = "", network: str = "student"):
   """A matplotlib Figure (Agg) of a run's `metrics.jsonl` records: the training loss and
   the top-1 of every head per epoch (the trained network labelled `network`; the teacher

@@ -117,6 +117,20 @@ def split_words(split: str) -> str:
           "mixed": "mixed test / held-out validation"}.get(split, split)
 
 
+SMOKE_DATASET = "synthetic"  # what every `:smoke` config trains on
+
+
+def smoke_banner(dataset: Optional[str]) -> str:
+  """The line that heads a sweep's output when its runs train on synthetic data (every
+  `:smoke` variant does): their numbers check the plumbing, they do not rank methods."""
+  if str(dataset or "").lower() != SMOKE_DATASET:
+    return ""
+  return ("**Smoke variant: this checks the plumbing, not accuracy.** Every run trained, "
+          "evaluated and reached this table, but on synthetic data and a few steps the numbers "
+          "do not rank the methods (several may show the same top-1); for results, run the "
+          "config without `:smoke` on a real dataset.")
+
+
 def render_markdown(rows: Sequence[Mapping], notes: Sequence[str] = (),
                     title: str = "Table 12") -> str:
   """The table as Markdown: one row per method, the paper's number beside ours."""
@@ -127,6 +141,9 @@ def render_markdown(rows: Sequence[Mapping], notes: Sequence[str] = (),
   setting = setting_of(rows)
   n_eval = sorted({n for r in done for n in r["num_eval"]})
   out = [f"# {title}: {setting}" if setting else f"# {title}", ""]
+  banner = smoke_banner(first.get("dataset"))
+  if banner:
+    out += [banner, ""]
   what = f"Student top-1 (%) on the **{words}** split"
   if n_eval:
     what += f" ({'/'.join(str(n) for n in n_eval)} images)"
@@ -213,20 +230,23 @@ def figure(curves: Mapping[str, Sequence[Sequence[Mapping]]], split: str = "test
   """`curves`: {method: [eval records of one seed, ...]} -> a matplotlib Figure (Agg).
 
   Integer epoch ticks; the setting (dataset, architecture, epochs) in the title; the
-  legend below the axes, where it cannot hide a curve.
+  legend below the axes, where it cannot hide a curve; every method its own (colour, line
+  style, marker), `reporting.series_styles`.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 
   fig, ax = plt.subplots(figsize=(8, 5.5), dpi=100, layout="constrained")
-  for method, seeds in curves.items():
+  # A method's style is its position in `curves` (the sweep's method order): the same
+  # whichever runs have finished. About 12 markers a line, whatever the number of epochs.
+  for (method, seeds), style in zip(curves.items(), reporting.series_styles(len(curves))):
     epochs, mean, lo, hi = curve_bands(seeds)
     if not epochs:
       continue
     n = sum(1 for s in seeds if s)
-    line, = ax.plot(epochs, mean, marker="o" if len(epochs) < 3 else None, markersize=3,
-                    label=f"{LABELS.get(method, method)} (n={n})")
+    line, = ax.plot(epochs, mean, markersize=4, markevery=max(1, round(len(epochs) / 12)),
+                    label=f"{LABELS.get(method, method)} (n={n})", **style)
     ax.fill_between(epochs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     if len(epochs) < 3:  # a band of 1-2 epochs is (nearly) invisible: min..max as bars
       ax.errorbar(epochs, mean, yerr=[[m - a for m, a in zip(mean, lo)],

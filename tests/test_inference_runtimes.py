@@ -153,8 +153,14 @@ def test_runs_give_the_fixtures_points(runs):  # pylint: disable=redefined-outer
   with open(os.path.join(out, "pareto.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   md = open(os.path.join(out, "pareto.md")).read()
-  rows = [l for l in md.splitlines() if l.startswith("| plain") or l.startswith("| jointrd")]
+  rows = [l for l in md.splitlines() if "| plain |" in l or "| jointrd |" in l]
   assert len(rows) == 3
+  # Numbered in the order given, labelled by method (the figure's legend: test_pareto_plot).
+  assert sorted(r.split(" | ")[:3] for r in rows) == [
+      ["| 1", "plain", "Plain CNN, from scratch"], ["| 1", "plain", "Plain CNN, from scratch"],
+      ["| 2", "jointrd", "JointRD (ours)"]]
+  assert {(p["name"], p["number"], p["label"]) for p in pts} == {
+      ("plain", 1, "Plain CNN, from scratch"), ("jointrd", 2, "JointRD (ours)")}
   on = pareto.front(pts)
   assert sum(r.endswith("| yes |") for r in rows) == sum(on)
   assert "- jointrd: fp32 only: its export has no int8 models" in md

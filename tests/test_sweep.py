@@ -15,7 +15,8 @@ import types
 
 import pytest
 
-from jointrd_jax import reporting, results, sweep, workdir as workdir_lib
+from jointrd_jax import (methods as methods_lib, reporting, results, sweep,
+                         workdir as workdir_lib)
 from jointrd_jax.errors import UserError
 from jointrd_jax.sweep import devices, slurm
 from tests.sweep_helpers import SEEDS, fake_runs, fake_top1, run_dir, sweep_config
@@ -128,6 +129,48 @@ def test_png_has_integer_epochs_the_setting_in_its_title_and_the_legend_off_the_
     fig_box = fig.bbox
     assert fig_box.x0 <= box.x0 and box.x1 <= fig_box.x1 and fig_box.y0 <= box.y0
     assert len(legend.get_texts()) == len(curve)
+
+
+def test_png_gives_every_method_its_own_colour_line_style_and_marker():
+  matplotlib = pytest.importorskip("matplotlib")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from configs import table12_extended  # pylint: disable=g-import-not-at-top
+  extended = list(table12_extended.get_config().methods)
+  assert sorted(extended) == sorted(methods_lib.METHODS) and len(extended) == 14
+  for ms in (extended, extended + [f"method{i}" for i in range(30)]):  # and 44 series
+    curves = {m: [[{"epoch": e, "student_top1": 5.0 * e + i} for e in range(1, 4)]]
+              for i, m in enumerate(ms)}
+    fig = results.figure(curves)
+    lines = [l for l in fig.axes[0].get_lines() if not l.get_label().startswith("_")]
+    assert [l.get_label() for l in lines] == [f"{results.LABELS.get(m, m)} (n=1)" for m in ms]
+    styles = [(matplotlib.colors.to_hex(l.get_color()), l.get_linestyle(), l.get_marker())
+              for l in lines]
+    assert len(set(styles)) == len(ms), styles
+    by = dict(zip(ms, styles))  # the issue's case: same colour, told apart by the rest
+    assert by["jointrd"] != by["jointrd_repvgg"]
+    # The legend shows each series' own line style and marker.
+    handles = fig.legends[0].legend_handles
+    assert [(h.get_linestyle(), h.get_marker()) for h in handles] == [s[1:] for s in styles]
+    plt.close(fig)
+  # Unique (colour, line style, marker) for the first 10 x 4 x 7 series; then a repeat.
+  tuples = [tuple(str(v) for v in d.values()) for d in reporting.series_styles(281)]
+  assert len(set(tuples[:280])) == 280 and tuples[280] == tuples[0]
+
+
+def test_a_sweep_on_synthetic_data_says_it_checks_the_plumbing():
+  def md(dataset):
+    return results.render_markdown(results.aggregate(
+        {"plain": [_fake("plain", 0, 26.56, 26.56, dataset=dataset, arch="resnet10")]}))
+  synthetic = md("synthetic").splitlines()
+  assert synthetic[0].startswith("# Table 12: synthetic") and synthetic[1] == ""
+  assert synthetic[2].startswith("**Smoke variant: this checks the plumbing, not accuracy.**")
+  assert "plumbing" not in md("cifar10") and "plumbing" not in md("npz:digits32.npz")
+  assert results.smoke_banner("synthetic") and not results.smoke_banner(None)
+  # Every smoke sweep config trains on synthetic data, so each one's output has the banner.
+  from configs import table12, table12_extended  # pylint: disable=g-import-not-at-top
+  for module in (table12, table12_extended):
+    assert module.get_config("smoke").base.dataset == results.SMOKE_DATASET
+    assert module.get_config().base.dataset != results.SMOKE_DATASET
 
 
 # ------------------------------------------------------------------ planning
@@ -334,6 +377,12 @@ def test_a_failed_teacher_blocks_its_students_and_the_rest_go_on(tmp_path, monke
   md = (tmp_path / "results.md").read_text()
   assert "ResNet (with shortcuts): 1 of 2 seeds finished (seed 0 failed)" in md
   assert "KD(logits): 0 of 2 seeds finished (seed 0 blocked, seed 1 blocked)" in md
+  # A smoke sweep (synthetic data) says at its start, in results.md and in the table it
+  # prints that it checks the plumbing, not accuracy.
+  banner = results.smoke_banner("synthetic")
+  assert banner in md.splitlines()[:3]
+  assert banner.replace("**", "") in lines[:3]  # after the start line and the teacher's
+  assert any(banner in line for line in lines if line.startswith("# Table 12"))
 
 
 def test_sigterm_stops_the_runs_with_sigterm(tmp_path, monkeypatch):

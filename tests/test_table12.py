@@ -253,6 +253,10 @@ def test_extended_sweep_smoke_runs_and_marks_only_the_papers_rows(tmp_path):
   marked = [line for line in md.splitlines() if line.startswith("| ") and " † |" in line]
   assert len(marked) == 1 and "KD(logits) + Dirac" in marked[0], marked
   assert "JointRD + DKD |" in md and "JointRD + RepVGG |" in md
+  # One epoch of 4 steps cannot rank the methods: its results.md and output say so.
+  banner = results.smoke_banner("synthetic")
+  assert md.splitlines()[2] == banner and p.stdout.count(banner) == 1, p.stdout[-2000:]
+  assert banner.replace("**", "") in p.stdout.splitlines()[:3]
 
 
 # ------------------------------------------------------------------ a real SLURM

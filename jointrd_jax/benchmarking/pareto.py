@@ -22,6 +22,11 @@ Points, one per network and precision:
 
 The front: the points no other point dominates (another is at most as slow and at least
 as accurate, and strictly better in one of the two).
+
+Each run is numbered (1, 2, ... in the order given) and labelled by its method (the
+tables' name of `summary.json`'s `method`; with the architecture, then the seed, where two
+runs would share a label): `pareto.png` marks its points with the number and lists the
+numbers' methods beside the axes (`pareto_plot`); `pareto.md` has both columns.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ import os
 
 from jointrd_jax.deploy import files, package
 from jointrd_jax.errors import UserError
+from jointrd_jax.methods import presets
 
 EXPORT_DIR = "export"  # a run's default export directory, RUN/export
 INT8_SECTIONS = {"litert": "tflite_int8", "onnxruntime": "onnx_int8"}
@@ -77,6 +83,23 @@ def _names(run_dirs) -> list:
   return names
 
 
+def method_labels(runs) -> list:
+  """Each run's label: its method's name in the tables (`presets.METHODS[m].label`), then
+  with its architecture, then its seed, then its folder, until the labels are unique."""
+  base = [presets.METHODS[r["method"]].label or r["method"] if r["method"] in presets.METHODS
+          else r["method"] or r["name"] for r in runs]
+  extras = (lambda r: r["arch"], lambda r: None if r["seed"] is None else f"seed {r['seed']}",
+            lambda r: r["name"])
+  labels = list(base)
+  for extra in extras:
+    if len(set(labels)) == len(labels):
+      break
+    labels = [l if labels.count(l) == 1 else ", ".join(str(x) for x in (l, extra(r))
+                                                       if x is not None)
+              for l, r in zip(labels, runs)]
+  return labels
+
+
 def read_runs(specs, runtime: str, verify: bool = True) -> list:
   """Each run's facts for `points`, every problem refused with one line before any work.
   `verify`: each export's files are checked against its SHA256SUMS first, as `predict`
@@ -120,13 +143,16 @@ def read_runs(specs, runtime: str, verify: bool = True) -> list:
                       "runtime).")
     entry = {"name": name, "run_dir": run, "export_dir": export,
              "method": summary.get("method"), "arch": (summary.get("config") or {}).get(
-                 "model", {}).get("arch"), "shortcuts": student.get("shortcuts"),
+                 "model", {}).get("arch"), "seed": (summary.get("config") or {}).get("seed"),
+             "number": len(runs) + 1, "shortcuts": student.get("shortcuts"),
              "conv": student.get("conv"), "width": student.get("width"),
              "image_shape": [int(d) for d in report["input"]["shape"][1:]],
              "files": {"fp32": fp32}, "top1": {"fp32": float(top1)},
              "top1_images": {"fp32": summary.get("num_eval")}, "notes": []}
     _read_int8(entry, report, runtime, export)
     runs.append(entry)
+  for run, label in zip(runs, method_labels(runs)):
+    run["label"] = label
   return runs
 
 
@@ -158,7 +184,7 @@ def points(runs, latency) -> list:
     for precision in run["files"]:
       lat = latency[run["name"], precision]
       out.append({"name": run["name"], "precision": precision,
-                  "label": f"{run['name']} {precision}", "method": run["method"],
+                  "number": run["number"], "label": run["label"], "method": run["method"],
                   "arch": run["arch"], "shortcuts": run["shortcuts"], "conv": run["conv"],
                   "latency_ms": lat["latency_ms_median"], "latency_ms_p90": lat["latency_ms_p90"],
                   "top1": run["top1"][precision], "top1_images": run["top1_images"][precision],
@@ -184,35 +210,9 @@ def front(pts) -> list:
   return on
 
 
-def write_png(pts, on, path: str, title: str) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(7.5, 5))
-  names = list(dict.fromkeys(p["name"] for p in pts))
-  colours = plt.get_cmap("tab10")
-  for p in pts:
-    c = colours(names.index(p["name"]) % 10)
-    ax.scatter(p["latency_ms"], p["top1"], color=c, s=50,
-               marker="o" if p["precision"] == "fp32" else "^", zorder=3)
-    ax.annotate(p["label"], (p["latency_ms"], p["top1"]), textcoords="offset points",
-                xytext=(5, 4), fontsize=8)
-  best = sorted((p for p, o in zip(pts, on) if o), key=lambda p: p["latency_ms"])
-  ax.step([p["latency_ms"] for p in best], [p["top1"] for p in best], where="post",
-          color="0.4", linestyle="--", linewidth=1, zorder=2)
-  ax.scatter([p["latency_ms"] for p in best], [p["top1"] for p in best], s=160,
-             facecolors="none", edgecolors="0.2", linewidths=1.2, label="Pareto front",
-             zorder=4)
-  ax.scatter([], [], color="0.3", marker="o", label="fp32")
-  ax.scatter([], [], color="0.3", marker="^", label="int8")
-  ax.set_xlabel("latency at batch 1 (ms, median)")
-  ax.set_ylabel("top-1 (%)")
-  ax.set_title(title, fontsize=9)
-  ax.grid(True, alpha=0.3)
-  ax.legend(fontsize=8, loc="best")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+def write_png(pts, on, runs, path: str, title: str) -> None:
+  from jointrd_jax.benchmarking import pareto_plot  # pylint: disable=g-import-not-at-top
+  pareto_plot.write(pts, on, {r["name"]: r["label"] for r in runs}, path, title)
 
 
 def markdown(pts, on, runs, header_lines) -> str:
@@ -221,13 +221,14 @@ def markdown(pts, on, runs, header_lines) -> str:
       "fp32 top-1: the run's final-epoch evaluation (summary.json); int8 top-1: the "
       "export's int8 check (export.json `int8`), next to the fp32 model's top-1 on the "
       "same images.", "",
-      "| network | method | shortcuts | conv | precision | latency ms (median) | p90 ms | "
+      "| # | network | method | shortcuts | conv | precision | latency ms (median) | p90 ms | "
       "top-1 % | on images | fp32 top-1 % on the same images | model MiB | Pareto front |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   fmt = lambda v, spec: "-" if v is None else format(v, spec)
   for p, o in sorted(zip(pts, on), key=lambda x: x[0]["latency_ms"]):
     lines.append(
-        f"| {p['name']} | {p['method']} | {p['shortcuts']} | {p['conv']} | {p['precision']} | "
+        f"| {p['number']} | {p['name']} | {p['label']} | {p['shortcuts']} | {p['conv']} | "
+        f"{p['precision']} | "
         f"{p['latency_ms']:.2f} | {p['latency_ms_p90']:.2f} | {p['top1']:.2f} | "
         f"{fmt(p['top1_images'], 'd')} | {fmt(p['fp32_top1_same_images'], '.2f')} | "
         f"{p['model_bytes'] / 2**20:.2f} | {'yes' if o else ''} |")
@@ -240,7 +241,7 @@ def write(out_dir: str, pts, runs, header_lines, title: str) -> dict:
   on = front(pts)
   os.makedirs(out_dir, exist_ok=True)
   png, md = os.path.join(out_dir, PNG_FILE), os.path.join(out_dir, MD_FILE)
-  write_png(pts, on, png, title)
+  write_png(pts, on, runs, png, title)
   with open(md, "w") as f:
     f.write(markdown(pts, on, runs, header_lines))
   return {"png": png, "md": md, "front": on}

@@ -169,6 +169,9 @@ def run(sc, workdir: str, *, say: Callable[[str], None] = _say,
       f"{todo} to run, {how}.")
   if p.teacher_note:
     say(p.teacher_note)
+  banner = results.smoke_banner(sc.base.dataset)
+  if banner:
+    say(banner.replace("**", ""))
 
   completed, jobs, hint = True, {}, ""
   queued = slurm.previous_jobs(p)
