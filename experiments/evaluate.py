@@ -1,5 +1,4 @@
-r"""Score a run's checkpoint on a split of its data: top-1, top-5, per-class accuracy and
-the confusion matrix.
+r"""Score a run's checkpoint on a split: top-1, top-5, per-class accuracy, confusion matrix.
 
   python -m experiments.evaluate --workdir=RUN [--split=test|train|holdout] \
       [--checkpoint_step=STEP] [--overwrite]

@@ -32,7 +32,6 @@ from configs import from_json
 from jointrd_jax import checkpoints, datasets, evaluation, models, reporting, run_setup
 from jointrd_jax import sharding, steps, workdir as workdir_lib
 from jointrd_jax.datasets import class_names
-from jointrd_jax.deploy import checks
 from jointrd_jax.errors import UserError
 
 SPLITS = ("test", "train", "holdout")
@@ -65,8 +64,7 @@ def check(run_dir: str, config, split: str, checkpoint_step=None, overwrite=Fals
   """Every refusal that needs no data nor checkpoint read, before any work."""
   if split not in SPLITS:
     raise UserError(f"--split={split}: unknown split; choose one of {', '.join(SPLITS)}.")
-  cfg = workdir_lib.config_to_dict(config)
-  if checks.is_streamed(cfg):
+  if run_setup.is_streamed(config):
     raise UserError(f"{run_dir} streamed its data ({config.dataset}); evaluate scores "
                     "in-memory datasets only (CIFAR, npz:PATH, synthetic): its per-epoch "
                     "validation numbers are in metrics.jsonl.")
