@@ -73,6 +73,8 @@ def test_cifar10_batches_and_names_from_the_meta_file(tmp_path):
   np.testing.assert_array_equal(a.y_train, y[order])
   np.testing.assert_allclose(a.std, (0.2470, 0.2435, 0.2616))
   assert class_names.for_dataset(name, 10) == (NAMES10, f"meta file of {name}")
+  missing = class_names.for_dataset(f"cifar100_python:{tmp_path}/gone", 100)  # e.g. at export
+  assert missing[0] == NAMES100 and "cannot be read" in missing[1]
   assert checks.normalization("run", {}, name)[0].tolist() == pytest.approx(
       [0.4914, 0.4822, 0.4465])
   assert card.HUB_DATASETS.get(cifar_python.tfds_name(name)) == "uoft-cs/cifar10"
