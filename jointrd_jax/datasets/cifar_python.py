@@ -21,7 +21,6 @@ back (`shuffle_files=False`) and the order `tfds_order` gives here, without TFDS
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import pickle
 
@@ -103,7 +102,7 @@ def check(dataset: str) -> None:
 def _unpickle(path: str, where: str) -> dict:
   try:
     with open(path, "rb") as f:
-      obj = _DataOnly(io.BytesIO(f.read()), encoding="bytes").load()
+      obj = _DataOnly(f, encoding="bytes").load()
   except Exception as e:  # pylint: disable=broad-except
     raise UserError(f"{where}: {path} is not a CIFAR python-version pickle ({type(e).__name__}: "
                     f"{e}); extract the archive again.") from None
