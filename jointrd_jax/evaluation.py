@@ -4,6 +4,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jointrd_jax import methods
 from jointrd_jax.steps import make_eval_step
@@ -18,7 +19,9 @@ def evaluate(eval_step, state, teacher_vars, batches, num_eval: int) -> dict:
   count = float(sums.pop("count"))
   if int(round(count)) != num_eval:  # every eval image counts exactly once
     raise AssertionError(f"evaluated {count} of {num_eval} examples")
-  return {k: float(v) / count * (100.0 if k.endswith(("top1", "top5")) else 1.0)
+  # Means (top-1/top-5 in %); confusion counts (`make_eval_step(confusion=True)`) as ints.
+  return {k: np.rint(v).astype(np.int64) if k.endswith("_confusion")
+          else float(v) / count * (100.0 if k.endswith(("top1", "top5")) else 1.0)
           for k, v in sums.items()}
 
 

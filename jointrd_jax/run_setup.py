@@ -48,10 +48,12 @@ def validate(config) -> None:
 
 
 def check_data_present(config) -> None:
-  """With --config.download=False and an explicit data_dir, a CIFAR that TFDS has not
+  """A python-version CIFAR archive (`cifar100_python:DIR`) without its files is refused.
+  With --config.download=False and an explicit data_dir, a CIFAR that TFDS has not
   prepared there is refused before TensorFlow is even imported (seconds). TFDS keeps a
   prepared dataset in DATA_DIR/NAME/[CONFIG/]VERSION/ with a dataset_info.json; without
   one anywhere under DATA_DIR/NAME, TFDS would refuse too (it checks the exact version)."""
+  datasets.cifar_python.check(config.dataset)  # its files, before anything is loaded
   name = str(config.dataset).strip().lower()
   if config.download or not config.data_dir or name not in ("cifar10", "cifar100"):
     return

@@ -10,7 +10,7 @@ several train steps per dispatch, and the evaluation step.
   depend on how its steps were grouped into calls (a resumed run groups them differently).
   With `max_steps=1` there is no loop: XLA:CPU runs convolutions inside a loop ~25x
   slower than outside one (measured here with jax 0.10.2), so CPU runs use 1.
-- `make_eval_step`: masked sums of top-1/top-5 hits and CE per head.
+- `make_eval_step`: masked sums of top-1/top-5 hits and CE per head (and confusion counts).
 """
 from typing import Any, Callable
 
@@ -118,24 +118,33 @@ def make_multi_step(train_step: Callable, batch_fn: Callable, max_steps: int):
   return run
 
 
-def make_eval_step(method: methods.Method, heads=methods.EVAL_HEADS):
-  """Masked sums of top-1 / top-5 hits and CE for each of `heads` the method has."""
+def score(logits, labels, mask, name: str, confusion: bool = False) -> dict:
+  """Masked sums of one head's top-1 / top-5 hits and CE (top-5: of min(5, K) classes);
+  with `confusion`, also its [K, K] counts (row: label, column: top-1 class)."""
+  logits = logits.astype(jnp.float32)
+  k = min(5, logits.shape[-1])
+  top = jax.lax.top_k(logits, k)[1]
+  hit1 = (top[:, 0] == labels).astype(jnp.float32)
+  hit5 = jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  out = {f"{name}_top1": jnp.sum(hit1 * mask), f"{name}_top5": jnp.sum(hit5 * mask),
+         f"{name}_loss": jnp.sum(ce * mask)}
+  if confusion:
+    num = logits.shape[-1]
+    out[f"{name}_confusion"] = jnp.zeros((num, num), jnp.float32).at[labels, top[:, 0]].add(mask)
+  return out
+
+
+def make_eval_step(method: methods.Method, heads=methods.EVAL_HEADS, confusion: bool = False):
+  """Masked sums of top-1 / top-5 hits and CE for each of `heads` the method has (`score`);
+  with `confusion`, each head's confusion counts too."""
 
   def eval_step(state: TrainState, teacher_vars, batch):
     other = {"batch_stats": state.batch_stats, "teacher": teacher_vars}
     logits_by_head = method.eval_logits(state.params, other, batch["image"], heads=heads)
-    mask, labels = batch["mask"], batch["label"]
-    out = {"count": jnp.sum(mask)}
+    out = {"count": jnp.sum(batch["mask"])}
     for name, logits in logits_by_head.items():
-      logits = logits.astype(jnp.float32)
-      k = min(5, logits.shape[-1])
-      top = jax.lax.top_k(logits, k)[1]
-      hit1 = (top[:, 0] == labels).astype(jnp.float32)
-      hit5 = jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
-      ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-      out[f"{name}_top1"] = jnp.sum(hit1 * mask)
-      out[f"{name}_top5"] = jnp.sum(hit5 * mask)
-      out[f"{name}_loss"] = jnp.sum(ce * mask)
+      out.update(score(logits, batch["label"], batch["mask"], name, confusion))
     return out
 
   return eval_step

@@ -17,7 +17,7 @@ from experiments import cli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOOLS = ("main", "table12", "benchmark", "run_efficiency", "data_throughput",
-         "inference_benchmark", "export", "predict", "convert_torch")
+         "inference_benchmark", "export", "predict", "convert_torch", "evaluate")
 ARGPARSE_TOOLS = TOOLS[2:]
 
 
@@ -134,7 +134,7 @@ def test_same_names_for_the_same_thing():
     if "--overwrite" in seen[tool]:
       assert "overwrite" in parser._booleans, tool  # pylint: disable=protected-access
   assert {t for t in ARGPARSE_TOOLS if "--overwrite" in seen[t]} == {
-      "run_efficiency", "export", "convert_torch", "inference_benchmark"}
+      "run_efficiency", "export", "convert_torch", "inference_benchmark", "evaluate"}
 
 
 # ------------------------------------------------------------------ configs/ from anywhere

@@ -1,6 +1,7 @@
-"""The datasets that fit in memory, as numpy arrays: CIFAR-10/100 (TFDS), a user `.npz`,
-and generated (synthetic) data. `load_arrays` returns them with their class count and
-per-channel normalisation statistics; `in_memory` puts them on the devices.
+"""The datasets that fit in memory, as numpy arrays: CIFAR-10/100 (TFDS, or the python-version
+archives: `cifar_python.py`), a user `.npz`, and generated (synthetic) data. `load_arrays`
+returns them with their class count and per-channel normalisation statistics; `in_memory`
+puts them on the devices.
 
 TensorFlow / TFDS are imported lazily, only to read CIFAR, so synthetic and npz data work
 on machines without TensorFlow.
@@ -17,13 +18,14 @@ from etils import epath
 import numpy as np
 
 from jointrd_jax import tensorflow_support
+from jointrd_jax.datasets import cifar_python
 from jointrd_jax.errors import UserError
 
 _TFDS = {
     "cifar100": ("CIFAR-100", 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "cifar10": ("CIFAR-10", 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
 }
-_CHOICES = "cifar100, cifar10, npz:PATH, synthetic"
+_CHOICES = "cifar100, cifar10, cifar100_python:DIR, cifar10_python:DIR, npz:PATH, synthetic"
 _NPZ_FORMAT = ("expected an .npz with x_train, x_test: uint8 NHWC [N,H,W,C], C = 1, 3 or 4 "
                "(same H,W,C) and "
                "y_train, y_test: integer [N] labels >= 0")
@@ -32,7 +34,7 @@ _SYNTHETIC_SEED = 20240917
 
 @dataclasses.dataclass(eq=False)
 class Arrays:
-  name: str  # 'cifar100', 'cifar10', 'npz:/path', 'synthetic'
+  name: str  # 'cifar100', 'cifar10', 'cifar100_python:/dir', 'npz:/path', 'synthetic'
   num_classes: int
   mean: np.ndarray  # float32 (C,), [0, 1] pixel scale
   std: np.ndarray
@@ -45,13 +47,19 @@ class Arrays:
 def load_arrays(dataset: str, *, data_dir: str = "", download: bool = True,
                 synthetic_train_size: int = 50000, synthetic_test_size: int = 10000,
                 synthetic_num_classes: int = 100, synthetic_image_size: int = 32) -> Arrays:
-  """`dataset` ('cifar100', 'cifar10', 'npz:PATH' or 'synthetic') as host arrays."""
+  """`dataset` ('cifar100', 'cifar10', 'cifar100_python:DIR', 'cifar10_python:DIR',
+  'npz:PATH' or 'synthetic') as host arrays. The python-version archives give TFDS's images
+  in TFDS's order, with its normalisation constants: a run on them is a run on TFDS's."""
   name = str(dataset).strip()
   key = name.lower()
   if key in _TFDS:
     pretty, num_classes, mean, std = _TFDS[key]
     x_train, y_train, x_test, y_test = _load_tfds(key, pretty, data_dir, download)
     name = key
+  elif cifar_python.parse(name):
+    x_train, y_train, x_test, y_test, names = cifar_python.load(name)
+    _, _, mean, std = _TFDS[cifar_python.tfds_name(name)]
+    num_classes = len(names)
   elif key.startswith("npz:"):
     x_train, y_train, x_test, y_test = _load_npz(name[len("npz:"):])
     num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
@@ -71,7 +79,8 @@ def load_arrays(dataset: str, *, data_dir: str = "", download: bool = True,
         num_classes)
   else:
     raise UserError(f"unknown dataset {dataset!r}; valid choices: {_CHOICES} "
-                    "(npz:PATH: a .npz file with x_train, y_train, x_test, y_test).")
+                    "(npz:PATH: a .npz file with x_train, y_train, x_test, y_test; "
+                    "cifar100_python:DIR: the extracted cifar-100-python/ folder).")
   return Arrays(name, num_classes, np.asarray(mean, np.float32), np.asarray(std, np.float32),
                 x_train, y_train.astype(np.int32), x_test, y_test.astype(np.int32))
 

@@ -4,6 +4,8 @@
 - `cifar100`, `cifar10`: the lists below, in TFDS's label order (the order of the CIFAR
   archives' `fine_label_names.txt` / `batches.meta.txt`; alphabetical for CIFAR-100). TFDS
   reads them from the downloaded archive, so they are kept here for machines without it;
+- `cifar100_python:DIR`, `cifar10_python:DIR`: the archive's meta file (the same names in
+  the same order), or the lists below when it cannot be read;
 - `imagenet2012`: TFDS's synset ids (`n01440764`, ...), read from the label file that
   ships inside the tensorflow_datasets package (found without importing it);
 - `imagefolder:PATH`: the sorted class-folder names of PATH/train (the labels the
@@ -15,6 +17,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+
+from jointrd_jax.datasets import cifar_python
+from jointrd_jax.errors import UserError
 
 CIFAR100 = (
     "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
@@ -75,6 +80,12 @@ def for_dataset(dataset: str, num_classes: int) -> tuple[tuple, str]:
     names, source = CIFAR100, "CIFAR-100 names, TFDS label order"
   elif key == "cifar10":
     names, source = CIFAR10, "CIFAR-10 names, TFDS label order"
+  elif cifar_python.parse(name):
+    try:
+      names, source = cifar_python.class_names(name), f"meta file of {name}"
+    except UserError:
+      names = CIFAR100 if cifar_python.tfds_name(name) == "cifar100" else CIFAR10
+      source = f"CIFAR names, TFDS label order ({name} cannot be read)"
   elif key == "imagenet2012":
     names, source = imagenet2012_synsets(), "imagenet2012 synset ids from TFDS"
     if names is None:

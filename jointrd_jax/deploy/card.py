@@ -17,6 +17,7 @@ import re
 
 from jointrd_jax import methods, models, reporting, results
 from jointrd_jax import workdir as workdir_lib
+from jointrd_jax.datasets import cifar_python
 from jointrd_jax.deploy import checks as checks_lib
 from jointrd_jax.deploy.files import (CARD_FILE, CHECKSUMS_FILE, LABELS_FILE, ONNX_FILE,
                                       ONNX_INT8_FILE, PARAMS_FILE, REPORT_FILE,
@@ -68,7 +69,7 @@ def _method_name(cfg: dict) -> str:
 def _front_matter(report: dict, cfg: dict, info: dict) -> str:
   from huggingface_hub import EvalResult, ModelCardData  # pylint: disable=g-import-not-at-top
   dataset = str(cfg.get("dataset") or "")
-  hub = HUB_DATASETS.get(dataset.lower())
+  hub = HUB_DATASETS.get(cifar_python.tfds_name(dataset) or dataset.lower())
   arch = (cfg.get("model") or {}).get("arch")
   tags = list(dict.fromkeys(t for t in (
       "jax", "flax", "tflite", "safetensors", "image-classification", "knowledge-distillation",

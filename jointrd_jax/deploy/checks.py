@@ -195,14 +195,18 @@ def _load_arrays(run_dir: str, cfg: dict, dataset: str, why: str, hint: str | No
 
 def normalization(run_dir: str, cfg: dict, dataset: str):
   """The run's per-channel (mean, std), without loading images where it is known:
-  CIFAR's TFDS constants, ImageNet's for streamed runs (`datasets.streamed`); in-memory
-  npz and synthetic data are loaded (statistics of their training images)."""
-  from jointrd_jax.datasets import arrays, streamed  # pylint: disable=g-import-not-at-top
+  CIFAR's TFDS constants (also for its python-version archives), ImageNet's for streamed
+  runs (`datasets.streamed`); in-memory npz and synthetic data are loaded (statistics of
+  their training images)."""
+  # pylint: disable-next=g-import-not-at-top
+  from jointrd_jax.datasets import arrays, cifar_python, streamed
   key = dataset.lower()
+  tfds_key = cifar_python.tfds_name(key) or key
   if is_streamed(cfg):
     mean, std = streamed.IMAGENET_MEAN, streamed.IMAGENET_STD
-  elif key in arrays._TFDS:  # pylint: disable=protected-access
-    _, _, mean, std = arrays._TFDS[key]  # pylint: disable=protected-access
+  elif tfds_key in arrays._TFDS:  # pylint: disable=protected-access
+    # CIFAR from TFDS or from its python-version archive: the same images, the same constants
+    _, _, mean, std = arrays._TFDS[tfds_key]  # pylint: disable=protected-access
   else:
     a = _load_arrays(run_dir, cfg, dataset, "normalisation statistics")
     mean, std = a.mean, a.std
