@@ -243,8 +243,10 @@ def test_run_commands_and_python_snippets_run_as_written(workspace):
   for command in export[:1] + [c for _, c in runs if "experiments.export" not in c]:
     proc = _bash(command, workspace)
     assert proc.returncode == 0, (command, proc.stderr[-3000:])
-    if "predict" in command:
-      assert "photo.jpg:" in proc.stdout and "cat.png:" in proc.stdout, proc.stdout
+    if "predict" in command:  # each image: its name, then its top 5 classes
+      for image in re.findall(r"\S+\.(?:jpg|png)", command):
+        assert re.search(rf"^{re.escape(image)}:\n(\s+[\d.]+%\s+\S+.*\n){{5}}", proc.stdout,
+                         re.M), proc.stdout
     if "sha256sum" in command:
       assert "FAILED" not in proc.stdout and ": OK" in proc.stdout, proc.stdout
   snippets = [(f"{p}:{line}", text) for p, line, lang, text in blocks() if lang == "python"]
