@@ -53,7 +53,8 @@ def render(report: dict, *, run_dir: str, net, variables, files=()) -> str:
   cfg = workdir_lib.read_config(run_dir)
   summary = workdir_lib.read_summary(run_dir)
   who = run_identity(cfg, summary)
-  info = _accuracy(run_dir, report.get("which", "student"), summary, cfg)
+  info = _accuracy(run_dir, report.get("which", "student"), summary, cfg,
+                   network_words(report.get("which", "student"), who, net))
   sections = [_front_matter(report, cfg, info, who, net), _title(report, cfg, who, net),
               _method(report, cfg, summary, who), _architecture(report, cfg, net, variables),
               _dataset(report, cfg, summary), info["text"], _preprocessing(report),
@@ -114,7 +115,8 @@ def _title(report: dict, cfg: dict, who, net) -> str:
   label = who.label if who else _method_name(cfg)
   arch = (cfg.get("model") or {}).get("arch", "")
   words = network_words(report.get("which", "student"), who, net)
-  return (f"# {label}: {arch} {words} on {cfg.get('dataset')}\n\n"
+  what = arch if words in label else f"{arch} {words}"  # not 'ResNet (...): resnet10 ResNet'
+  return (f"# {label}: {what} on {cfg.get('dataset')}\n\n"
           f"The {words} of a jointrd-jax run, exported for deployment: {_folded_words(net)}, "
           "checked against the trained network, and written in every format listed under "
           "Files (uint8 images in, logits out).")
@@ -222,7 +224,7 @@ def sweep_seeds(run_dir: str, cfg: dict) -> list:
   return out
 
 
-def _accuracy(run_dir: str, which: str, summary, cfg: dict) -> dict:
+def _accuracy(run_dir: str, which: str, summary, cfg: dict, words: str) -> dict:
   own = _own_final(run_dir, which, summary, cfg)
   lines = ["## Accuracy", ""]
   if own["top1"] is None:
@@ -230,7 +232,7 @@ def _accuracy(run_dir: str, which: str, summary, cfg: dict) -> dict:
                  "converted checkpoint).")
   else:
     state = "final epoch" if own["finished"] else "last evaluated epoch (the run did not finish)"
-    lines.append(f"- This run: **{own['top1']:.2f} %** top-1 ({which}) on the "
+    lines.append(f"- This run: **{own['top1']:.2f} %** top-1 ({words}) on the "
                  f"{results.split_words(own['split'] or 'test')} split after epoch "
                  f"{own['epoch']} ({state})")
   seeds = sweep_seeds(run_dir, cfg) if which == "student" else []
