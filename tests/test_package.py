@@ -300,6 +300,8 @@ def test_card_names_a_changed_run_and_a_teacher_by_what_they_are(exported, tmp_p
           "(terms ce,dist): Dirac student distilled from a frozen ResNet teacher; loss ce + 2 "
           "dist") in text
   assert "**50.00 %** top-1 (Dirac student)" in text and "- Teacher: " in text
+  # A config this version cannot resolve (a term since renamed): the card names the method.
+  assert card.run_identity(dict(cfg, terms="+no_such_term"), None) is None
   teacher = models.build("resnet10", "all", "none", num_classes=10, width=4)
   report = dict(exported["report"], which="teacher")
   text = card.render(report, run_dir=str(exported["run"]), net=teacher,

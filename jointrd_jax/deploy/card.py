@@ -15,7 +15,7 @@ import pathlib
 import platform
 import re
 
-from jointrd_jax import methods, models, reporting, results
+from jointrd_jax import models, reporting, results
 from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.deploy import checks as checks_lib
 from jointrd_jax.deploy.files import (CARD_FILE, CHECKSUMS_FILE, LABELS_FILE, ONNX_FILE,
@@ -23,6 +23,7 @@ from jointrd_jax.deploy.files import (CARD_FILE, CHECKSUMS_FILE, LABELS_FILE, ON
                                       SAFETENSORS_FOLDED, SAFETENSORS_TRAINED,
                                       SAVED_MODEL_DIR, TFLITE_FILE, TFLITE_INT8_FILE,
                                       TRAINING_CONFIG_FILE)
+from jointrd_jax.errors import UserError
 from jointrd_jax.methods import identity
 
 HUB_DATASETS = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100",
@@ -69,9 +70,12 @@ def _method_name(cfg: dict) -> str:
 
 
 def run_identity(cfg: dict, summary):
-  """What the run trains (`methods.identity`), or None for a method this version lacks."""
-  return (identity.of_run(cfg, summary) if _method_name(cfg) in methods.METHODS
-          else None)
+  """What the run trains (`methods.identity`), or None for a config this version cannot
+  resolve (a method or loss term it lacks): then the card names the method only."""
+  try:
+    return identity.of_run(cfg, summary)
+  except UserError:
+    return None
 
 
 def network_words(which: str, who, net) -> str:
