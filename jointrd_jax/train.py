@@ -232,7 +232,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
   summary = _summary(config, path, data, method, time.perf_counter() - t_start, compile_s,
                      progress.images_per_s, spent)
   workdir_lib.write_json(path / workdir_lib.SUMMARY_FILE, summary)
-  who = identity.of_built(method)
   if jax.process_index() == 0:
     reporting.plot_learning_curves(
         path, f"{who.name}, {config.model.arch} on {data.name}",
@@ -283,7 +282,7 @@ def _check_epoch(step_metrics, epoch: int, step: int, ckpt) -> None:
 
 def start_line(config, data, method, num_devices: int, steps_per_epoch: int, k: int) -> str:
   """The run's first line: what it trains (`methods.identity`), on what data, and how."""
-  who = identity.of_built(method)
+  who = identity.of_config(config)
   return (
       f"{who.name} on {data.name} ({who.description}; {data.num_train} train / "
       f"{data.num_eval} {data.eval_split} images of {'x'.join(map(str, data.image_shape))}, "
@@ -299,7 +298,7 @@ def _summary(config, path, data, method, wall_s, compile_s, images_per_s, spent)
   best = max(records, key=lambda r: r["student_top1"]) if records else {}
   return {
       "method": config.method,  # the preset; name, label, ...: what the run trains
-      **identity.of_built(method).as_summary(),
+      **identity.of_config(config).as_summary(),
       "dataset": data.name,
       "eval_split": data.eval_split,
       "num_eval": data.num_eval,

@@ -2,6 +2,8 @@
 preset's when nothing changed, the preset's and the changes otherwise, in the training
 log's first line, summary.json and results.md/png. (The model card and the export's lines:
 test_package.py and test_export.py.) No training here: configs, built methods, fake data."""
+import importlib
+import pathlib
 import types
 
 import pytest
@@ -150,3 +152,55 @@ def test_results_label_a_changed_row_by_its_changes_without_the_papers_number(tm
   fig = results.figure(curves, labels={r["method"]: r["label"] for r in rows})
   assert [t.get_text() for t in fig.legends[0].get_texts()] == [
       "KD(logits) + Dirac, changed: conv repvgg (n=1)"]
+
+
+# The ImageNet recipe's presets (configs/imagenet/<method>.py, on configs/imagenet/default.py)
+# set their own loss values (JointRD's dc 5e-3, kd_ls_dirac's CE weight 1, DKD's beta 0.5):
+# a run of such a file as it is is the preset itself.
+IMAGENET_PRESETS = sorted(p.stem for p in (pathlib.Path(default.__file__).parent / "imagenet")
+                          .glob("*.py") if p.stem not in ("__init__", "default"))
+
+
+@pytest.mark.parametrize("arg", ["", "smoke"])
+@pytest.mark.parametrize("method", IMAGENET_PRESETS)
+def test_an_imagenet_preset_run_is_its_preset(method, arg):
+  c = importlib.import_module(f"configs.imagenet.{method}").get_config(arg)
+  assert c.method == method and identity.is_imagenet_recipe(c.to_dict())
+  who = identity.of_config(c)
+  preset = methods.METHODS[method]
+  assert (who.name, who.changes, who.label) == (method, (), preset.label or method)
+  assert who.description.startswith(preset.description + "; loss ")
+  assert identity.preset_file(method, True) == f"configs/imagenet/{method}.py"
+
+
+def _imagenet(method, **overrides):
+  c = importlib.import_module(f"configs.imagenet.{method}").get_config("smoke")
+  c.update_from_flattened_dict(overrides)
+  return c
+
+
+@pytest.mark.parametrize("config,name", [
+    # A change of the ImageNet preset's own values, and nothing of those it keeps.
+    (lambda: _imagenet("jointrd", **{"loss.jointrd.dc": 0.5}), "jointrd + jointrd.dc=0.5"),
+    (lambda: _imagenet("kd_ls_dirac", **{"loss.ce.weight": 0.1}),
+     "kd_ls_dirac + ce.weight=0.1"),
+    (lambda: _imagenet("dkd_dirac", **{"model.conv": "repvgg"}), "dkd_dirac + conv repvgg"),
+    (lambda: _imagenet("jointrd_dkd", terms="+dist"), "jointrd_dkd + terms jointrd,dkd,dist"),
+    # The ImageNet recipe on a folder of images: still the preset.
+    (lambda: _imagenet("kd_ls_dirac", dataset="imagefolder:/data/in"), "kd_ls_dirac"),
+    # The CIFAR recipe's kd_ls_dirac has CE weight 0.1: ImageNet's 1 is a change there.
+    (lambda: _config("kd_ls_dirac", **{"loss.ce.weight": 1.0}), "kd_ls_dirac + ce.weight=1"),
+])
+def test_a_changed_run_is_compared_with_its_recipes_preset(config, name):
+  assert identity.of_config(config()).name == name
+
+
+def test_an_imagenet_preset_runs_log_line_summary_and_config_json_name_the_preset(tmp_path):
+  c = _imagenet("jointrd")
+  m = train.build_method(c, C)
+  assert train.start_line(c, _data(), m, 1, 16, 1).startswith(
+      f"jointrd on synthetic ({methods.METHODS['jointrd'].description}; loss jointrd; ")
+  summary = train._summary(c, tmp_path, _data(), m, 1.0, 1.0, 1.0, {})
+  assert (summary["name"], summary["changes"]) == ("jointrd", [])
+  # A config.json without the identity fields (an earlier version's summary): the same.
+  assert identity.of_run(summary["config"], None).name == "jointrd"

@@ -371,9 +371,7 @@ def _training(run_dir: str, cfg: dict) -> str:
                  f"launched it as `python -m experiments.main --config=configs/from_json.py:"
                  f"{launched} --workdir={run_dir}`.")
     lines.append("")
-  method = _method_name(cfg)
-  streamed = checks_lib.is_streamed(cfg)
-  preset = f"configs/{'imagenet/' if streamed else ''}{method}.py"
+  preset = identity.preset_file(_method_name(cfg), identity.is_imagenet_recipe(cfg))
   note = ("config.json records every key as resolved, not the config file and the "
           "`--config.KEY=VALUE` overrides the run was started with")
   if (CONFIGS / preset[len("configs/"):]).is_file():

@@ -8,9 +8,16 @@ place that names a run uses these: the training log, summary.json, results.md/cs
 the learning-curve plot, an export's lines and its model card. A run of an unchanged
 preset keeps the preset's name, label and description; a changed one is named
 `preset + changes` (e.g. `kd_logits_dirac + terms ce,dist`) and described from parts.
+
+"Unchanged" is measured against the preset's own config file under the run's recipe
+(`preset_file`): configs/<method>.py for the CIFAR recipe, configs/imagenet/<method>.py
+for the ImageNet one, whose loss settings differ (e.g. JointRD's dc 5e-3).
 """
 import dataclasses
-from typing import Mapping, Sequence, Tuple
+import functools
+import importlib
+import types
+from typing import Mapping, Optional, Sequence, Tuple
 
 from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.methods import compose, presets, terms as terms_lib
@@ -61,14 +68,16 @@ def _value(v) -> str:
   return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def term_changes(method: str, weighted: Sequence[terms_lib.Weighted]) -> list:
-  """What `weighted` changes of the preset's loss: 'terms a,b:0.5' when the list of terms
+def term_changes(method: str, weighted: Sequence[terms_lib.Weighted], terms: str = "",
+                 loss: Optional[Mapping] = None) -> list:
+  """What `weighted` changes of the preset's loss (its `terms` and `loss` settings, those of
+  its config file; none: the preset's alone): 'terms a,b:0.5' when the list of terms
   differs, then each weight ('kd.weight=0.5', unless in the list) and setting
   ('kd.temperature=2') that differs from the preset's value for that term."""
   names = [w.name for w in weighted]
-  natural = compose.resolve_terms(method, ",".join(names))  # these terms, nothing set
+  natural = compose.resolve_terms(method, ",".join(names), loss)  # these terms, as the preset
   out = []
-  listed = names != [w.name for w in compose.resolve_terms(method)]
+  listed = names != [w.name for w in compose.resolve_terms(method, terms, loss)]
   if listed:
     out.append("terms " + ",".join(w.name if w.weight == n.weight else f"{w.name}:{w.weight:g}"
                                    for w, n in zip(weighted, natural)))
@@ -81,17 +90,20 @@ def term_changes(method: str, weighted: Sequence[terms_lib.Weighted]) -> list:
 
 
 def of_method(method: str, weighted: Sequence[terms_lib.Weighted], shortcuts: str, conv: str,
-              teacher_train: str = "frozen") -> Identity:
+              teacher_train: str = "frozen", base: Optional[Mapping] = None) -> Identity:
   """The identity of a run of preset `method` that trains a student of `shortcuts` and
-  `conv` with the resolved loss terms `weighted`."""
+  `conv` with the resolved loss terms `weighted`, compared with `base`: the preset's own
+  config under the run's recipe, as a dict (`preset_config`); None: the preset as
+  presets.py defines it, nothing set."""
   preset = presets.get_spec(method)
-  changes = term_changes(method, weighted)
-  if shortcuts != preset.student_shortcuts:
+  base = base or {}
+  changes = term_changes(method, weighted, _get(base, "terms"), base.get("loss") or {})
+  if shortcuts != (_get(base, "model", "shortcuts") or preset.student_shortcuts):
     changes.append(f"shortcuts {shortcuts}")
-  if conv != preset.student_conv:
+  if conv != (_conv(base) or preset.student_conv):
     changes.append(f"conv {conv}")
   teacher = any(w.term.needs_teacher for w in weighted)
-  if teacher and teacher_train != "frozen":
+  if teacher and teacher_train != _get(base, "teacher", "train", default="frozen"):
     changes.append(f"teacher.train {teacher_train}")
   role = "student" if teacher else "network"
   loss = loss_words(weighted)
@@ -108,9 +120,10 @@ def of_method(method: str, weighted: Sequence[terms_lib.Weighted], shortcuts: st
       f"loss {loss}", role)
 
 
-def of_built(m) -> Identity:
-  """The identity of a built `Method` (`compose.build`)."""
-  return of_method(m.name, m.terms, m.student.shortcuts, m.student.conv, m.teacher_train)
+def of_built(m, base: Optional[Mapping] = None) -> Identity:
+  """The identity of a built `Method` (`compose.build`), compared with `base` (`of_method`)."""
+  return of_method(m.name, m.terms, m.student.shortcuts, m.student.conv, m.teacher_train,
+                   base)
 
 
 def _get(cfg: Mapping, *keys, default=""):
@@ -119,15 +132,58 @@ def _get(cfg: Mapping, *keys, default=""):
   return cfg.get(keys[-1], default) or default
 
 
+def _conv(cfg: Mapping) -> str:
+  return _get(cfg, "model", "conv") or _get(cfg, "model", "dirac")
+
+
+def is_imagenet_recipe(cfg: Mapping) -> bool:
+  """Whether a run (its config as a dict) follows the ImageNet recipe (configs/imagenet/):
+  streamed data, by the trainer's own rule (`run_setup.is_streamed`: imagefolder:PATH,
+  imagenet2012, or synthetic with an imagenet_* arch, as configs/imagenet/default.py sets)."""
+  from jointrd_jax import run_setup  # pylint: disable=g-import-not-at-top (it imports methods)
+  return run_setup.is_streamed(types.SimpleNamespace(
+      dataset=str(cfg.get("dataset") or ""),
+      model=types.SimpleNamespace(arch=(cfg.get("model") or {}).get("arch"))))
+
+
+def preset_file(method: str, imagenet: bool) -> str:
+  """The config file of preset `method` under a recipe: 'configs/<method>.py' (CIFAR) or
+  'configs/imagenet/<method>.py' (ImageNet, `imagenet`), relative to the project's root."""
+  return f"configs/{'imagenet/' if imagenet else ''}{method}.py"
+
+
+def preset_config(method: str, imagenet: bool):
+  """Preset `method`'s own config under a recipe (a new ConfigDict): its file
+  (`preset_file`) without overrides; for a preset without one, its recipe's default.py
+  with `method` set."""
+  module = preset_file(method, imagenet)[:-len(".py")].replace("/", ".")
+  try:
+    get_config = importlib.import_module(module).get_config
+  except ModuleNotFoundError as e:
+    if e.name != module:
+      raise
+    get_config = importlib.import_module(module.rsplit(".", 1)[0] + ".default").get_config
+  c = get_config()
+  c.method = method
+  return c
+
+
+@functools.lru_cache(maxsize=None)
+def _base(method: str, imagenet: bool) -> dict:
+  return preset_config(method, imagenet).to_dict()  # read only: cached
+
+
 def of_config(config) -> Identity:
-  """The identity of a run of `config` (a ConfigDict, or config.json as a dict)."""
+  """The identity of a run of `config` (a ConfigDict, or config.json as a dict), compared
+  with its preset's own config under its recipe (`preset_config`)."""
   cfg = config.to_dict() if hasattr(config, "to_dict") else workdir_lib.migrate(dict(config))
   method = cfg.get("method") or ""
   preset = presets.get_spec(method)
   weighted = compose.resolve_terms(method, _get(cfg, "terms"), cfg.get("loss") or {})
-  conv = _get(cfg, "model", "conv") or _get(cfg, "model", "dirac") or preset.student_conv
   return of_method(method, weighted, _get(cfg, "model", "shortcuts") or preset.student_shortcuts,
-                   conv, _get(cfg, "teacher", "train", default="frozen"))
+                   _conv(cfg) or preset.student_conv,
+                   _get(cfg, "teacher", "train", default="frozen"),
+                   _base(method, is_imagenet_recipe(cfg)))
 
 
 def of_run(cfg: Mapping, summary) -> Identity:
