@@ -53,12 +53,15 @@ def method_row(method: str, summaries: Sequence[Mapping]) -> dict:
   best = [float(s["best"]["student_top1"]) for s in summaries]
   final_mean, final_std = mean_std(final)
   best_mean, best_std = mean_std(best)
-  paper = PAPER.get(method, (None, None))
   first = summaries[0] if summaries else {}
+  # The runs' own label (summary.json, `methods.identity`): the preset's, or the preset's
+  # and what the runs changed, in which case the paper's number is not theirs.
+  changed = bool(first.get("changes"))
+  paper = (None, None) if changed else PAPER.get(method, (None, None))
   cfg = first.get("config", {})
   return {
       "method": method,
-      "label": LABELS.get(method, method),
+      "label": first.get("label") or LABELS.get(method, method),
       "n_seeds": len(summaries),
       "seeds": [_seed(s) for s in summaries],
       "final_top1": final,
@@ -226,8 +229,10 @@ def curve_bands(curves: Sequence[Sequence[Mapping]], key: str = "student_top1"):
 
 
 def figure(curves: Mapping[str, Sequence[Sequence[Mapping]]], split: str = "test",
-           title: str = "Table 12", setting: str = ""):
-  """`curves`: {method: [eval records of one seed, ...]} -> a matplotlib Figure (Agg).
+           title: str = "Table 12", setting: str = "",
+           labels: Optional[Mapping[str, str]] = None):
+  """`curves`: {method: [eval records of one seed, ...]} -> a matplotlib Figure (Agg);
+  `labels`: {method: its rows' label} (default: the presets').
 
   Integer epoch ticks; the setting (dataset, architecture, epochs) in the title; the
   legend below the axes, where it cannot hide a curve; every method its own (colour, line
@@ -246,7 +251,7 @@ def figure(curves: Mapping[str, Sequence[Sequence[Mapping]]], split: str = "test
       continue
     n = sum(1 for s in seeds if s)
     line, = ax.plot(epochs, mean, markersize=4, markevery=max(1, round(len(epochs) / 12)),
-                    label=f"{LABELS.get(method, method)} (n={n})", **style)
+                    label=f"{(labels or LABELS).get(method, method)} (n={n})", **style)
     ax.fill_between(epochs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     if len(epochs) < 3:  # a band of 1-2 epochs is (nearly) invisible: min..max as bars
       ax.errorbar(epochs, mean, yerr=[[m - a for m, a in zip(mean, lo)],
@@ -267,9 +272,10 @@ def figure(curves: Mapping[str, Sequence[Sequence[Mapping]]], split: str = "test
 
 
 def plot(path, curves: Mapping[str, Sequence[Sequence[Mapping]]], split: str = "test",
-         title: str = "Table 12", setting: str = "") -> None:
+         title: str = "Table 12", setting: str = "",
+         labels: Optional[Mapping[str, str]] = None) -> None:
   """Writes `figure(...)` as a PNG to `path`."""
-  fig = figure(curves, split, title, setting)
+  fig = figure(curves, split, title, setting, labels)
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   tmp = epath.Path(str(path) + ".tmp.png")
   fig.savefig(str(tmp), format="png")
@@ -295,7 +301,8 @@ def write(out_dir, rows: Sequence[Mapping], curves: Mapping[str, Sequence[Sequen
   _write_text(out / RESULTS_MD, render_markdown(rows, notes, title))
   _write_text(out / RESULTS_CSV, render_csv(rows))
   try:
-    plot(out / RESULTS_PNG, curves, eval_split_of(rows), title, setting_of(rows))
+    plot(out / RESULTS_PNG, curves, eval_split_of(rows), title, setting_of(rows),
+         {r["method"]: r["label"] for r in rows})
     paths["png"] = str(out / RESULTS_PNG)
   except ImportError:
     paths["png_error"] = "matplotlib is not installed (pip install matplotlib): no results.png"

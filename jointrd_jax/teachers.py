@@ -22,7 +22,9 @@ TEACHER_SUBDIR = "teacher"
 
 
 def teacher_config(config):
-  """The ResNet recipe for the teacher of `config` (same data, optimizer, epochs, seed)."""
+  """The ResNet recipe for the teacher of `config` (same data, optimizer, epochs, seed):
+  the resnet preset's own loss settings (configs/resnet.py's or configs/imagenet/resnet.py's,
+  by the run's recipe), not the student's (its `loss.ce.weight` is the student's CE only)."""
   t = copy.deepcopy(config)
   t.method = "resnet"
   t.model.arch = config.teacher.arch or config.model.arch
@@ -31,6 +33,8 @@ def teacher_config(config):
   t.model.dirac = ""
   t.model.conv = ""
   t.terms = ""
+  t.loss = methods.identity.preset_config(
+      "resnet", methods.identity.is_imagenet_recipe(t.to_dict())).loss
   t.teacher.checkpoint = ""
   t.teacher.arch = ""
   t.teacher.width = 0

@@ -23,6 +23,7 @@ from jax.experimental import multihost_utils
 from jointrd_jax import checkpoints, errors, reporting, sharding, steps, teachers
 from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.errors import UserError
+from jointrd_jax.methods import identity
 from jointrd_jax.evaluation import Evaluator, evaluate  # noqa: F401 (API)
 from jointrd_jax.interrupts import _Interruption, _stop_now  # noqa: F401 (tests)
 from jointrd_jax.run_setup import (build_method, check_data_present,  # noqa: F401 (API)
@@ -78,11 +79,12 @@ def _finished(config, workdir: str):
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains and evaluates `config.method`; returns the summary written to summary.json."""
   validate(config)
-  reporting.log("%s: initialising (workdir %s)", config.method, workdir)
+  who = identity.of_config(config)
+  reporting.log("%s: initialising (workdir %s)", who.name, workdir)
   done = _finished(config, workdir)
   if done is not None:
-    reporting.log("already finished: final %s top-1 of the student %.2f (best %.2f at epoch "
-                  "%d); summary in %s", done["eval_split"], done["final"]["student_top1"],
+    reporting.log("already finished: final %s top-1 of the %s %.2f (best %.2f at epoch "
+                  "%d); summary in %s", done["eval_split"], who.role, done["final"]["student_top1"],
                   done["best"]["student_top1"], done["best"]["epoch"],
                   epath.Path(workdir) / workdir_lib.SUMMARY_FILE)
     return done
@@ -128,13 +130,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   writer.truncate_after(start_step)
 
   progress = reporting.Progress(total_steps, config.batch_size)
-  reporting.log(
-      "%s on %s (%s; %d train / %d %s images of %s, %d classes): %s %s conv %s, %d "
-      "device(s), %s compute, %d epochs x %d steps of %d, %d steps per dispatch",
-      config.method, data.name, method.describe(), data.num_train, data.num_eval,
-      data.eval_split, "x".join(map(str, data.image_shape)), data.num_classes,
-      config.model.arch, method.student.shortcuts, method.student.conv, mesh.devices.size,
-      jnp.dtype(dtype).name, config.num_epochs, steps_per_epoch, config.batch_size, k)
+  reporting.log(start_line(config, data, method, mesh.devices.size, steps_per_epoch, k))
 
   # Compile the train step, the evaluation and (for a new run) the initialisation at once:
   # XLA compiles on one core each, so they overlap on any multi-core host.
@@ -238,10 +234,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   workdir_lib.write_json(path / workdir_lib.SUMMARY_FILE, summary)
   if jax.process_index() == 0:
     reporting.plot_learning_curves(
-        path, f"{config.method}, {config.model.arch} on {data.name}",
-        network="student" if method.teacher is not None else config.method)
-  reporting.log("final %s top-1 of the student: %.2f (best %.2f at epoch %d); summary in %s",
-                data.eval_split, summary["final"]["student_top1"],
+        path, f"{who.name}, {config.model.arch} on {data.name}",
+        network="student" if who.role == "student" else who.name)
+  reporting.log("final %s top-1 of the %s: %.2f (best %.2f at epoch %d); summary in %s",
+                data.eval_split, who.role, summary["final"]["student_top1"],
                 summary["best"]["student_top1"], summary["best"]["epoch"],
                 path / workdir_lib.SUMMARY_FILE)
   return summary
@@ -284,12 +280,25 @@ def _check_epoch(step_metrics, epoch: int, step: int, ckpt) -> None:
           "or check the data.")
 
 
+def start_line(config, data, method, num_devices: int, steps_per_epoch: int, k: int) -> str:
+  """The run's first line: what it trains (`methods.identity`), on what data, and how."""
+  who = identity.of_config(config)
+  return (
+      f"{who.name} on {data.name} ({who.description}; {data.num_train} train / "
+      f"{data.num_eval} {data.eval_split} images of {'x'.join(map(str, data.image_shape))}, "
+      f"{data.num_classes} classes): {config.model.arch} {method.student.shortcuts} conv "
+      f"{method.student.conv}, {num_devices} device(s), "
+      f"{jnp.dtype(method.student.dtype).name} compute, {config.num_epochs} epochs x "
+      f"{steps_per_epoch} steps of {config.batch_size}, {k} steps per dispatch")
+
+
 def _summary(config, path, data, method, wall_s, compile_s, images_per_s, spent) -> dict:
   records = [r for r in reporting.read_metrics(path) if r["split"] == "eval"]
   final = records[-1] if records else {}
   best = max(records, key=lambda r: r["student_top1"]) if records else {}
   return {
-      "method": config.method,
+      "method": config.method,  # the preset; name, label, ...: what the run trains
+      **identity.of_config(config).as_summary(),
       "dataset": data.name,
       "eval_split": data.eval_split,
       "num_eval": data.num_eval,

@@ -147,7 +147,7 @@ def test_a_composed_loss_is_the_weighted_sum_of_its_terms():
   np.testing.assert_allclose(float(metrics["jointrd"]), float(j), rtol=1e-5)
   np.testing.assert_allclose(float(metrics["kd"]), float(k), rtol=1e-5)
   assert {"ce_student", "ce_hybrid1", "m", "kl", "ce", "loss", "accuracy"} <= set(metrics)
-  assert m.describe().endswith("; loss jointrd + 0.5 kd")
+  assert methods.identity.of_built(m).description.endswith("; loss jointrd + 0.5 kd")
 
 
 def test_the_config_has_every_terms_settings_unset_by_default():

@@ -517,10 +517,11 @@ def test_usage_mistakes_are_one_line(capsys):
   assert "--workdir" in err
 
 
-def test_overwrite_replaces_the_old_export_only_when_done(tmp_path):
+def test_overwrite_replaces_the_old_export_only_when_done(tmp_path, capsys):
   """--overwrite: the new export is built beside --out and replaces the old one whole
-  (its stray files included); nothing of the staging folder stays."""
-  make_run(tmp_path / "run", arch="resnet10", shortcuts="none", dirac="none")
+  (its stray files included); nothing of the staging folder stays. The run is the `resnet`
+  preset's (shortcuts everywhere, no teacher): its network is a ResNet, not a student."""
+  make_run(tmp_path / "run", arch="resnet10", shortcuts="all", dirac="none")
   out = tmp_path / "out"
   out.mkdir()
   (out / "old.txt").write_text("an old export's file")
@@ -528,3 +529,11 @@ def test_overwrite_replaces_the_old_export_only_when_done(tmp_path):
                           "--num_images=4"]) == 0
   assert "old.txt" not in os.listdir(out) and "export.json" in os.listdir(out)
   assert sorted(os.listdir(tmp_path)) == ["out", "run"]
+  printed = capsys.readouterr().out
+  assert f"exported the ResNet (with shortcuts) of {tmp_path / 'run'} (resnet) to" in printed
+  card = (out / "README.md").read_text()
+  assert "student" not in printed + card
+  assert "\n# ResNet (with shortcuts): resnet10 on synthetic\n" in card
+  assert "folded into biased convolutions, its shortcuts kept" in card
+  assert "plain biased" not in card and "plain-cnn" not in card
+  assert "knowledge-distillation" not in card and "- Teacher:" not in card

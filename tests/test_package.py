@@ -19,10 +19,10 @@ import pytest
 from safetensors import numpy as safetensors_np
 
 from experiments import predict as predict_cli
-from jointrd_jax import checkpoints, deploy
+from jointrd_jax import checkpoints, deploy, models
 from jointrd_jax.deploy import card, checks, export, package, predict
 from jointrd_jax.errors import UserError
-from tests.test_export import check_data, make_run
+from tests.test_export import check_data, make_run, random_variables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_IMAGES = 20
@@ -297,7 +297,7 @@ def test_model_card(exported):
                   "## Library versions"):
     assert section in text, section
   assert "`jointrd` (JointRD (ours))" in text and "`jointrd` x 1.0 (dc=0.5)" in text
-  assert "**50.00 %** top-1 (student)" in text
+  assert "**50.00 %** top-1 (Dirac student)" in text
   # Seeds 0, 1, 2 (3 unfinished, 4 of another config): mean 45, sample std 5.
   assert "**45.00 ± 5.00 %** final-epoch top-1, mean ± sample std over 3 seeds" in text
   assert "sweep row (sweep `sweep`, experiments.table12)" in text
@@ -330,6 +330,35 @@ def test_card_renders_any_check_export_json_holds(exported):
   assert row == ("| ONNX int8 (`onnx_int8`) | 20 | 0.25 | None | 0.95 | agreement: 0.95, "
                  "top1: 0.5 | yes |")
   assert "| onnxruntime | 9.9.9 |" in text
+
+
+def test_card_names_a_changed_run_and_a_teacher_by_what_they_are(exported, tmp_path):
+  """A run that changed its preset's terms: the card names the changes (summary.json of a
+  version before identities: derived from config.json). The teacher of a run: a ResNet
+  with its shortcuts kept, not a student folded into plain convolutions."""
+  cfg = dict(exported["cfg"], method="kd_logits_dirac", terms="ce,dist")
+  run = tmp_path / "run"
+  _write_run_files(run, cfg, _summary(cfg, 50.0, cfg["num_epochs"]))
+  text = card.render(exported["report"], run_dir=str(run), net=exported["net"],
+                     variables=exported["variables"])
+  label = "KD(logits) + Dirac, changed: terms ce,dist"
+  assert f"# {label}: resnet10 Dirac student on synthetic" in text
+  assert (f"- Method: `kd_logits_dirac + terms ce,dist` ({label}): KD(logits) + Dirac changed "
+          "(terms ce,dist): Dirac student distilled from a frozen ResNet teacher; loss ce + 2 "
+          "dist") in text
+  assert "**50.00 %** top-1 (Dirac student)" in text and "- Teacher: " in text
+  # A config this version cannot resolve (a term since renamed): the card names the method.
+  assert card.run_identity(dict(cfg, terms="+no_such_term"), None) is None
+  teacher = models.build("resnet10", "all", "none", num_classes=10, width=4)
+  report = dict(exported["report"], which="teacher")
+  text = card.render(report, run_dir=str(exported["run"]), net=teacher,
+                     variables=random_variables(teacher))
+  assert "# JointRD (ours): resnet10 ResNet teacher (with shortcuts) on synthetic" in text
+  assert ("The ResNet teacher (with shortcuts) of a jointrd-jax run, exported for deployment: "
+          "its BatchNorm (and any re-parameterised convolution) folded into biased "
+          "convolutions, its shortcuts kept") in text
+  assert "- Deployed form: folded (biased convolutions and the shortcuts, no BatchNorm" in text
+  assert "plain biased" not in text and "plain-cnn" not in text
 
 
 def _hub_cache(out, cache, repo="jointrd/tiny-resnet10"):

@@ -177,6 +177,6 @@ def test_finished_run_is_reported_without_training(tmp_path, capsys):
   workdir_lib.write_json(tmp_path / workdir_lib.SUMMARY_FILE, summary)
   assert train.train_and_evaluate(config, str(tmp_path)) == summary
   out = capsys.readouterr().out
-  assert "already finished: final test top-1 of the student 42.00" in out
+  assert "already finished: final test top-1 of the network 42.00" in out  # a ResNet run
   assert not (tmp_path / "checkpoints").exists()
 

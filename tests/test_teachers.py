@@ -7,6 +7,7 @@ import json
 import pytest
 
 from jointrd_jax import checkpoints, reporting, train
+from jointrd_jax import workdir as workdir_lib
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -50,3 +51,17 @@ def test_joint_teacher_mode_trains_both_networks(tmp_path):
   assert summary["epochs_done"] == 1
 
 
+
+
+@pytest.mark.parametrize("recipe", ["configs", "configs.imagenet"])
+def test_the_teacher_trains_with_the_resnet_presets_own_settings(recipe):
+  # The student's loss settings (its CE weight included) are the student's: the teacher
+  # trained on the fly is the resnet preset's run of the same recipe, as if trained alone.
+  student = importlib.import_module(f"{recipe}.kd_ls_dirac").get_config("smoke")
+  student.update_from_flattened_dict({"loss.ce.weight": 0.5, "loss.kd.temperature": 3.0})
+  t = train.teacher_config(student)
+  own = importlib.import_module(f"{recipe}.resnet").get_config("smoke")
+  assert workdir_lib.differences(workdir_lib.config_to_dict(own), t) == []
+  terms = train.build_method(t, 10).terms
+  assert [(w.name, w.weight) for w in terms] == [("ce", 1.0)]
+  assert train.build_method(student, 10).terms[0].weight == 0.5  # the student's CE

@@ -88,6 +88,11 @@ def _digest(directory):
 def test_smoke_config_trains_every_method_on_synthetic_data(method, smoke_runs):
   tmp_path, summary = smoke_runs(method)
   assert summary["epochs_done"] == 2 and summary["method"] == method
+  # A preset run, unchanged: the preset's own name, label and description (methods.identity).
+  preset = methods.METHODS[method]
+  assert (summary["name"], summary["label"], summary["changes"]) == (
+      method, preset.label or method, [])
+  assert summary["description"].startswith(preset.description + "; loss ")
   assert summary["num_eval"] == 200 and summary["eval_split"] == "test"
   evals = _records(tmp_path, "eval")
   assert [r["epoch"] for r in evals] == [1, 2]

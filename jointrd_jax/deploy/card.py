@@ -15,7 +15,7 @@ import pathlib
 import platform
 import re
 
-from jointrd_jax import methods, models, reporting, results
+from jointrd_jax import models, reporting, results
 from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.datasets import cifar_python
 from jointrd_jax.deploy import checks as checks_lib
@@ -24,6 +24,8 @@ from jointrd_jax.deploy.files import (CARD_FILE, CHECKSUMS_FILE, LABELS_FILE, ON
                                       SAFETENSORS_FOLDED, SAFETENSORS_TRAINED,
                                       SAVED_MODEL_DIR, TFLITE_FILE, TFLITE_INT8_FILE,
                                       TRAINING_CONFIG_FILE)
+from jointrd_jax.errors import UserError
+from jointrd_jax.methods import identity
 
 HUB_DATASETS = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100",
                 "imagenet2012": "ILSVRC/imagenet-1k"}
@@ -52,9 +54,11 @@ def render(report: dict, *, run_dir: str, net, variables, files=()) -> str:
   """README.md of the export `report` of run `run_dir` (the trained `net`, `variables`)."""
   cfg = workdir_lib.read_config(run_dir)
   summary = workdir_lib.read_summary(run_dir)
-  info = _accuracy(run_dir, report.get("which", "student"), summary, cfg)
-  sections = [_front_matter(report, cfg, info), _title(report, cfg),
-              _method(report, cfg, summary), _architecture(report, cfg, net, variables),
+  who = run_identity(cfg, summary)
+  info = _accuracy(run_dir, report.get("which", "student"), summary, cfg,
+                   network_words(report.get("which", "student"), who, net))
+  sections = [_front_matter(report, cfg, info, who, net), _title(report, cfg, who, net),
+              _method(report, cfg, summary, who), _architecture(report, cfg, net, variables),
               _dataset(report, cfg, summary), info["text"], _preprocessing(report),
               _checks(report), _int8(report), _files(files), _usage(report),
               _training(run_dir, cfg),
@@ -66,14 +70,31 @@ def _method_name(cfg: dict) -> str:
   return str(cfg.get("method") or "")
 
 
-def _front_matter(report: dict, cfg: dict, info: dict) -> str:
+def run_identity(cfg: dict, summary):
+  """What the run trains (`methods.identity`), or None for a config this version cannot
+  resolve (a method or loss term it lacks): then the card names the method only."""
+  try:
+    return identity.of_run(cfg, summary)
+  except UserError:
+    return None
+
+
+def network_words(which: str, who, net) -> str:
+  """The exported network in words: 'Dirac student', 'ResNet (with shortcuts)', 'ResNet
+  teacher (with shortcuts)' (`which`: the checkpoint's network, student or teacher)."""
+  role = "teacher" if which == "teacher" else (who.role if who else "network")
+  return identity.network_words(net.shortcuts, net.conv, role)
+
+
+def _front_matter(report: dict, cfg: dict, info: dict, who, net) -> str:
   from huggingface_hub import EvalResult, ModelCardData  # pylint: disable=g-import-not-at-top
   dataset = str(cfg.get("dataset") or "")
   hub = HUB_DATASETS.get(cifar_python.tfds_name(dataset) or dataset.lower())
   arch = (cfg.get("model") or {}).get("arch")
   tags = list(dict.fromkeys(t for t in (
-      "jax", "flax", "tflite", "safetensors", "image-classification", "knowledge-distillation",
-      "plain-cnn", _method_name(cfg), arch) if t))
+      "jax", "flax", "tflite", "safetensors", "image-classification",
+      who is not None and who.role == "student" and "knowledge-distillation",
+      net.shortcuts != "all" and "plain-cnn", _method_name(cfg), arch) if t))
   evals = None
   if info.get("top1") is not None:
     evals = [EvalResult(task_type="image-classification", dataset_type=hub or dataset,
@@ -87,23 +108,29 @@ def _front_matter(report: dict, cfg: dict, info: dict) -> str:
   return f"---\n{data.to_yaml()}\n---"
 
 
-def _title(report: dict, cfg: dict) -> str:
-  method = _method_name(cfg)
-  label = results.LABELS.get(method, method)
+def _folded_words(net) -> str:
+  if net.shortcuts == "all":
+    return ("its BatchNorm (and any re-parameterised convolution) folded into biased "
+            "convolutions, its shortcuts kept")
+  return ("its convolutions' re-parameterisation (Dirac, branches) and BatchNorm folded "
+          "into plain biased convolutions")
+
+
+def _title(report: dict, cfg: dict, who, net) -> str:
+  label = who.label if who else _method_name(cfg)
   arch = (cfg.get("model") or {}).get("arch", "")
-  which = report.get("which", "student")
-  return (f"# {label}: {arch} {which} on {cfg.get('dataset')}\n\n"
-          f"The {which} network of a jointrd-jax run, exported for deployment: its "
-          "convolutions' re-parameterisation (Dirac, branches) and BatchNorm folded into "
-          "plain biased convolutions, checked against the trained network, and written in "
-          "every format listed under Files (uint8 images in, logits out).")
+  words = network_words(report.get("which", "student"), who, net)
+  what = arch if words in label else f"{arch} {words}"  # not 'ResNet (...): resnet10 ResNet'
+  return (f"# {label}: {what} on {cfg.get('dataset')}\n\n"
+          f"The {words} of a jointrd-jax run, exported for deployment: {_folded_words(net)}, "
+          "checked against the trained network, and written in every format listed under "
+          "Files (uint8 images in, logits out).")
 
 
-def _method(report: dict, cfg: dict, summary) -> str:
+def _method(report: dict, cfg: dict, summary, who) -> str:
   method = _method_name(cfg)
-  preset = methods.METHODS.get(method)
-  lines = ["## Method", "", f"- Method: `{method}`" + (
-      f" ({preset.label or method}): {preset.description}" if preset else "")]
+  lines = ["## Method", "", f"- Method: `{who.name if who else method}`" + (
+      f" ({who.label}): {who.description}" if who else "")]
   terms = (summary or {}).get("terms")
   if terms:
     shown = []
@@ -114,7 +141,7 @@ def _method(report: dict, cfg: dict, summary) -> str:
   elif cfg.get("terms"):
     lines.append(f"- Loss terms given: `{cfg['terms']}` (the run wrote no summary.json)")
   teacher = cfg.get("teacher") or {}
-  if preset is not None and preset.needs_teacher:
+  if who is not None and who.role == "student":
     given = teacher.get("checkpoint") or "trained into the run's teacher/"
     lines.append(f"- Teacher: {given} ({teacher.get('train', 'frozen')})")
   if report.get("which", "student") != "student":
@@ -129,12 +156,14 @@ def _architecture(report: dict, cfg: dict, net, variables) -> str:
   model = cfg.get("model") or {}
   trained = models.num_params(variables["params"])
   inp, out = report.get("input") or {}, report.get("output") or {}
+  kept = ("biased convolutions and the shortcuts" if net.shortcuts == "all"
+          else "plain biased convolutions")
   return "\n".join([
       "## Architecture", "",
       f"- `{model.get('arch')}` (width {a.get('width')}): {a.get('variant')} {a.get('kind')} "
       f"ResNet layout, stages {a.get('stage_sizes')}, shortcuts `{a.get('shortcuts')}`, "
       f"trained convolution `{a.get('conv', a.get('dirac'))}`, {a.get('num_classes')} classes",
-      f"- Deployed form: folded (plain biased convolutions, no BatchNorm, no branches): "
+      f"- Deployed form: folded ({kept}, no BatchNorm, no branches): "
       f"{a.get('num_params_folded', 0):,} parameters ({trained:,} trained)",
       f"- Input `{inp.get('name')}`: {inp.get('dtype')} {inp.get('layout')} "
       f"{inp.get('shape')}; {inp.get('normalization')}, mean {_short(inp.get('mean'))}, "
@@ -200,7 +229,7 @@ def sweep_seeds(run_dir: str, cfg: dict) -> list:
   return out
 
 
-def _accuracy(run_dir: str, which: str, summary, cfg: dict) -> dict:
+def _accuracy(run_dir: str, which: str, summary, cfg: dict, words: str) -> dict:
   own = _own_final(run_dir, which, summary, cfg)
   lines = ["## Accuracy", ""]
   if own["top1"] is None:
@@ -208,7 +237,7 @@ def _accuracy(run_dir: str, which: str, summary, cfg: dict) -> dict:
                  "converted checkpoint).")
   else:
     state = "final epoch" if own["finished"] else "last evaluated epoch (the run did not finish)"
-    lines.append(f"- This run: **{own['top1']:.2f} %** top-1 ({which}) on the "
+    lines.append(f"- This run: **{own['top1']:.2f} %** top-1 ({words}) on the "
                  f"{results.split_words(own['split'] or 'test')} split after epoch "
                  f"{own['epoch']} ({state})")
   seeds = sweep_seeds(run_dir, cfg) if which == "student" else []
@@ -345,9 +374,7 @@ def _training(run_dir: str, cfg: dict) -> str:
                  f"--config=configs/from_json.py:SWEEP/configs/{method}-{seed}.json "
                  f"--workdir=SWEEP/runs/{method}/{seed}` (SWEEP: the sweep's folder).")
     lines.append("")
-  method = _method_name(cfg)
-  streamed = checks_lib.is_streamed(cfg)
-  preset = f"configs/{'imagenet/' if streamed else ''}{method}.py"
+  preset = identity.preset_file(_method_name(cfg), identity.is_imagenet_recipe(cfg))
   note = ("config.json records every key as resolved, not the config file and the "
           "`--config.KEY=VALUE` overrides the run was started with")
   if (CONFIGS / preset[len("configs/"):]).is_file():

@@ -98,7 +98,7 @@ import numpy as np
 from jointrd_jax import checkpoints, models
 from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.datasets import class_names as class_names_lib
-from jointrd_jax.deploy import (calibration, checks as checks_lib, package, qat,
+from jointrd_jax.deploy import (calibration, card, checks as checks_lib, package, qat,
                                 quantize as quantize_lib, runtimes, staging)
 from jointrd_jax.deploy.checks import (CHECK_IMAGES, RANDOM_SEED, RTOL, CheckData,  # noqa: F401
                                        _in_batches, _tf, check_images, compare,
@@ -352,6 +352,10 @@ def export(run_dir: str, out_dir: str, *, num_images: int | None = None,
     # The package (safetensors, model card, SHA256SUMS of every file) comes last.
     package.write(stage, report, net=net, variables=variables, folded=folded,
                   run_dir=run_dir)
-  log(f"exported {which} of {run_dir} to {out_dir}: {', '.join(sorted(report['files']))}, "
-      f"{REPORT_FILE} and the package ({', '.join(package.FILES)})")
+  cfg = workdir_lib.read_config(run_dir)
+  who = card.run_identity(cfg, workdir_lib.read_summary(run_dir))
+  log(f"exported the {card.network_words(which, who, net)} of {run_dir} "
+      f"({who.name if who else cfg.get('method')}) to {out_dir}: "
+      f"{', '.join(sorted(report['files']))}, {REPORT_FILE} and the package "
+      f"({', '.join(package.FILES)})")
   return report

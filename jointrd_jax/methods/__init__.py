@@ -5,7 +5,8 @@
   (`mse_all`), `jointrd`, `dkd`, `dist`;
 - `presets.py`: the named methods (`METHODS`), one line each;
 - `compose.py`: name + composition + settings -> `Method` (`build`);
-- `method.py`: `Method.loss_fn` / `eval_logits`, JointRD's hybrid paths.
+- `method.py`: `Method.loss_fn` / `eval_logits`, JointRD's hybrid paths;
+- `identity.py`: a run's name, table label and description from what it trains.
 
 Every module of this package is imported here, so a module of terms registers them by
 being in the package.
@@ -13,6 +14,7 @@ being in the package.
 import importlib
 import pkgutil
 
+from jointrd_jax.methods import identity
 from jointrd_jax.methods.compose import (LossConfig, build, needs_teacher, parse_terms,
                                          resolve_terms)
 from jointrd_jax.methods.method import EVAL_HEADS, Method, hybrid_logits

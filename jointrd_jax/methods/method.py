@@ -58,12 +58,6 @@ class Method:
   def spec(self) -> presets.Preset:
     return presets.METHODS[self.name]
 
-  def describe(self) -> str:
-    """The preset's description and the loss as a sum, e.g. '...; loss ce + 0.001 mse_all'."""
-    total = " + ".join(w.name if w.weight == 1 else f"{w.weight:g} {w.name}"
-                       for w in self.terms)
-    return f"{self.spec.description}; loss {total}"
-
   @property
   def needs(self) -> frozenset:
     """What the step computes besides the student's logits (`terms.NEEDS`)."""
