@@ -101,3 +101,12 @@ def test_labels_are_unique_where_runs_share_a_method():
       "JointRD (ours), resnet10, seed 0", "JointRD (ours), resnet10, seed 1",
       "JointRD (ours), resnet18", "Plain CNN, from scratch", "d",
       "KD(logits), resnet10, e/x", "KD(logits), resnet10, f/x"]
+
+
+def test_a_runs_recorded_label_names_what_it_trained():
+  # A run that changed its preset records the label saying so (methods.identity); older
+  # summaries without one fall back to the preset's label.
+  changed = dict(_run("a", "kd_logits_dirac"),
+                 run_label="KD(logits) + Dirac, changed: conv repvgg")
+  assert pareto.method_labels([changed, _run("b", "kd_logits_dirac")]) == [
+      "KD(logits) + Dirac, changed: conv repvgg", "KD(logits) + Dirac"]

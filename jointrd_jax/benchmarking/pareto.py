@@ -84,10 +84,12 @@ def _names(run_dirs) -> list:
 
 
 def method_labels(runs) -> list:
-  """Each run's label: its method's name in the tables (`presets.METHODS[m].label`), then
+  """Each run's label: the label its summary records (what it trained, preset plus changes;
+  older runs: its method's name in the tables, `presets.METHODS[m].label`), then
   with its architecture, then its seed, then its folder, until the labels are unique."""
-  base = [presets.METHODS[r["method"]].label or r["method"] if r["method"] in presets.METHODS
-          else r["method"] or r["name"] for r in runs]
+  base = [r.get("run_label") or (presets.METHODS[r["method"]].label or r["method"]
+                                  if r["method"] in presets.METHODS else r["method"] or r["name"])
+          for r in runs]
   extras = (lambda r: r["arch"], lambda r: None if r["seed"] is None else f"seed {r['seed']}",
             lambda r: r["name"])
   labels = list(base)
@@ -142,8 +144,9 @@ def read_runs(specs, runtime: str, verify: bool = True) -> list:
                       f"{runtime}; re-export it with this version (or choose the other "
                       "runtime).")
     entry = {"name": name, "run_dir": run, "export_dir": export,
-             "method": summary.get("method"), "arch": (summary.get("config") or {}).get(
-                 "model", {}).get("arch"), "seed": (summary.get("config") or {}).get("seed"),
+             "method": summary.get("method"), "run_label": summary.get("label"),
+             "arch": (summary.get("config") or {}).get("model", {}).get("arch"),
+             "seed": (summary.get("config") or {}).get("seed"),
              "number": len(runs) + 1, "shortcuts": student.get("shortcuts"),
              "conv": student.get("conv"), "width": student.get("width"),
              "image_shape": [int(d) for d in report["input"]["shape"][1:]],
