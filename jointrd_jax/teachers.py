@@ -31,10 +31,10 @@ def teacher_config(config):
   t.model.dirac = ""
   t.model.conv = ""
   t.terms = ""
-  t.teacher.checkpoint = ""
-  t.teacher.arch = ""
-  t.teacher.width = 0
-  t.teacher.train = "frozen"
+  t.teacher.update(methods.TEACHER_UNSET)
+  for term in t.loss.keys():  # the student's loss settings: plain CE trains the teacher
+    for key in t.loss[term].keys():
+      t.loss[term][key] = None
   t.overwrite = False
   return t
 
