@@ -190,6 +190,15 @@ def test_from_json_config_round_trips_with_types(tmp_path):
 # ------------------------------------------------------------------ devices
 
 
+def test_report_only_on_a_workdir_without_a_sweep_is_refused_and_creates_nothing(tmp_path):
+  (tmp_path / "empty").mkdir()
+  for wd in (tmp_path / "new", tmp_path / "empty"):
+    with pytest.raises(UserError, match=r"^--report_only: .* holds no sweep \(no runs/ or "
+                                        r"sweep_config.json\), so there is nothing to report"):
+      sweep.run(sweep_config(), str(wd), say=lambda _: None, only_report=True)
+  assert sorted(os.listdir(tmp_path)) == ["empty"] and not os.listdir(tmp_path / "empty")
+
+
 def test_runs_are_pinned_one_per_device(monkeypatch):
   assert sweep.slot_envs("gpu", ["0", "1", "2", "3"], 1) == [{}]
   assert sweep.slot_envs("gpu", ["0", "1", "2", "3"], 4) == [
