@@ -60,9 +60,10 @@ def refuse_meaningless(config) -> None:
   if not methods.needs_teacher(config.method, config.terms):
     for key, unset in methods.TEACHER_UNSET.items():
       if t[key] != unset:
-        raise UserError(f"--config.teacher.{key}={t[key]}: method {config.method!r} (with "
-                        "these terms) trains without a teacher, so the setting would change "
-                        "nothing; drop it (or choose a method with a teacher, e.g. jointrd).")
+        raise UserError(f"--config.teacher.{key}={t[key]}: "
+                        f"{methods.method_label(config.method, config.terms)} trains without a "
+                        "teacher, so the setting would change nothing; drop it (or choose a "
+                        "method with a teacher, e.g. jointrd).")
   elif t.train == "joint":
     for key in ("checkpoint", "fold"):
       if t[key] != methods.TEACHER_UNSET[key]:

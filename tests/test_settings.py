@@ -91,8 +91,8 @@ def test_a_weight_in_the_terms_string_must_be_finite_and_non_negative():
 
 def test_a_setting_of_a_term_the_method_does_not_have_is_refused():
   with pytest.raises(methods.SettingError, match=(
-      r"^--config\.loss\.dkd\.beta=2\.0: method 'jointrd' \(with these terms\) has no dkd "
-      r"term, .* add the term with --config\.terms=\+dkd or drop the setting\.$")):
+      r"^--config\.loss\.dkd\.beta=2\.0: method 'jointrd' has no dkd term, .* add the term "
+      r"with --config\.terms=\+dkd or drop the setting\.$")):
     methods.resolve_terms("jointrd", "", {"dkd": {"beta": 2.0, "alpha": None}})
   # Set to its default value it would change nothing either.
   with pytest.raises(methods.SettingError, match="--config.loss.kd.tau=0.9"):
@@ -101,7 +101,9 @@ def test_a_setting_of_a_term_the_method_does_not_have_is_refused():
   w = methods.resolve_terms("jointrd", "+dkd", {"dkd": {"beta": 2.0}})
   assert [x.name for x in w] == ["jointrd", "dkd"] and w[1].params["beta"] == 2.0
   # Removed by a terms string: its settings are refused too.
-  with pytest.raises(methods.SettingError, match="--config.loss.mse_all.weight=0.1"):
+  with pytest.raises(methods.SettingError, match=r"--config\.loss\.mse_all\.weight=0\.1: method "
+                                                 r"'kd_mse_all_dirac' with --config\.terms=ce "
+                                                 "has no mse_all term"):
     methods.resolve_terms("kd_mse_all_dirac", "ce", {"mse_all": {"weight": 0.1}})
 
 
@@ -115,13 +117,14 @@ def test_teacher_settings_that_would_change_nothing_are_refused():
     c = _smoke("plain_dirac")
     c.teacher[key] = value
     with pytest.raises(UserError, match=rf"^--config\.teacher\.{key}={value}: method "
-                                        "'plain_dirac' .* trains without a teacher"):
+                                        "'plain_dirac' trains without a teacher"):
       train.validate(c)
     # kd_logits with only CE has no teacher either.
     c = _smoke("kd_logits")
     c.terms = "ce"
     c.teacher[key] = value
-    with pytest.raises(UserError, match="trains without a teacher"):
+    with pytest.raises(UserError, match=rf"{key}={value}: method 'kd_logits' with "
+                                        "--config.terms=ce trains without a teacher"):
       train.validate(c)
   # A jointly trained teacher starts from scratch and is never folded.
   for key, value in (("checkpoint", "/runs/resnet"), ("fold", False)):

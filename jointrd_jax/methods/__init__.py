@@ -13,8 +13,8 @@ being in the package.
 import importlib
 import pkgutil
 
-from jointrd_jax.methods.compose import (LossConfig, build, needs_teacher, parse_terms,
-                                         resolve_terms)
+from jointrd_jax.methods.compose import (LossConfig, build, method_label, needs_teacher,
+                                         parse_terms, resolve_terms)
 from jointrd_jax.methods.method import EVAL_HEADS, Method, hybrid_logits
 from jointrd_jax.methods.presets import (METHODS, TEACHER_TRAIN, TEACHER_UNSET, Preset,
                                          get_spec)

@@ -72,7 +72,7 @@ def resolve_terms(name: str, terms: str = "", loss_params: Optional[Mapping] = N
   own = dict(preset.term_entries())
   loss_params = loss_params or {}
   chosen = parse_terms(terms, preset)
-  _refuse_unused(name, {n for n, _ in chosen}, loss_params)
+  _refuse_unused(method_label(name, terms), {n for n, _ in chosen}, loss_params)
   out = []
   for term_name, spec_weight in chosen:
     term = terms_lib.get(term_name)
@@ -92,16 +92,21 @@ def resolve_terms(name: str, terms: str = "", loss_params: Optional[Mapping] = N
   return tuple(out)
 
 
-def _refuse_unused(name: str, chosen, loss_params: Mapping) -> None:
-  """A setting (`loss.<term>.<key>` not None) of a term that method `name` with its terms
-  does not have would change nothing: refused, naming the fix."""
+def method_label(name: str, terms: str = "") -> str:
+  """E.g. "method 'jointrd'", "method 'jointrd' with --config.terms=+kd", for messages."""
+  return f"method {name!r}" + (f" with --config.terms={terms}" if (terms or "").strip() else "")
+
+
+def _refuse_unused(label: str, chosen, loss_params: Mapping) -> None:
+  """A setting (`loss.<term>.<key>` not None) of a term that the method (`label`) does not
+  have would change nothing: refused, naming the fix."""
   for term_name, settings in sorted(loss_params.items()):
     for key, value in sorted((settings or {}).items()):
       if value is not None and term_name not in chosen:
         raise terms_lib.SettingError(
-            f"--config.loss.{term_name}.{key}={value}: method {name!r} (with these terms) "
-            f"has no {term_name} term, so the setting would change nothing; add the term "
-            f"with --config.terms=+{term_name} or drop the setting.")
+            f"--config.loss.{term_name}.{key}={value}: {label} has no {term_name} term, so "
+            f"the setting would change nothing; add the term with "
+            f"--config.terms=+{term_name} or drop the setting.")
 
 
 def needs_teacher(name: str, terms: str = "") -> bool:
