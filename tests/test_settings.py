@@ -8,6 +8,7 @@ import math
 import os
 import re
 
+import numpy as np
 import pytest
 
 from jointrd_jax import methods, train
@@ -67,6 +68,9 @@ def test_the_terms_ranges_follow_their_formulas():
     _resolve(term, key, accepted)
   assert terms_lib.POSITIVE.describe() == "finite and > 0"
   assert terms_lib.FRACTION.describe() == "in [0, 1]"
+  # Any real number type is judged by its value; booleans and strings are not numbers.
+  assert np.int64(3) in terms_lib.AT_LEAST_ONE and np.float32(0.5) in terms_lib.FRACTION
+  assert True not in terms_lib.FRACTION and "1" not in terms_lib.FRACTION
 
 
 def test_a_term_without_ranges_or_with_a_default_outside_them_does_not_register():

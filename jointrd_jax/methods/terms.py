@@ -20,6 +20,7 @@ too (`weight_range`, default `NON_NEGATIVE`); `check` applies them before any wo
 """
 import dataclasses
 import math
+import numbers
 from typing import Any, Callable, Mapping, Optional, Tuple
 
 import jax
@@ -44,7 +45,7 @@ class Range:
   high_open: bool = False
 
   def __contains__(self, value) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
       return False
     if not math.isfinite(value):
       return False
