@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 
-from jointrd_jax import methods, train
+from jointrd_jax import methods, train, workdir
 from jointrd_jax.errors import UserError
 from jointrd_jax.methods import terms as terms_lib
 from jointrd_jax.sweep import planning
@@ -206,3 +206,24 @@ def test_the_sweeps_shared_settings_go_to_the_runs_they_apply_to():
   sc.teacher_checkpoint = "/runs/resnet"
   with pytest.raises(UserError, match=r"^--config\.teacher_checkpoint=/runs/resnet: no "):
     planning.check_base_settings(sc)
+
+
+def test_runs_of_earlier_versions_with_inert_settings_resume_and_reload():
+  # Earlier versions kept settings that never applied: the ImageNet recipe's jointrd dc on
+  # every method, the student's loss settings and teacher.fold in its teacher's config.
+  # A run saved so is the same run as its config now (it resumes), and it reloads.
+  c = importlib.import_module("configs.imagenet.resnet").get_config("smoke")
+  saved = workdir.config_to_dict(c)
+  saved["loss"]["jointrd"]["dc"] = 5e-3
+  saved["loss"]["kd"]["tau"] = 0.5
+  saved["teacher"]["fold"] = False
+  assert not workdir.differences(saved, c)
+  migrated = workdir.migrate(saved)
+  assert migrated["loss"]["jointrd"]["dc"] is None and migrated["teacher"]["fold"] is True
+  # Where the setting applies, a different value is a different run.
+  j = importlib.import_module("configs.imagenet.jointrd").get_config("smoke")
+  saved = workdir.config_to_dict(j)
+  saved["loss"]["jointrd"]["dc"] = 0.5
+  saved["teacher"]["fold"] = False
+  assert workdir.differences(saved, j) == ["loss.jointrd.dc: 0.5 -> 0.005",
+                                           "teacher.fold: False -> True"]
