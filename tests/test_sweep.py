@@ -167,7 +167,19 @@ def test_plan_picks_one_teacher_and_orders_runs(tmp_path):
   for over, fix in (({"launcher": "pbs"}, "choose local"), ({"runs_per_device": 0}, ">= 1"),
                     ({"launcher": "slurm", "runs_per_device": 2}, "slurm.gpus_per_task"),
                     ({"launcher": "slurm", "slurm.extra": ("qos=high",)}, "sbatch options"),
-                    ({"launcher": "slurm", "slurm.max_parallel": -1}, ">= 0")):
+                    ({"launcher": "slurm", "slurm.max_parallel": -1}, ">= 0"),
+                    # Keys that would change nothing: the other launcher's, a teacher's seed
+                    # where the sweep trains no teacher.
+                    ({"slurm.time": "1:00:00"}, "--config.slurm.time=1:00:00 applies to "
+                                                "--launcher=slurm only"),
+                    ({"slurm.wait": True}, "--config.slurm.wait=True applies to --launcher="),
+                    ({"launcher": "slurm", "parallel": 2}, "--config.parallel=2 applies to the "
+                                                           "local launcher only"),
+                    ({"launcher": "slurm", "platform": "gpu"}, "--config.platform=gpu applies"),
+                    ({"methods": ("plain", "resnet"), "teacher_seed": 1},
+                     "--config.teacher_seed=1: the sweep trains no teacher"),
+                    ({"teacher_seed": 1, "base.teacher.checkpoint": str(tmp_path)},
+                     "--config.teacher_seed=1: the sweep trains no teacher")):
     with pytest.raises(UserError, match=re.escape(fix)):
       sweep.plan(sweep_config(**over), str(tmp_path))
 

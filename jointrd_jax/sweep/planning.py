@@ -120,6 +120,21 @@ def check_sweep_config(sc) -> None:
     if not all(isinstance(x, str) and x.startswith("-") for x in s.extra):
       raise UserError(f"config.slurm.extra={tuple(s.extra)!r} must be sbatch options, e.g. "
                       "--config.slurm.extra=\"('--qos=high', '--account=me')\".")
+  _refuse_other_launchers_keys(sc)
+
+
+def _refuse_other_launchers_keys(sc) -> None:
+  """The keys of the launcher not chosen would change nothing: refused."""
+  if sc.launcher == "slurm":
+    unused = [(k, sc[k]) for k in ("parallel", "devices") if sc[k]]
+    unused += [("platform", sc.platform)] if sc.platform != "auto" else []
+    where = "the local launcher only; with --launcher=slurm SLURM places each run"
+  else:
+    unused = [(f"slurm.{k}", v) for k, v in sc.slurm.items() if v]
+    where = "--launcher=slurm only"
+  for key, value in unused:
+    raise UserError(f"--config.{key}={value} applies to {where}, so it would change nothing; "
+                    "drop it.")
 
 
 def _set_loss_settings(base):
@@ -146,6 +161,12 @@ def check_base_settings(sc) -> None:
     for key, value in given:
       raise UserError(f"--config.{key}={value}: no method of the sweep ({', '.join(ms)}) has "
                       "a teacher, so the setting would change nothing; drop it.")
+  trains_teacher = (any(needs_frozen_teacher(run_config(base, m, 0, "")) for m in ms)
+                    and not (sc.teacher_checkpoint or base.teacher.checkpoint))
+  if sc.teacher_seed and not trains_teacher:
+    raise UserError(f"--config.teacher_seed={sc.teacher_seed}: the sweep trains no teacher (a "
+                    "teacher checkpoint is given, or no method has a frozen teacher), so the "
+                    "setting would change nothing; drop it.")
 
 
 def run_config(base, method: str, seed: int, teacher_dir: str):
