@@ -41,10 +41,41 @@ def validate(config) -> None:
     if value and value not in models.CONVS:
       raise UserError(f"unknown conv {value!r}; choose one of {', '.join(models.CONVS)} "
                       f"(--config.{key}).")
-  try:  # the terms and their settings (names, weights), before anything is loaded
+  try:  # the terms and their settings (names, weights, ranges), before anything is loaded
     methods.resolve_terms(config.method, config.terms, config.loss.to_dict())
+  except methods.SettingError:
+    raise  # names its key already
   except UserError as e:
     raise UserError(f"{e} (--config.terms, --config.loss.TERM.KEY)") from None
+  refuse_meaningless(config)
+
+
+def refuse_meaningless(config) -> None:
+  """Settings that would change nothing for this method and data are refused (one line
+  naming the key): a teacher's on a method without a teacher, a frozen teacher's
+  (`checkpoint`, `fold`) with `teacher.train='joint'` (trained from scratch beside the
+  student), `data_dir` with a dataset read from a path (`npz:`, `imagefolder:`) or the
+  in-memory synthetic arrays."""
+  t = config.teacher
+  if not methods.needs_teacher(config.method, config.terms):
+    for key, unset in methods.TEACHER_UNSET.items():
+      if t[key] != unset:
+        raise UserError(f"--config.teacher.{key}={t[key]}: "
+                        f"{methods.method_label(config.method, config.terms)} trains without a "
+                        "teacher, so the setting would change nothing; drop it (or choose a "
+                        "method with a teacher, e.g. jointrd).")
+  elif t.train == "joint":
+    for key in ("checkpoint", "fold"):
+      if t[key] != methods.TEACHER_UNSET[key]:
+        raise UserError(f"--config.teacher.{key}={t[key]}: with teacher.train='joint' the "
+                        "teacher is trained from scratch beside the student, so the setting "
+                        "would change nothing; drop it (or use teacher.train='frozen').")
+  name = str(config.dataset).strip().lower()
+  if config.data_dir and (name.startswith(("npz:", "imagefolder:"))
+                          or (name == "synthetic" and not is_streamed(config))):
+    raise UserError(f"--config.data_dir={config.data_dir}: dataset {config.dataset!r} does "
+                    "not read a data_dir, so the setting would change nothing; drop it (it is "
+                    "for TFDS datasets: cifar10, cifar100, imagenet2012).")
 
 
 def check_data_present(config) -> None:

@@ -22,9 +22,9 @@ TEACHER_SUBDIR = "teacher"
 
 
 def teacher_config(config):
-  """The ResNet recipe for the teacher of `config` (same data, optimizer, epochs, seed):
-  the resnet preset's own loss settings (configs/resnet.py's or configs/imagenet/resnet.py's,
-  by the run's recipe), not the student's (its `loss.ce.weight` is the student's CE only)."""
+  """The ResNet recipe for the teacher of `config` (same data, optimizer, epochs, seed): no
+  loss settings and no teacher settings of its own, as configs/resnet.py (the student's
+  `loss.*`, e.g. its `loss.ce.weight`, apply to the student only)."""
   t = copy.deepcopy(config)
   t.method = "resnet"
   t.model.arch = config.teacher.arch or config.model.arch
@@ -33,12 +33,10 @@ def teacher_config(config):
   t.model.dirac = ""
   t.model.conv = ""
   t.terms = ""
-  t.loss = methods.identity.preset_config(
-      "resnet", methods.identity.is_imagenet_recipe(t.to_dict())).loss
-  t.teacher.checkpoint = ""
-  t.teacher.arch = ""
-  t.teacher.width = 0
-  t.teacher.train = "frozen"
+  t.teacher.update(methods.TEACHER_UNSET)
+  for term in t.loss.keys():  # the student's loss settings: plain CE trains the teacher
+    for key in t.loss[term].keys():
+      t.loss[term][key] = None
   t.overwrite = False
   return t
 

@@ -13,6 +13,7 @@ import shutil
 import jax
 from etils import epath
 
+from jointrd_jax import methods
 from jointrd_jax.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -35,15 +36,35 @@ def config_to_dict(config) -> dict:
 
 def migrate(d: dict) -> dict:
   """A saved config (dict) in this version's keys: the flat `loss.*` keys of earlier
-  versions moved under their term (`loss.kd_tau` -> `loss.kd.tau`, ...)."""
+  versions moved under their term (`loss.kd_tau` -> `loss.kd.tau`, ...); settings that
+  never applied to the run unset (`_drop_inert`)."""
   loss = d.get("loss")
   if not isinstance(loss, dict) or not set(loss) & set(RENAMED):
-    return d
+    return _drop_inert(d)
   new_loss = {k: v for k, v in loss.items() if k not in RENAMED}
   for old, ((term, key), default) in RENAMED.items():
     if old in loss and loss[old] != default:
       new_loss.setdefault(term, {})[key] = loss[old]
-  return dict(d, loss=new_loss)
+  return _drop_inert(dict(d, loss=new_loss))
+
+
+def _drop_inert(d: dict) -> dict:
+  """`d` with the settings that never applied to its run unset, as this version's configs
+  leave them (it refuses them): earlier versions kept them, e.g. the ImageNet recipe's
+  `loss.jointrd.dc` on every method, the student's loss settings and `teacher.fold` in the
+  config of the teacher it trained, `teacher.*` of a method without a teacher."""
+  try:
+    used = {w.name for w in methods.resolve_terms(d["method"], d.get("terms", ""))}
+    teacher = methods.needs_teacher(d["method"], d.get("terms", ""))
+  except (KeyError, TypeError, UserError):
+    return d  # not a config this version can run; its checks say why
+  out = dict(d)
+  if isinstance(d.get("loss"), dict):
+    out["loss"] = {t: (s if t in used or not isinstance(s, dict) else dict.fromkeys(s))
+                   for t, s in d["loss"].items()}
+  if not teacher and isinstance(d.get("teacher"), dict):
+    out["teacher"] = {k: methods.TEACHER_UNSET.get(k, v) for k, v in d["teacher"].items()}
+  return out
 
 
 def _identity(d: dict) -> dict:

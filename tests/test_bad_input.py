@@ -45,6 +45,7 @@ def inputs(tmp_path_factory):
   np.savez(root / "float.npz", **dict(good, x_test=x[:8].astype(np.float32)))
   np.savez(root / "negative.npz", **dict(good, y_train=y - 1))
   np.savez(root / "one_class.npz", **dict(good, y_train=y * 0, y_test=y[:8] * 0))
+  np.savez(root / "unseen.npz", **dict(good, y_test=y[:8] + 4))  # test classes 4-7
   (root / "file.txt").write_text("a regular file, not a directory")
   # A workdir holding a run of another config (seed 1): its files must survive.
   other = root / "other_run"
@@ -130,6 +131,25 @@ CASES = {
                             ["y_train has negative labels"]),
     "npz_one_class": ([f"--config={SMOKE}", "--config.dataset=npz:{in}/one_class.npz"],
                       ["training labels hold only class 0", "at least 2 classes"]),
+    "npz_test_labels_never_trained": ([f"--config={SMOKE}", "--config.dataset=npz:{in}/unseen.npz"],
+                                      ["y_test has label(s) 4, 5, 6, 7 (8 images) that y_train "
+                                       "never has", "relabel the classes to 0..K-1"]),
+    "loss_setting_of_an_absent_term": ([f"--config={KD}", "--config.loss.dkd.beta=2"],
+                                       ["--config.loss.dkd.beta=2.0", "has no dkd term",
+                                        "--config.terms=+dkd or drop the setting"]),
+    "nan_term_weight": ([f"--config={KD}", "--config.terms=ce:nan,kd"],
+                        ["--config.terms=ce:nan,kd: the weight of loss term 'ce' must be "
+                         "finite and >= 0"]),
+    "zero_temperature": ([f"--config={KD}", "--config.loss.kd.temperature=0"],
+                         ["--config.loss.kd.temperature=0.0: the temperature of loss term 'kd' "
+                          "must be finite and > 0"]),
+    "teacher_of_a_method_without_one": ([f"--config={SMOKE}",
+                                         "--config.teacher.checkpoint={in}/teacher_wide"],
+                                        ["--config.teacher.checkpoint=", "teacher_wide: method "
+                                         "'plain_dirac'", "trains without a teacher"]),
+    "data_dir_of_data_without_one": ([f"--config={SMOKE}", "--config.data_dir={in}/tfds"],
+                                     ["--config.data_dir=", "dataset 'synthetic' does not read "
+                                      "a data_dir"]),
     "workdir_under_a_file": ([f"--config={SMOKE}", "--workdir={in}/file.txt/run"],
                              ["cannot write to workdir", "choose a writable --workdir"]),
     "workdir_is_a_file": ([f"--config={SMOKE}", "--workdir={in}/file.txt"],

@@ -49,10 +49,11 @@ def _images(rng, n, h=32, w=32, c=3):
 
 @pytest.fixture(scope="module")
 def npz_arrays():
-  """Train and eval labels equal the example index."""
+  """Train labels equal the example index, eval labels the index mod N_TRAIN (every test
+  label is a training class, as the loader requires)."""
   rng = np.random.default_rng(123)
   return dict(x_train=_images(rng, N_TRAIN), y_train=np.arange(N_TRAIN, dtype=np.int64),
-              x_test=_images(rng, N_EVAL), y_test=np.arange(N_EVAL, dtype=np.int64))
+              x_test=_images(rng, N_EVAL), y_test=np.arange(N_EVAL, dtype=np.int64) % N_TRAIN)
 
 
 @pytest.fixture(scope="module")
@@ -323,9 +324,10 @@ def test_eval_covers_every_example_once(which, request, npz_arrays):
   keep = mask == 1
   labels = np.concatenate([x["label"] for x in batches])[keep]
   images = _to_u8(np.concatenate([x["image"] for x in batches])[keep], data)
-  order = np.argsort(labels)
-  np.testing.assert_array_equal(labels[order], np.arange(N_EVAL))  # each label once
-  np.testing.assert_array_equal(images[order], npz_arrays["x_test"])  # the exact images
+  index = {x.tobytes(): i for i, x in enumerate(npz_arrays["x_test"])}  # random: unique
+  got = np.asarray([index[x.tobytes()] for x in images])  # KeyError: not an exact image
+  np.testing.assert_array_equal(np.sort(got), np.arange(N_EVAL))  # each example once
+  np.testing.assert_array_equal(labels, npz_arrays["y_test"][got])  # with its own label
 
 
 def test_one_and_eight_devices_give_identical_eval_batches(data1, data8):
@@ -339,7 +341,7 @@ def test_one_and_eight_devices_give_identical_eval_batches(data1, data8):
 
 
 def test_npz_round_trip(data1, npz_arrays):
-  assert data1.num_classes == N_EVAL  # max label over both splits + 1
+  assert data1.num_classes == N_TRAIN  # max label + 1
   assert data1.image_shape == (32, 32, 3) and data1.pad == 4 and data1.eval_split == "test"
   np.testing.assert_array_equal(np.asarray(data1.train_images), npz_arrays["x_train"])
   np.testing.assert_array_equal(np.asarray(data1.train_labels), npz_arrays["y_train"])
@@ -355,9 +357,9 @@ def test_npz_non_square_grey_and_keras_labels(tmp_path, mesh8):
   rng = np.random.default_rng(0)
   path = tmp_path / "grey.npz"
   np.savez(path, x_train=_images(rng, 40, 16, 24, 1), y_train=np.arange(40).reshape(40, 1),
-           x_test=_images(rng, 9, 16, 24, 1), y_test=np.full((9, 1), 45, np.uint8))
+           x_test=_images(rng, 9, 16, 24, 1), y_test=np.full((9, 1), 39, np.uint8))
   data = ip.load(f"npz:{path}", mesh=mesh8)
-  assert data.image_shape == (16, 24, 1) and data.pad == 2 and data.num_classes == 46
+  assert data.image_shape == (16, 24, 1) and data.pad == 2 and data.num_classes == 40
   batch = next(ip.train_batches(data, seed=0, epoch=0, batch_size=16))
   assert batch["image"].shape == (16, 16, 24, 1)
   x_train = np.asarray(data.train_images)
@@ -470,6 +472,26 @@ def test_fewer_than_two_classes_is_refused(tmp_path, mesh1):
   with pytest.raises(UserError, match="1 class folder .class0000.; a classifier needs at "
                                       "least 2 class folders"):
     streamed.load(f"imagefolder:{folder}", mesh=mesh1)
+
+
+def test_npz_classes_must_all_be_trained(tmp_path, mesh1):
+  # The model has max label + 1 outputs: a test label without training examples, or a class
+  # below the largest label without any, cannot be learned; refused with the count.
+  rng = np.random.default_rng(0)
+  x = _images(rng, 8)
+  for name, y_train, y_test, expected in (
+      ("unseen", np.arange(8) % 4, np.asarray([0, 1, 4, 5, 5, 9, 2, 3]),
+       "y_test has label(s) 4, 5, 9 (4 images) that y_train never has"),
+      ("gaps", np.asarray([0, 1, 1, 3, 3, 6, 6, 0]), np.asarray([0, 1, 3, 6] * 2),
+       "y_train has no example of class 2, 4, 5 below its largest label 6")):
+    np.savez(tmp_path / f"{name}.npz", x_train=x, y_train=y_train, x_test=x, y_test=y_test)
+    with pytest.raises(UserError, match="relabel the classes to 0..K-1") as e:
+      ip.load(f"npz:{tmp_path}/{name}.npz", mesh=mesh1)
+    assert expected in str(e.value) and "\n" not in str(e.value), str(e.value)
+  # A test split with fewer classes than the training split is fine.
+  np.savez(tmp_path / "ok.npz", x_train=x, y_train=np.arange(8) % 4, x_test=x[:2],
+           y_test=np.asarray([3, 3]))
+  assert ip.load(f"npz:{tmp_path}/ok.npz", mesh=mesh1).num_classes == 4
 
 
 def test_generated_image_folder_goes_to_the_cache_and_is_reused(tmp_path, monkeypatch,

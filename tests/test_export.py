@@ -227,6 +227,19 @@ def test_not_a_run_is_a_user_error(tmp_path, capsys):
   assert "holds no config.json" in capsys.readouterr().err
 
 
+def test_int8_calibration_flags_without_int8_are_refused(tmp_path, capsys):
+  # They would change nothing (as --qat_epochs without int8): refused before any work.
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / "config.json").write_text("{}")  # the arguments are checked before it is read
+  for flag in (f"--calibration_dir={tmp_path}", "--calibration_images=64"):
+    assert export_cli.main([f"--workdir={run}", f"--out={tmp_path / 'out'}", flag]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {flag} calibrates the int8 models: add --quantize=int8 (or drop "
+                   "the flag).\n"), err
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
 # ------------------------------------------------------------ ImageNet-sized networks
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's, typed here independently

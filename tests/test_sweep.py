@@ -210,7 +210,19 @@ def test_plan_picks_one_teacher_and_orders_runs(tmp_path):
   for over, fix in (({"launcher": "pbs"}, "choose local"), ({"runs_per_device": 0}, ">= 1"),
                     ({"launcher": "slurm", "runs_per_device": 2}, "slurm.gpus_per_task"),
                     ({"launcher": "slurm", "slurm.extra": ("qos=high",)}, "sbatch options"),
-                    ({"launcher": "slurm", "slurm.max_parallel": -1}, ">= 0")):
+                    ({"launcher": "slurm", "slurm.max_parallel": -1}, ">= 0"),
+                    # Keys that would change nothing: the other launcher's, a teacher's seed
+                    # where the sweep trains no teacher.
+                    ({"slurm.time": "1:00:00"}, "--config.slurm.time=1:00:00 applies to "
+                                                "--launcher=slurm only"),
+                    ({"slurm.wait": True}, "--config.slurm.wait=True applies to --launcher="),
+                    ({"launcher": "slurm", "parallel": 2}, "--config.parallel=2 applies to the "
+                                                           "local launcher only"),
+                    ({"launcher": "slurm", "platform": "gpu"}, "--config.platform=gpu applies"),
+                    ({"methods": ("plain", "resnet"), "teacher_seed": 1},
+                     "--config.teacher_seed=1: the sweep trains no teacher"),
+                    ({"teacher_seed": 1, "base.teacher.checkpoint": str(tmp_path)},
+                     "--config.teacher_seed=1: the sweep trains no teacher")):
     with pytest.raises(UserError, match=re.escape(fix)):
       sweep.plan(sweep_config(**over), str(tmp_path))
 
@@ -231,6 +243,15 @@ def test_from_json_config_round_trips_with_types(tmp_path):
 
 
 # ------------------------------------------------------------------ devices
+
+
+def test_report_only_on_a_workdir_without_a_sweep_is_refused_and_creates_nothing(tmp_path):
+  (tmp_path / "empty").mkdir()
+  for wd in (tmp_path / "new", tmp_path / "empty"):
+    with pytest.raises(UserError, match=r"^--report_only: .* holds no sweep \(no runs/ or "
+                                        r"sweep_config.json\), so there is nothing to report"):
+      sweep.run(sweep_config(), str(wd), say=lambda _: None, only_report=True)
+  assert sorted(os.listdir(tmp_path)) == ["empty"] and not os.listdir(tmp_path / "empty")
 
 
 def test_runs_are_pinned_one_per_device(monkeypatch):

@@ -14,4 +14,5 @@ from configs.imagenet import default
 def get_config(arg: str = ""):
   c = default.get_config(arg)
   c.method = "jointrd"
+  c.loss.jointrd.dc = default.JOINTRD_DC
   return c

@@ -12,6 +12,7 @@ from configs.imagenet import default
 def get_config(arg: str = ""):
   c = default.get_config(arg)
   c.method = "jointrd_dkd"
+  c.loss.jointrd.dc = default.JOINTRD_DC
   c.loss.dkd.beta = 0.5
   c.loss.dkd.temperature = 1.0
   c.loss.dkd.warmup_epochs = 1

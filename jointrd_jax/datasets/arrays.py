@@ -28,7 +28,7 @@ _TFDS = {
 _CHOICES = "cifar100, cifar10, cifar100_python:DIR, cifar10_python:DIR, npz:PATH, synthetic"
 _NPZ_FORMAT = ("expected an .npz with x_train, x_test: uint8 NHWC [N,H,W,C], C = 1, 3 or 4 "
                "(same H,W,C) and "
-               "y_train, y_test: integer [N] labels >= 0")
+               "y_train, y_test: integer [N] labels 0..K-1, each class in y_train")
 _SYNTHETIC_SEED = 20240917
 
 

@@ -67,6 +67,32 @@ class Data:
 # --------------------------------------------------------------------------- load
 
 
+def _shown(labels) -> str:
+  labels = [int(v) for v in labels]
+  more = f" and {len(labels) - 5} more" if len(labels) > 5 else ""
+  return ", ".join(map(str, labels[:5])) + more
+
+
+def _check_label_sets(name: str, y_train, y_test) -> None:
+  """The dataset's classes are 0..K-1 (the model has K = the largest label + 1 outputs),
+  each with training examples, and every test label is one of them: a class without
+  training examples cannot be learned (its test images would count as errors, silently)."""
+  trained = np.unique(y_train)
+  fix = ("relabel the classes to 0..K-1 in both splits alike (e.g. np.unique(np.concatenate("
+         "[y_train, y_test]), return_inverse=True)) and drop the test images of classes "
+         "without training images")
+  unseen = np.setdiff1d(np.unique(y_test), trained)
+  if len(unseen):
+    count = int(np.isin(y_test, unseen).sum())
+    raise UserError(f"{name}: y_test has label(s) {_shown(unseen)} ({count} images) that "
+                    f"y_train never has, so no model can learn them; {fix}.")
+  gaps = np.setdiff1d(np.arange(int(trained[-1]) + 1), trained)
+  if len(gaps):
+    raise UserError(f"{name}: y_train has no example of class {_shown(gaps)} below its "
+                    f"largest label {int(trained[-1])} (the model would have outputs it "
+                    f"cannot learn); {fix}.")
+
+
 def load(dataset: str, *, mesh: Mesh, data_dir: str = "", download: bool = True,
          holdout: int = 0, holdout_seed: int = 0, synthetic_train_size: int = 50000,
          synthetic_test_size: int = 10000, synthetic_num_classes: int = 100,
@@ -103,6 +129,7 @@ def load(dataset: str, *, mesh: Mesh, data_dir: str = "", download: bool = True,
     shown = f"only class {present[0]}" if len(present) else "no class"
     raise UserError(f"{name}: {where} hold {shown}; a classifier needs at least 2 classes "
                     f"({'lower the holdout or ' if holdout else ''}check the labels).")
+  _check_label_sets(name, a.y_train, a.y_test)  # the file's own splits
   h = x_train.shape[1]
   return Data(
       name=name,

@@ -137,7 +137,8 @@ def _failure(what: str, c: dict) -> str:
           f"{c['num_images']} top-1 predictions changed")
 
 
-def _check_args(run_dir, check, quantize, calibration_images, qat_epochs=0):
+def _check_args(run_dir, check, quantize, calibration_images, qat_epochs=0,
+                calibration_dir=None):
   if not os.path.isfile(os.path.join(run_dir, workdir_lib.CONFIG_FILE)):
     raise UserError(f"--workdir={run_dir} holds no {workdir_lib.CONFIG_FILE}: pass the workdir of "
                     "a run (config.json + checkpoints/), e.g. one of experiments.main or "
@@ -148,6 +149,13 @@ def _check_args(run_dir, check, quantize, calibration_images, qat_epochs=0):
     raise UserError(f"--quantize={quantize} is not one of {', '.join(QUANTIZE)}.")
   if quantize == "int8":
     calibration.check_count(calibration_images)
+  else:  # the int8 models' calibration settings would change nothing
+    for flag, value, unset in (("calibration_dir", calibration_dir, None),
+                               ("calibration_images", calibration_images,
+                                calibration.DEFAULT_NUM_IMAGES)):
+      if value not in (unset, ""):
+        raise UserError(f"--{flag}={value} calibrates the int8 models: add --quantize=int8 "
+                        "(or drop the flag).")
   if qat.check_epochs(qat_epochs) and quantize != "int8":
     raise UserError(f"--qat_epochs={qat_epochs} fine-tunes for the int8 models: add "
                     "--quantize=int8.")
@@ -281,7 +289,7 @@ def export(run_dir: str, out_dir: str, *, num_images: int | None = None,
   Returns the report written to `out_dir/export.json`. Raises UserError (one line) when
   anything fails; then `out_dir` is as it was (the export is built in a staging folder).
   """
-  _check_args(run_dir, check, quantize, calibration_images, qat_epochs)
+  _check_args(run_dir, check, quantize, calibration_images, qat_epochs, calibration_dir)
   out_dir = staging.check_out(out_dir, overwrite)
   net, variables, meta = checkpoints.load_network(run_dir, which)
   image_shape = tuple(int(d) for d in meta["image_shape"])

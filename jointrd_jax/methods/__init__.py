@@ -15,11 +15,13 @@ import importlib
 import pkgutil
 
 from jointrd_jax.methods import identity
-from jointrd_jax.methods.compose import (LossConfig, build, needs_teacher, parse_terms,
-                                         resolve_terms)
+from jointrd_jax.methods.compose import (LossConfig, build, method_label, needs_teacher,
+                                         parse_terms, resolve_terms)
 from jointrd_jax.methods.method import EVAL_HEADS, Method, hybrid_logits
-from jointrd_jax.methods.presets import METHODS, TEACHER_TRAIN, Preset, get_spec
-from jointrd_jax.methods.terms import NEEDS, TERMS, Inputs, Term, Weighted, combine, register
+from jointrd_jax.methods.presets import (METHODS, TEACHER_TRAIN, TEACHER_UNSET, Preset,
+                                         get_spec)
+from jointrd_jax.methods.terms import (NEEDS, TERMS, Inputs, Range, SettingError, Term, Weighted,
+                                       combine, register)
 
 MethodSpec = Preset  # its name before methods were presets of terms
 

@@ -66,25 +66,47 @@ def parse_terms(spec: str, preset: presets.Preset):
 
 
 def resolve_terms(name: str, terms: str = "", loss_params: Optional[Mapping] = None):
-  """The method's `terms.Weighted` terms (see the module docstring)."""
+  """The method's `terms.Weighted` terms (see the module docstring). Each setting is checked
+  against its term's range, and a setting of a term the method does not have is refused."""
   preset = presets.get_spec(name)
   own = dict(preset.term_entries())
   loss_params = loss_params or {}
+  chosen = parse_terms(terms, preset)
+  _refuse_unused(method_label(name, terms), {n for n, _ in chosen}, loss_params)
   out = []
-  for term_name, spec_weight in parse_terms(terms, preset):
+  for term_name, spec_weight in chosen:
     term = terms_lib.get(term_name)
-    settings = dict(own.get(term_name, {}))
-    settings.update({k: v for k, v in (loss_params.get(term_name) or {}).items()
-                     if v is not None})
+    given = {k: v for k, v in (loss_params.get(term_name) or {}).items() if v is not None}
+    settings = {**own.get(term_name, {}), **given}
     unknown = sorted(set(settings) - set(term.params) - {"weight"})
     if unknown:
       raise UserError(f"loss term {term_name!r} has no setting {unknown[0]!r}; its settings: "
                       f"{', '.join(['weight', *term.params])}.")
+    for key, value in given.items():
+      term.check(key, value, f"--config.loss.{term_name}.{key}={value}")
     weight = settings.pop("weight", term.weight)
     if spec_weight is not None:
+      term.check("weight", spec_weight, f"--config.terms={terms}")
       weight = spec_weight
     out.append(terms_lib.Weighted(term, float(weight), {**term.params, **settings}))
   return tuple(out)
+
+
+def method_label(name: str, terms: str = "") -> str:
+  """E.g. "method 'jointrd'", "method 'jointrd' with --config.terms=+kd", for messages."""
+  return f"method {name!r}" + (f" with --config.terms={terms}" if (terms or "").strip() else "")
+
+
+def _refuse_unused(label: str, chosen, loss_params: Mapping) -> None:
+  """A setting (`loss.<term>.<key>` not None) of a term that the method (`label`) does not
+  have would change nothing: refused, naming the fix."""
+  for term_name, settings in sorted(loss_params.items()):
+    for key, value in sorted((settings or {}).items()):
+      if value is not None and term_name not in chosen:
+        raise terms_lib.SettingError(
+            f"--config.loss.{term_name}.{key}={value}: {label} has no {term_name} term, so "
+            f"the setting would change nothing; add the term with "
+            f"--config.terms=+{term_name} or drop the setting.")
 
 
 def needs_teacher(name: str, terms: str = "") -> bool:

@@ -3,7 +3,7 @@ the Pearson correlation of the student's and teacher's softmax(z / tau), per exa
 the classes (inter) and per class over the batch (intra); weight 2 beside CE as the
 reference's CIFAR recipe."""
 from jointrd_jax import losses
-from jointrd_jax.methods.terms import Term, register
+from jointrd_jax.methods.terms import NON_NEGATIVE, POSITIVE, Term, register
 
 
 def dist(inputs, *, beta: float, gamma: float, tau: float):
@@ -14,6 +14,8 @@ def dist(inputs, *, beta: float, gamma: float, tau: float):
 register(Term(
     "dist", dist, needs=frozenset({"teacher_logits"}),
     params={"beta": 1.0, "gamma": 1.0, "tau": 4.0}, weight=2.0,
+    # beta, gamma weigh the inter and intra terms; tau divides the logits.
+    ranges={"beta": NON_NEGATIVE, "gamma": NON_NEGATIVE, "tau": POSITIVE},
     formula="tau^2 [beta (1 - mean_i pearson(P_S[i,:], P_T[i,:])) + gamma (1 - mean_c "
     "pearson(P_S[:,c], P_T[:,c]))], P = softmax(z/tau) (weight 2)",
     source="Huang et al., NeurIPS 2022; hunto/image_classification_sota "

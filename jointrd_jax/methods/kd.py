@@ -2,7 +2,7 @@
 with `standardize`, both logits z-scored per example before the softmax (logit
 standardisation, Sun et al., CVPR 2024), `t` then being the base temperature."""
 from jointrd_jax import losses
-from jointrd_jax.methods.terms import Term, register
+from jointrd_jax.methods.terms import FRACTION, POSITIVE, Term, register
 
 
 def kd(inputs, *, tau: float, temperature: float, standardize: bool):
@@ -13,6 +13,8 @@ def kd(inputs, *, tau: float, temperature: float, standardize: bool):
 register(Term(
     "kd", kd, needs=frozenset({"teacher_logits"}),
     params={"tau": 0.9, "temperature": 4.0, "standardize": False},
+    # tau mixes CE and KL (a fraction); the temperature divides the logits.
+    ranges={"tau": FRACTION, "temperature": POSITIVE},
     formula="(1 - tau) CE(z_S, y) + tau t^2 KL(softmax(z_T/t) || softmax(z_S/t)); "
     "standardize: z -> (z - mean z) / (std z + 1e-7) per example first",
     source="Hinton et al. 2015; tau 0.9, t 4: the JointRD release's KD(logits); "

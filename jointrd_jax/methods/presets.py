@@ -79,6 +79,8 @@ METHODS = {
                         "RepVGG-style student", teacher=True, label="JointRD + RepVGG"),
 }
 TEACHER_TRAIN = ("frozen", "joint")
+# The teacher's config settings (`teacher.*`) unset: where a method without one leaves them.
+TEACHER_UNSET = {"checkpoint": "", "arch": "", "width": 0, "train": "frozen", "fold": True}
 
 
 def get_spec(name: str) -> Preset:

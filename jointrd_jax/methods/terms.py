@@ -14,9 +14,13 @@ only what it declares in `needs`), a float32 scalar and a dict of float32 scalar
 
 Each module of this package registers its terms (`register`); hyper-parameters are the
 keyword arguments of `fn` with their defaults in `params` (config keys `loss.<term>.<param>`,
-and `loss.<term>.weight` for the term's weight in the sum).
+and `loss.<term>.weight` for the term's weight in the sum). Each numeric setting declares its
+valid `Range` in `ranges` (a term without one is refused when it registers), the weight
+too (`weight_range`, default `NON_NEGATIVE`); `check` applies them before any work.
 """
 import dataclasses
+import math
+import numbers
 from typing import Any, Callable, Mapping, Optional, Tuple
 
 import jax
@@ -26,6 +30,45 @@ from jointrd_jax.errors import UserError
 Array = jax.Array
 NEEDS = ("student_feats", "teacher_logits", "teacher_feats", "hybrid_logits", "epoch")
 TEACHER_NEEDS = frozenset({"teacher_logits", "teacher_feats", "hybrid_logits"})
+
+
+class SettingError(UserError):
+  """A term setting out of its range; the message names the config key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+  """The finite values from `low` to `high`, each end included unless `*_open`."""
+  low: float = -math.inf
+  high: float = math.inf
+  low_open: bool = False
+  high_open: bool = False
+
+  def __contains__(self, value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+      return False
+    if not math.isfinite(value):
+      return False
+    above = value > self.low if self.low_open else value >= self.low
+    below = value < self.high if self.high_open else value <= self.high
+    return above and below
+
+  def describe(self) -> str:
+    """E.g. 'finite and > 0', 'in [0, 1]'."""
+    if math.isfinite(self.low) and math.isfinite(self.high):
+      return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+              f"{')' if self.high_open else ']'}")
+    if math.isfinite(self.low):
+      return f"finite and {'>' if self.low_open else '>='} {self.low:g}"
+    if math.isfinite(self.high):
+      return f"finite and {'<' if self.high_open else '<='} {self.high:g}"
+    return "finite"
+
+
+POSITIVE = Range(0.0, low_open=True)       # e.g. a temperature
+NON_NEGATIVE = Range(0.0)                  # e.g. a weight
+FRACTION = Range(0.0, 1.0)                 # e.g. a mixing coefficient
+AT_LEAST_ONE = Range(1.0)                  # e.g. a number of epochs that divides
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,11 +93,29 @@ class Term:
   weight: float = 1.0          # its weight in a method's sum unless the method says
   formula: str = ""            # one line, for the README's and docs' tables
   source: str = ""             # where the formula and its defaults come from
+  ranges: Mapping[str, Range] = dataclasses.field(default_factory=dict)  # numeric params
+  weight_range: Range = NON_NEGATIVE
 
   def __post_init__(self):
     unknown = set(self.needs) - set(NEEDS)
     if unknown:
       raise ValueError(f"term {self.name!r} needs unknown inputs {sorted(unknown)}")
+    numeric = {k for k, v in self.params.items() if not isinstance(v, bool)}
+    if set(self.ranges) != numeric:
+      raise ValueError(f"term {self.name!r}: declare a Range in `ranges` for each numeric "
+                       f"setting ({sorted(numeric)}), none for others; got {sorted(self.ranges)}")
+    bad = [k for k, r in {**self.ranges, "weight": self.weight_range}.items()
+           if {**self.params, "weight": self.weight}[k] not in r]
+    if bad:
+      raise ValueError(f"term {self.name!r}: the default of {bad[0]!r} is outside its range")
+
+  def check(self, key: str, value, where: str) -> None:
+    """Refuses `value` of setting `key` ('weight' or a param) outside its range, naming
+    `where` (how the user set it, e.g. '--config.loss.kd.temperature=0')."""
+    r = self.weight_range if key == "weight" else self.ranges.get(key)
+    if r is not None and value not in r:
+      raise SettingError(f"{where}: the {key} of loss term {self.name!r} must be "
+                         f"{r.describe()}.")
 
   @property
   def needs_teacher(self) -> bool:

@@ -151,6 +151,11 @@ def run(sc, workdir: str, *, say: Callable[[str], None] = _say,
   without results (`SweepResult.jobs` has their ids).
   """
   p = plan(sc, workdir)
+  if only_report and not (os.path.isdir(p.path(planning.RUNS_SUBDIR))
+                          or os.path.isfile(p.path(planning.SWEEP_CONFIG))):
+    raise UserError(f"--report_only: {p.workdir} holds no sweep (no runs/ or "
+                    f"{planning.SWEEP_CONFIG}), so there is nothing to report; pass the "
+                    "--workdir of a sweep, or drop --report_only to run one.")
   use_slurm = sc.launcher == "slurm"
   if not use_slurm:
     platform, ids = detect_accelerators(sc.platform, sc.devices)

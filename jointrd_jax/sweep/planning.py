@@ -120,12 +120,67 @@ def check_sweep_config(sc) -> None:
     if not all(isinstance(x, str) and x.startswith("-") for x in s.extra):
       raise UserError(f"config.slurm.extra={tuple(s.extra)!r} must be sbatch options, e.g. "
                       "--config.slurm.extra=\"('--qos=high', '--account=me')\".")
+  _refuse_other_launchers_keys(sc)
+
+
+def _refuse_other_launchers_keys(sc) -> None:
+  """The keys of the launcher not chosen would change nothing: refused."""
+  if sc.launcher == "slurm":
+    unused = [(k, sc[k]) for k in ("parallel", "devices") if sc[k]]
+    unused += [("platform", sc.platform)] if sc.platform != "auto" else []
+    where = "the local launcher only; with --launcher=slurm SLURM places each run"
+  else:
+    unused = [(f"slurm.{k}", v) for k, v in sc.slurm.items() if v]
+    where = "--launcher=slurm only"
+  for key, value in unused:
+    raise UserError(f"--config.{key}={value} applies to {where}, so it would change nothing; "
+                    "drop it.")
+
+
+def _set_loss_settings(base):
+  """`[(term, key)]` of the base config's loss settings that are set (not None)."""
+  return [(term, key) for term, settings in base.loss.to_dict().items()
+          for key, value in settings.items() if value is not None]
+
+
+def check_base_settings(sc) -> None:
+  """The base config is shared by every run, so a loss or teacher setting need only apply
+  to some of the sweep's methods (`run_config` leaves it out of the others); one that
+  applies to none of them would change nothing and is refused."""
+  base, ms = sc.base, tuple(sc.methods)
+  uses = {m: {w.name for w in methods_lib.resolve_terms(m, base.terms)} for m in ms}
+  for term, key in _set_loss_settings(base):
+    if not any(term in used for used in uses.values()):
+      raise UserError(f"--config.base.loss.{term}.{key}={base.loss[term][key]}: no method of "
+                      f"the sweep ({', '.join(ms)}) has a {term} term, so the setting would "
+                      "change nothing; drop it or add a method with that term (--methods).")
+  if not any(methods_lib.needs_teacher(m, base.terms) for m in ms):
+    given = [(f"base.teacher.{k}", base.teacher[k])
+             for k, unset in methods_lib.TEACHER_UNSET.items() if base.teacher[k] != unset]
+    given += [("teacher_checkpoint", sc.teacher_checkpoint)] if sc.teacher_checkpoint else []
+    for key, value in given:
+      raise UserError(f"--config.{key}={value}: no method of the sweep ({', '.join(ms)}) has "
+                      "a teacher, so the setting would change nothing; drop it.")
+  trains_teacher = (any(needs_frozen_teacher(run_config(base, m, 0, "")) for m in ms)
+                    and not (sc.teacher_checkpoint or base.teacher.checkpoint))
+  if sc.teacher_seed and not trains_teacher:
+    raise UserError(f"--config.teacher_seed={sc.teacher_seed}: the sweep trains no teacher (a "
+                    "teacher checkpoint is given, or no method has a frozen teacher), so the "
+                    "setting would change nothing; drop it.")
 
 
 def run_config(base, method: str, seed: int, teacher_dir: str):
+  """The config of one run: `base` with its method, seed and teacher, without the loss and
+  teacher settings that apply to other methods of the sweep only."""
   c = copy.deepcopy(base)
   c.method = method
   c.seed = seed
+  used = {w.name for w in methods_lib.resolve_terms(method, c.terms)}
+  for term, key in _set_loss_settings(c):
+    if term not in used:
+      c.loss[term][key] = None
+  if not methods_lib.needs_teacher(method, c.terms):
+    c.teacher.update(methods_lib.TEACHER_UNSET)
   c.teacher.checkpoint = teacher_dir if needs_frozen_teacher(c) else ""
   return c
 
@@ -148,6 +203,7 @@ def plan(sc, workdir: str) -> Plan:
   check_sweep_config(sc)
   wd = os.path.abspath(workdir)
   base, ms, seeds = sc.base, tuple(sc.methods), tuple(sc.seeds)
+  check_base_settings(sc)
 
   def run_dir(method, seed):
     return os.path.join(wd, RUNS_SUBDIR, method, f"seed{seed}")
