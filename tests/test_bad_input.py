@@ -170,7 +170,7 @@ CASES = {
 # checked as the method is built for it) or its labels. They read the data (the smoke
 # configs' small synthetic set, a tiny .npz), still compiling nothing.
 READ_THE_DATA = {"term_needs_a_teacher", "missing_teacher", "teacher_other_arch",
-                 "teacher_other_classes", "npz_one_class"}
+                 "teacher_other_classes", "npz_one_class", "npz_test_labels_never_trained"}
 
 
 @pytest.fixture(scope="module")
