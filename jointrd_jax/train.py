@@ -20,7 +20,7 @@ import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
 
-from jointrd_jax import checkpoints, errors, reporting, sharding, steps, teachers
+from jointrd_jax import checkpoints, errors, recipes, reporting, sharding, steps, teachers
 from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.errors import UserError
 from jointrd_jax.methods import identity
@@ -289,7 +289,9 @@ def start_line(config, data, method, num_devices: int, steps_per_epoch: int, k: 
       f"{data.num_classes} classes): {config.model.arch} {method.student.shortcuts} conv "
       f"{method.student.conv}, {num_devices} device(s), "
       f"{jnp.dtype(method.student.dtype).name} compute, {config.num_epochs} epochs x "
-      f"{steps_per_epoch} steps of {config.batch_size}, {k} steps per dispatch")
+      f"{steps_per_epoch} steps of {config.batch_size}, {k} steps per dispatch; "
+      f"{recipes.describe(config)}"
+      f"{', skip_zero_sum_grads' if config.optimizer.skip_zero_sum_grads else ''}")
 
 
 def _summary(config, path, data, method, wall_s, compile_s, images_per_s, spent) -> dict:
