@@ -6,6 +6,8 @@ trains the ResNet-50 baseline on CIFAR-100 (the teacher of every distillation me
 Each method's file (configs/<method>.py) changes `method` and nothing else; append
 `:smoke` to any of them for a tiny network on synthetic data that finishes in seconds.
 Override any key with `--config.KEY=VALUE`; unknown keys and wrong types are refused.
+`--config.recipe=mdistiller` trains under mdistiller's recipe instead of the paper's
+(jointrd_jax/recipes.py); keys set explicitly keep their values.
 """
 import ml_collections
 from ml_collections import config_dict

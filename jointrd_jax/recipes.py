@@ -19,6 +19,8 @@ from ml_collections.config_dict import config_dict
 
 from jointrd_jax.errors import UserError
 
+# A reference's lazily computed op (what FieldReference.to_int and the like build).
+_OP = config_dict._Op  # pylint: disable=protected-access
 DEFAULT = "jointrd"
 # The keys a recipe sets: (section or '', key).
 RECIPE_KEYS = (("", "num_epochs"), ("", "batch_size"), ("optimizer", "learning_rate"),
@@ -66,10 +68,10 @@ def install(c: ml_collections.ConfigDict, family: str) -> None:
   ref = c.get_ref("recipe")
   for section, key in RECIPE_KEYS:
     kind = type(RECIPES[family][DEFAULT][key])
-    derived = ml_collections.FieldReference(
-        kind(), field_type=kind,
-        # As ml_collections' own casts (FieldReference.to_int): fn(unused, recipe name).
-        op=config_dict._Op(functools.partial(_value, family, key), [ref]))  # pylint: disable=protected-access
+    # Built as ml_collections builds its own casts (FieldReference.to_int): a reference of
+    # the key's type whose op computes fn(unused, recipe name) whenever it is read.
+    op = _OP(functools.partial(_value, family, key), [ref])
+    derived = ml_collections.FieldReference(kind(), field_type=kind, op=op)
     (c[section] if section else c)[key] = derived
 
 

@@ -6,7 +6,8 @@
 The same keys as configs/default.py (so --config.dataset, --config.num_epochs,
 --config.batch_size, ... work alike), with ImageNet's values: ResNet-50 with the ImageNet
 stem (`imagenet_resnet50`), 1000 classes read from the data, 120 epochs, global batch 512,
-SGD Nesterov 0.9, lr 0.2 x0.1 every 30 epochs, weight decay 1e-4 (not on Dirac a, b),
+SGD Nesterov 0.9, lr 0.2 x0.1 every 30 epochs, weight decay 1e-4 (not on Dirac a, b; the
+`jointrd` recipe; `--config.recipe=torchvision` for torchvision's, jointrd_jax/recipes.py),
 JointRD's hybrid weight decaying to dc = 5e-3 over 60 epochs (`JOINTRD_DC`, set by the files
 of the methods with a jointrd term); random-resized crops to 224
 with flips for training, resize 256 + centre crop 224 for evaluation, all 50,000
