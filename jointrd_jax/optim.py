@@ -20,6 +20,7 @@ def weight_decay_mask(params):
 class SkipZeroSumState(NamedTuple):
   inner: optax.OptState
   skipped: jax.Array  # int32: how many tensors the last step skipped (a train metric)
+  counts: optax.Params  # int32 per tensor: the steps that skipped it, over the whole run
 
 
 def skip_zero_sum_grads(inner: optax.GradientTransformation) -> optax.GradientTransformation:
@@ -29,7 +30,8 @@ def skip_zero_sum_grads(inner: optax.GradientTransformation) -> optax.GradientTr
   State shared by all tensors (the schedule's step count) advances as usual."""
 
   def init(params):
-    return SkipZeroSumState(inner.init(params), jnp.zeros([], jnp.int32))
+    return SkipZeroSumState(inner.init(params), jnp.zeros([], jnp.int32),
+                            jax.tree_util.tree_map(lambda _: jnp.zeros([], jnp.int32), params))
 
   def update(grads, state, params=None):
     updates, new_inner = inner.update(grads, state.inner, params)
@@ -46,7 +48,8 @@ def skip_zero_sum_grads(inner: optax.GradientTransformation) -> optax.GradientTr
     is_params = lambda x: jax.tree_util.tree_structure(x) == params_def  # noqa: E731
     new_inner = jax.tree_util.tree_map(keep, new_inner, state.inner, is_leaf=is_params)
     count = sum(jnp.int32(s) for s in jax.tree_util.tree_leaves(skip))
-    return updates, SkipZeroSumState(new_inner, jnp.asarray(count, jnp.int32))
+    counts = jax.tree_util.tree_map(lambda c, s: c + s.astype(jnp.int32), state.counts, skip)
+    return updates, SkipZeroSumState(new_inner, jnp.asarray(count, jnp.int32), counts)
 
   return optax.GradientTransformation(init, update)
 
@@ -70,3 +73,13 @@ def create_optimizer(config, steps_per_epoch: int):
 def skipped_tensors(opt_state):
   """With `skip_zero_sum_grads`: how many tensors the last step skipped; else None."""
   return opt_state.skipped if isinstance(opt_state, SkipZeroSumState) else None
+
+
+def skip_fractions(opt_state, steps: int):
+  """With `skip_zero_sum_grads`: `{'student/head/bias': fraction of the run's steps that
+  skipped it}` for each tensor skipped at least once (summary.json); else None."""
+  if not isinstance(opt_state, SkipZeroSumState):
+    return None
+  flat = jax.tree_util.tree_flatten_with_path(jax.device_get(opt_state.counts))[0]
+  return {"/".join(str(getattr(k, "key", k)) for k in path): round(int(c) / max(steps, 1), 4)
+          for path, c in flat if int(c)}

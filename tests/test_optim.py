@@ -62,13 +62,15 @@ def _release_sgd(params, grads_per_step, lr_at, momentum, nesterov, weight_decay
   return flat
 
 
-def _run(tx, params, grads_per_step):
+def _run(tx, params, grads_per_step, fractions=None):
   state = tx.init(params)
   counts = []
   for grads in grads_per_step:
     updates, state = tx.update(grads, state, params)
     params = optax.apply_updates(params, updates)
     counts.append(optim.skipped_tensors(state))
+  if fractions is not None:
+    fractions.append(optim.skip_fractions(state, len(grads_per_step)))
   return params, counts
 
 
@@ -77,7 +79,8 @@ def test_skip_zero_sum_grads_is_the_release_rule(nesterov):
   c = _config(nesterov, skip=True)
   tx, schedule = optim.create_optimizer(c, STEPS_PER_EPOCH)
   grads = [_grads(t) for t in range(4)]
-  got, counts = _run(tx, jax.tree_util.tree_map(jnp.asarray, _params()), grads)
+  fractions = []
+  got, counts = _run(tx, jax.tree_util.tree_map(jnp.asarray, _params()), grads, fractions)
   lr = [np.float32(0.1)] * 2 + [np.float32(0.1) * np.float32(0.1)] * 2  # dropped at epoch 2
   np.testing.assert_allclose([float(schedule(t)) for t in range(4)], lr, rtol=1e-7)
   want = _release_sgd(_params(), grads, lr.__getitem__, 0.9, nesterov, 5e-2)
@@ -86,6 +89,7 @@ def test_skip_zero_sum_grads_is_the_release_rule(nesterov):
     # A few float32 operations per step on values ~1: rounding differs at ~1e-7 relative.
     np.testing.assert_allclose(np.asarray(got[a][b]), value, rtol=1e-5, atol=1e-6)
   assert [int(n) for n in counts] == [0, 1, 1, 1]
+  assert fractions == [{"conv/dirac_a": 0.25, "head/bias": 0.5}]  # summary.json's
   # Without the rule, the skipped steps move the bias (momentum and weight decay).
   off, _ = _run(optim.create_optimizer(_config(nesterov, skip=False), 1)[0],
                 jax.tree_util.tree_map(jnp.asarray, _params()), grads)
@@ -116,9 +120,10 @@ def test_default_off_is_todays_optimizer_bitwise():
                 momentum=o.momentum, nesterov=True))
   grads = [_grads(t) for t in range(4)]
   params = jax.tree_util.tree_map(jnp.asarray, _params())
-  got, counts = _run(tx, params, grads)
+  fractions = []
+  got, counts = _run(tx, params, grads, fractions)
   want, _ = _run(today, params, grads)
-  assert counts == [None] * 4  # no SkipZeroSumState, so no `zero_sum_skips` metric
+  assert counts == [None] * 4 and fractions == [None]  # no zero_sum_skips metric or summary
   jax.tree_util.tree_map(np.testing.assert_array_equal, got, want)
   # On, with no gradient summing to 0, the rule changes nothing, bit for bit.
   on, counts = _run(optim.create_optimizer(_config(True, skip=True), 1)[0], params, grads[:1])
