@@ -7,7 +7,8 @@ Trains the ResNet teacher once, then every method x seed (each run a subprocess 
 - `base`: the full method config of configs/default.py shared by every run (its `method`
   and `seed` are set per run, so `base.method` and `base.seed` are not used); override
   anything: `--config.base.dataset=cifar10`, `--config.base.num_epochs=100`,
-  `--config.base.holdout=5000` (seeded held-out validation).
+  `--config.base.holdout=5000` (seeded held-out validation), `--config.base.recipe=mdistiller`
+  (every run under mdistiller's training recipe; results.md names the recipe).
 - `methods`, `seeds`: what to run (`--methods=jointrd,resnet --seeds=0,1` also work).
 - `teacher_checkpoint` (or `base.teacher.checkpoint`): a finished ResNet run's workdir, the
   frozen teacher of every distillation run; '' = one teacher for the whole sweep, trained

@@ -4,7 +4,10 @@
 The sweep of configs/table12.py (the same keys, teacher, seeds and recipe) over the paper's
 methods and every method added beside them: the strongest logit losses of today's
 distillation toolkits (DKD, DIST, KD with logit standardisation, each with its paper's
-recipe), JointRD combined with DKD, and RepVGG-style plain students. In `results.md` the
+loss settings), JointRD combined with DKD, and RepVGG-style plain students. Every method
+trains under one recipe: JointRD's (the default) or, with `--config.base.recipe=mdistiller`,
+the one DKD, DIST and logit standardisation were published with (results.md names it;
+jointrd_jax/recipes.py). In `results.md` the
 paper's four rows are marked †. `:smoke` runs the paper's four methods and every added one
 once, one epoch on a smaller smoke set: a check of the plumbing, not of accuracy (its
 results.md and printed table say so; the methods' numbers may coincide).

@@ -14,7 +14,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from etils import epath
 
-from jointrd_jax import methods, reporting
+from jointrd_jax import methods, recipes, reporting
 
 RESULTS_MD = "results.md"
 RESULTS_CSV = "results.csv"
@@ -23,14 +23,15 @@ RESULTS_PNG = "results.png"
 # Reference §5: CIFAR-100, plain-CNN 50 students of a ResNet-50, mean +- std over seeds
 # (each preset's `paper_top1`), and each method's label (`methods.presets`).
 PAPER = {name: p.paper_top1 for name, p in methods.METHODS.items() if p.paper_top1}
-PAPER_SETTING = {"dataset": "cifar100", "arch": "resnet50", "num_epochs": 200}
+PAPER_SETTING = {"dataset": "cifar100", "arch": "resnet50", "num_epochs": 200,
+                 "recipe": recipes.DEFAULT}
 LABELS = {name: p.label or name for name, p in methods.METHODS.items()}
 PAPER_MARK = "†"  # results.md: the rows of the paper's Table 12
 
 CSV_FIELDS = ("method", "label", "n_seeds", "seeds", "final_top1_mean", "final_top1_std",
               "best_top1_mean", "best_top1_std", "final_top1_per_seed", "best_epoch_per_seed",
               "paper_top1_mean", "paper_top1_std", "eval_split", "dataset", "arch",
-              "num_epochs")
+              "num_epochs", "recipe")
 
 
 def mean_std(values: Sequence[float]):
@@ -79,6 +80,9 @@ def method_row(method: str, summaries: Sequence[Mapping]) -> dict:
       "arch": cfg.get("model", {}).get("arch"),
       "num_epochs": cfg.get("num_epochs"),
       "holdout": cfg.get("holdout", 0),
+      # The training recipe (runs of versions without the key trained under jointrd's).
+      "recipe": cfg.get("recipe", recipes.DEFAULT),
+      "recipe_text": recipes.describe(cfg) if "optimizer" in cfg else "",
   }
 
 
@@ -102,10 +106,12 @@ def _epochs(n) -> str:
 
 
 def setting_of(rows: Sequence[Mapping]) -> str:
-  """'cifar100, resnet50, 200 epochs': the setting of the first method with finished runs."""
+  """'cifar100, resnet50, 200 epochs, jointrd recipe': the setting of the first method
+  with finished runs."""
   first = next((r for r in rows if r["n_seeds"]), {})
+  recipe = first.get("recipe") and f"{first['recipe']} recipe"
   return ", ".join(str(x) for x in (first.get("dataset"), first.get("arch"),
-                                    _epochs(first.get("num_epochs"))) if x)
+                                    _epochs(first.get("num_epochs")), recipe) if x)
 
 
 def eval_split_of(rows: Sequence[Mapping]) -> str:
@@ -147,6 +153,8 @@ def render_markdown(rows: Sequence[Mapping], notes: Sequence[str] = (),
   banner = smoke_banner(first.get("dataset"))
   if banner:
     out += [banner, ""]
+  if first.get("recipe_text"):
+    out += [f"Training {first['recipe_text']} (`--config.base.recipe`).", ""]
   what = f"Student top-1 (%) on the **{words}** split"
   if n_eval:
     what += f" ({'/'.join(str(n) for n in n_eval)} images)"
@@ -206,7 +214,7 @@ def render_csv(rows: Sequence[Mapping]) -> str:
         _num(r["best_top1_std"]), " ".join(_num(v) for v in r["final_top1"]),
         " ".join(str(e) for e in r["best_epoch"]), _num(r["paper_top1_mean"]),
         _num(r["paper_top1_std"]), " ".join(r["eval_split"]), r["dataset"] or "",
-        r["arch"] or "", "" if r["num_epochs"] is None else r["num_epochs"]])
+        r["arch"] or "", "" if r["num_epochs"] is None else r["num_epochs"], r["recipe"]])
   return buf.getvalue()
 
 

@@ -4,12 +4,13 @@ import jax
 import jax.numpy as jnp
 from etils import epath
 
-from jointrd_jax import datasets, feeds, methods, models, teachers
+from jointrd_jax import datasets, feeds, methods, models, recipes, teachers
 from jointrd_jax.errors import UserError
 
 
 def validate(config) -> None:
   """Value checks the config types cannot express; one clear line each."""
+  recipes.check(config)  # first: an unknown recipe leaves its keys unset
   if config.method not in methods.METHODS:
     raise UserError(f"unknown method {config.method!r}; choose one of "
                     f"{', '.join(methods.METHODS)} (--config.method).")

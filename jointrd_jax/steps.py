@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jointrd_jax import methods, models, sharding
+from jointrd_jax import methods, models, optim, sharding
 
 # On XLA:CPU, LLVM's optimisation passes dominate the compilation of the initialisation
 # (seconds for a small net: threefry and the initializers, run once). Level 0 compiles it
@@ -82,6 +82,9 @@ def make_train_step(method: methods.Method, tx, schedule):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics, lr=schedule(state.step), grad_norm=optax.global_norm(grads))
+    skipped = optim.skipped_tensors(opt_state)  # only with optimizer.skip_zero_sum_grads
+    if skipped is not None:
+      metrics["zero_sum_skips"] = skipped.astype(jnp.float32)
     return state.replace(step=state.step + 1, params=params, batch_stats=new_stats,
                          opt_state=opt_state), metrics
 

@@ -20,7 +20,7 @@ import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
 
-from jointrd_jax import checkpoints, errors, reporting, sharding, steps, teachers
+from jointrd_jax import checkpoints, errors, recipes, reporting, sharding, steps, teachers
 from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.errors import UserError
 from jointrd_jax.methods import identity
@@ -29,7 +29,8 @@ from jointrd_jax.interrupts import _Interruption, _stop_now  # noqa: F401 (tests
 from jointrd_jax.run_setup import (build_method, check_data_present,  # noqa: F401 (API)
                                    half_precision, is_streamed, load_data, load_teacher,
                                    make_feed, steps_per_dispatch, validate)
-from jointrd_jax.optim import create_optimizer, weight_decay_mask  # noqa: F401 (API)
+from jointrd_jax.optim import (create_optimizer, skip_fractions,  # noqa: F401 (API)
+                               weight_decay_mask)
 from jointrd_jax.steps import (TrainState, create_state, make_eval_step,  # noqa: F401 (API)
                                make_multi_step, make_train_step)
 from jointrd_jax.teachers import TEACHER_SUBDIR, teacher_config  # noqa: F401 (API)
@@ -231,6 +232,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   spent.update(eval=eval_s, teacher_eval=evaluator.teacher_s, train_steps=progress.timed_seconds)
   summary = _summary(config, path, data, method, time.perf_counter() - t_start, compile_s,
                      progress.images_per_s, spent)
+  skips = skip_fractions(state.opt_state, step)  # with optimizer.skip_zero_sum_grads only
+  if skips is not None:
+    summary["zero_sum_skips"] = skips
   workdir_lib.write_json(path / workdir_lib.SUMMARY_FILE, summary)
   if jax.process_index() == 0:
     reporting.plot_learning_curves(
@@ -289,7 +293,9 @@ def start_line(config, data, method, num_devices: int, steps_per_epoch: int, k: 
       f"{data.num_classes} classes): {config.model.arch} {method.student.shortcuts} conv "
       f"{method.student.conv}, {num_devices} device(s), "
       f"{jnp.dtype(method.student.dtype).name} compute, {config.num_epochs} epochs x "
-      f"{steps_per_epoch} steps of {config.batch_size}, {k} steps per dispatch")
+      f"{steps_per_epoch} steps of {config.batch_size}, {k} steps per dispatch; "
+      f"{recipes.describe(config)}"
+      f"{', skip_zero_sum_grads' if config.optimizer.skip_zero_sum_grads else ''}")
 
 
 def _summary(config, path, data, method, wall_s, compile_s, images_per_s, spent) -> dict:

@@ -14,7 +14,7 @@ import tempfile
 import jax
 from etils import epath
 
-from jointrd_jax import methods
+from jointrd_jax import methods, recipes
 from jointrd_jax.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -36,9 +36,11 @@ def config_to_dict(config) -> dict:
 
 
 def migrate(d: dict) -> dict:
-  """A saved config (dict) in this version's keys: the flat `loss.*` keys of earlier
-  versions moved under their term (`loss.kd_tau` -> `loss.kd.tau`, ...); settings that
-  never applied to the run unset (`_drop_inert`)."""
+  """A saved config (dict) in this version's keys: keys added since at the value earlier
+  runs used (`_add_new_keys`), the flat `loss.*` keys of earlier versions moved under their
+  term (`loss.kd_tau` -> `loss.kd.tau`, ...); settings that never applied to the run unset
+  (`_drop_inert`)."""
+  d = _add_new_keys(d)
   loss = d.get("loss")
   if not isinstance(loss, dict) or not set(loss) & set(RENAMED):
     return _drop_inert(d)
@@ -47,6 +49,15 @@ def migrate(d: dict) -> dict:
     if old in loss and loss[old] != default:
       new_loss.setdefault(term, {})[key] = loss[old]
   return _drop_inert(dict(d, loss=new_loss))
+
+
+def _add_new_keys(d: dict) -> dict:
+  """Keys added since, at the value every earlier run trained with: `recipe` ('jointrd',
+  whose values the run's config.json holds) and `optimizer.skip_zero_sum_grads` (off)."""
+  if not isinstance(d.get("optimizer"), dict) or "method" not in d:
+    return d  # not a run config; its checks say why
+  return dict(d, recipe=d.get("recipe", recipes.DEFAULT),
+              optimizer={"skip_zero_sum_grads": False, **d["optimizer"]})
 
 
 def _drop_inert(d: dict) -> dict:

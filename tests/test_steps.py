@@ -180,3 +180,33 @@ def test_finished_run_is_reported_without_training(tmp_path, capsys):
   assert "already finished: final test top-1 of the network 42.00" in out  # a ResNet run
   assert not (tmp_path / "checkpoints").exists()
 
+
+
+
+def test_skip_zero_sum_grads_in_the_train_step(mesh, data):
+  """With the classifier's kernel at zero no gradient reaches the layers below it: every
+  tensor but the head's (kernel, bias) gets an all-zero gradient, which the rule skips (its
+  parameters stay bitwise as they were, weight decay included), and the step's
+  `zero_sum_skips` counts them. (Off, the metric is absent: tests/test_optim.py.)"""
+  config = _config("plain")
+  config.optimizer.skip_zero_sum_grads = True
+  method = train.build_method(config, 10)
+  tx, schedule = train.create_optimizer(config, 4)
+  state = train.create_state(method, tx, jax.random.key(0), (32, 32, 3), mesh)
+  paths = [p for p, _ in jax.tree_util.tree_leaves_with_path(state.params)]
+  head = [p for p, x in jax.tree_util.tree_leaves_with_path(state.params) if x.ndim == 2]
+  assert len(head) == 1  # the classifier's kernel; its bias: the 1-D leaf beside it
+  bias = head[0][:-1] + (jax.tree_util.DictKey("bias"),)
+  params = jax.tree_util.tree_map_with_path(
+      lambda p, x: x + 0.5 if p != head[0] else jnp.zeros_like(x), state.params)
+  feed = feeds.MemoryFeed(data, BATCH, jnp.float32)
+  feed.start_epoch(0, 0)
+  batch = feed.batch_fn(feed.chunk(0, 1), 0)
+  new, metrics = jax.jit(train.make_train_step(method, tx, schedule))(
+      state.replace(params=params), None, batch, np.int32(0))
+  moved = {p for p, a, b in zip(paths, jax.tree_util.tree_leaves(params),
+                                jax.tree_util.tree_leaves(new.params))
+           if not np.array_equal(a, b)}
+  assert head[0] in moved and moved <= {head[0], bias}  # the rest skipped: no weight decay
+  # The head's bias sums to 0 or not as rounding decides; every other tensor is skipped.
+  assert int(metrics["zero_sum_skips"]) == len(paths) - len(moved)

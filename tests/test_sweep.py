@@ -122,7 +122,7 @@ def test_png_has_integer_epochs_the_setting_in_its_title_and_the_legend_off_the_
     # Exactly the epochs run, each a tick; the axis goes no further than the next epoch.
     assert ticks == list(range(epochs[0], epochs[1] + 1)), ticks
     assert epochs[0] - 1 < lo < epochs[0] and epochs[1] < hi < epochs[1] + 1, (lo, hi)
-    assert fig._suptitle.get_text() == "Table 12: cifar10, resnet18, 200 epochs"
+    assert fig._suptitle.get_text() == "Table 12: cifar10, resnet18, 200 epochs, jointrd recipe"
     legend = fig.legends[0]
     box, axes_box = legend.get_window_extent(), ax.get_window_extent()
     assert not box.overlaps(axes_box), (box, axes_box)  # below the axes, not on the curves
@@ -473,3 +473,24 @@ def test_slurm_without_sbatch_is_one_clear_error(tmp_path, monkeypatch):
   assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith(
       "error: --launcher=slurm needs SLURM's sbatch"), p.stderr[-2000:]
   assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_a_sweep_under_another_recipe_says_so_and_an_unknown_one_writes_nothing(
+    tmp_path, monkeypatch):
+  fake_runs(monkeypatch, tmp_path, "slow")
+  bad = tmp_path / "bad"
+  with pytest.raises(UserError, match=r"unknown recipe 'mdistillr'; choose jointrd or "):
+    sweep.run(sweep_config(**{"base.recipe": "mdistillr"}), str(bad), say=lambda _: None)
+  assert not bad.exists()
+  c = sweep_config(methods=("plain",), seeds=(0,), parallel=1, **{"base.recipe": "mdistiller"})
+  sweep.run(c, str(tmp_path / "md"), say=lambda _: None, poll_s=0.02)
+  cfg = json.load(open(os.path.join(run_dir(str(tmp_path / "md"), "plain", 0), "config.json")))
+  # mdistiller's optimizer; the keys the sweep set itself (epochs, batch, the smoke lr) win.
+  assert (cfg["recipe"], cfg["num_epochs"], cfg["batch_size"]) == ("mdistiller", 1, 64)
+  assert cfg["optimizer"]["nesterov"] is False
+  assert cfg["optimizer"]["lr_drop_at"] == [150 / 240, 180 / 240, 210 / 240]
+  md = (tmp_path / "md" / results.RESULTS_MD).read_text().splitlines()
+  assert md[0] == "# Table 12: synthetic, resnet10, 1 epoch, mdistiller recipe"
+  assert ("Training recipe mdistiller: SGD lr 0.03 momentum 0.9, x0.1 at epochs 1, 1, 1, "
+          "weight decay 0.0005 (`--config.base.recipe`).") in md
+  assert results.read_csv(tmp_path / "md" / results.RESULTS_CSV)["plain"]["recipe"] == "mdistiller"

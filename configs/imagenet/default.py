@@ -6,7 +6,8 @@
 The same keys as configs/default.py (so --config.dataset, --config.num_epochs,
 --config.batch_size, ... work alike), with ImageNet's values: ResNet-50 with the ImageNet
 stem (`imagenet_resnet50`), 1000 classes read from the data, 120 epochs, global batch 512,
-SGD Nesterov 0.9, lr 0.2 x0.1 every 30 epochs, weight decay 1e-4 (not on Dirac a, b),
+SGD Nesterov 0.9, lr 0.2 x0.1 every 30 epochs, weight decay 1e-4 (not on Dirac a, b; the
+`jointrd` recipe; `--config.recipe=torchvision` for torchvision's, jointrd_jax/recipes.py),
 JointRD's hybrid weight decaying to dc = 5e-3 over 60 epochs (`JOINTRD_DC`, set by the files
 of the methods with a jointrd term); random-resized crops to 224
 with flips for training, resize 256 + centre crop 224 for evaluation, all 50,000
@@ -14,6 +15,7 @@ validation images. `:smoke` is a tiny network on a generated folder of JPEGs (se
 `--config.dataset=imagefolder:PATH` works with it too).
 """
 from configs import default as cifar
+from jointrd_jax import recipes
 
 JOINTRD_DC = 5e-3  # JointRD's hybrid weight's floor on ImageNet (0.5 on CIFAR)
 
@@ -26,11 +28,10 @@ def get_config(arg: str = ""):
   c.dataset = "imagenet2012"  # or imagefolder:PATH (train/<class>/*, val/<class>/*)
   c.download = False          # ImageNet is downloaded by hand (image-net.org)
   c.model.arch = "imagenet_resnet50"
-  c.num_epochs = 120
-  c.batch_size = 512
+  # The recipe (jointrd_jax/recipes.py): 'jointrd' (the release's) or 'torchvision' (90
+  # epochs, batch 256, SGD momentum 0.9, lr 0.1 x0.1 every 30 epochs, weight decay 1e-4).
+  recipes.install(c, "imagenet")
   c.eval_batch_size = 1000
-  c.optimizer.update(dict(learning_rate=0.2, weight_decay=1e-4,
-                          lr_drop_at=(0.25, 0.5, 0.75)))  # epochs 30, 60, 90 of 120
   c.log_every_steps = 100
   c.checkpoint_every_epochs = 1  # an ImageNet epoch is long: lose at most one
   c.eval_hybrids_every_epochs = 5

@@ -72,7 +72,8 @@ def stand_in_config(method: str, *, arch: str, width: int, half_precision=None):
                                  for name, term in methods.TERMS.items()}),
       optimizer=_Section(learning_rate=r["learning_rate"], momentum=r["momentum"],
                          nesterov=r["nesterov"], weight_decay=r["weight_decay"],
-                         lr_drop_at=r["lr_drop_at"], lr_drop_factor=r["lr_drop_factor"]))
+                         lr_drop_at=r["lr_drop_at"], lr_drop_factor=r["lr_drop_factor"],
+                         skip_zero_sum_grads=False))
 
 
 def fixed_batch(batch_size: int, num_classes: int, image_shape, dtype, mesh):
