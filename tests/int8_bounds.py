@@ -13,9 +13,11 @@ Errors: the quantized image t0 (scale s_0) and every requantization adds at most
 whose own arithmetic (fp32 in XNNPACK and ONNX Runtime, relative error 2^-23; fixed-point
 multipliers of >= 16 fractional bits in XNNPACK's int8 add) is off by < 2^-16 of at most
 2^9 steps of each of two operands, i.e. < s/64. On the calibration images every fp32 activation lies in its calibrated range,
-so clipping only moves a value towards the fp32 one. A stored constant is within s_c / 2
-of the fp32 one; a constant kept in fp32 (ONNX Runtime's Sub) and the uint8 image on
-its step-1 grid are exact.
+so clipping only moves a value towards the fp32 one. No integer sum saturates: ONNX
+Runtime's u8 x s8 kernels on x86 without VNNI add pairs of products in int16 (VPMADDUBSW),
+which the export's 7-bit ONNX weights keep below 2^15 (test_quantize.py checks them).
+A stored constant is within s_c / 2 of the fp32 one; a constant kept in fp32 (ONNX
+Runtime's Sub) and the uint8 image on its step-1 grid are exact.
 
 To first order the logit error is the sum of those errors times the logit's derivative
 with respect to each (autodiff of the fp32 network, per image). With every error at its

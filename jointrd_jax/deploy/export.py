@@ -40,7 +40,8 @@ Steps (`export()`):
    - `model.onnx`: tf2onnx of `model.tflite`, batch dimension symbolic (`formats`);
    - with `quantize='int8'`: `model_int8.tflite` (the TFLite converter's full-integer
      quantization) and `model_int8.onnx` (ONNX Runtime's static QDQ quantization), int8
-     weights per channel and int8 activations calibrated on `calibration_images` training
+     weights per channel (7-bit in the ONNX model, against int16 saturation on x86
+     without VNNI) and int8 activations calibrated on `calibration_images` training
      images (`calibration`), raw uint8 images in, float32 logits out (`quantize`);
    - `labels.txt`: the class names, one per line in label order (CIFAR-100/10 names,
      imagenet2012 synset ids, imagefolder class folders; `class_<i>` for synthetic and
