@@ -12,4 +12,5 @@ from configs import default
 def get_config(arg: str = ""):
   c = default.get_config(arg)
   c.method = "dkd_dirac"
+  default.keep_smoke_epochs(c, arg, "dkd")
   return c

@@ -12,4 +12,5 @@ from configs import default
 def get_config(arg: str = ""):
   c = default.get_config(arg)
   c.method = "jointrd_dkd"
+  default.keep_smoke_epochs(c, arg, "jointrd", "dkd")
   return c

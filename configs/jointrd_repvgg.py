@@ -13,4 +13,5 @@ from configs import default
 def get_config(arg: str = ""):
   c = default.get_config(arg)
   c.method = "jointrd_repvgg"
+  default.keep_smoke_epochs(c, arg, "jointrd")
   return c
