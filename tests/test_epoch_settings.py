@@ -8,7 +8,7 @@ import chex
 import jax.numpy as jnp
 import pytest
 
-from jointrd_jax import losses, methods, run_setup, train
+from jointrd_jax import losses, methods, run_setup, train, workdir
 from jointrd_jax.errors import UserError
 from jointrd_jax.methods import identity
 
@@ -91,3 +91,29 @@ def test_a_run_of_another_length_is_still_the_preset_and_says_its_epochs():
 def test_bad_epoch_settings_are_refused_naming_the_fix(overrides, message):
   with pytest.raises(UserError, match=message.replace("(", r"\(").replace("]", r"\]")):
     run_setup.validate(_config("jointrd_dkd", **overrides))
+
+
+def _saved_before_fractions(c) -> dict:
+  """`c` as config.json of the version before the fractions: no fraction keys."""
+  d = workdir.config_to_dict(c)
+  for settings in d["loss"].values():
+    settings.pop("decay_fraction", None)
+    settings.pop("warmup_fraction", None)
+  return d
+
+
+@pytest.mark.parametrize("recipe, method, num_epochs, diff", [
+    ("configs", "jointrd_dkd", 200, []),            # 60 and 20 then and now: resumes
+    ("configs.imagenet", "jointrd", 120, []),
+    ("configs", "jointrd", 15, ["loss.jointrd.decay_epochs: 60 -> None"]),  # 60 then, 4.5 now
+    ("configs", "dkd_dirac", 100, ["loss.dkd.warmup_epochs: 20 -> None"]),
+])
+def test_a_run_saved_before_the_fractions_resumes_only_with_the_same_epochs(
+    recipe, method, num_epochs, diff):
+  c = _config(method, recipe, num_epochs=num_epochs)
+  saved = _saved_before_fractions(c)
+  assert workdir.differences(saved, c) == diff
+  if diff:  # the absolute value it ran resumes it
+    term, key = diff[0].split(":")[0].split(".")[1:]
+    c.loss[term][key] = 60 if term == "jointrd" else 20
+    assert workdir.differences(saved, c) == []
