@@ -110,8 +110,7 @@ def _per_run(term, own: Mapping, given: Mapping, params: dict, num_epochs: Optio
       raise terms_lib.SettingError(
           f"{flag}.{frac}={given[frac]} and {flag}.{key}={given[key]} both set {term.name}'s "
           f"{key}: set one, the fraction of the run (e.g. {flag}.{frac}=0.25 for a quarter) or "
-          f"the absolute number of epochs (a recipe file that sets the fraction takes the "
-          f"fraction only).")
+          f"the absolute number of epochs (where the config file sets one, give that one).")
     if key in given or (frac not in given and key in own):
       resolved[key] = f"{params[key]:g} (set in epochs)"
     elif num_epochs is not None:
