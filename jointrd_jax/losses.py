@@ -292,8 +292,9 @@ def dist(student_logits: Array,
   correlate), as in the reference. With ``intra_group`` g smaller than the
   batch B, ``intra`` is the mean over the B / g contiguous groups of g images
   of each group's term (the reference computes it per process: its per-GPU
-  batch); g must divide B. None, or g >= B: one group, the whole batch. Metrics: ``'loss'``, ``'inter'`` and
-  ``'intra'`` (without ``tau^2``, ``beta`` or ``gamma``).
+  batch); g must divide B. None, or g >= B: one group, the whole batch.
+  Metrics: ``'loss'``, ``'inter'`` and ``'intra'`` (without ``tau^2``,
+  ``beta`` or ``gamma``).
   """
   _num_classes(student_logits, 'dist')
   tau = jnp.asarray(tau, jnp.float32)
