@@ -10,8 +10,8 @@ SGD Nesterov 0.9, lr 0.2 x0.1 every 30 epochs, weight decay 1e-4 (not on Dirac a
 JointRD's hybrid weight decaying to dc = 5e-3 over half the run, 60 epochs (`JOINTRD_DC`,
 `JOINTRD_DECAY_FRACTION`, set by the files of the methods with a jointrd term);
 random-resized crops to 224 with flips for training, resize 256 + centre crop 224 for
-evaluation, all 50,000 validation images. `:smoke` is a tiny network on a generated folder of JPEGs (seconds;
-`--config.dataset=imagefolder:PATH` works with it too).
+evaluation, all 50,000 validation images. `:smoke` is a tiny network on a generated folder
+of JPEGs (seconds; `--config.dataset=imagefolder:PATH` works with it too).
 """
 from configs import default as cifar
 
