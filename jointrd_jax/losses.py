@@ -28,7 +28,7 @@ Teacher logits/features are wrapped in ``jax.lax.stop_gradient``.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -281,15 +281,20 @@ def dist(student_logits: Array,
          teacher_logits: Array,
          beta: float = 1.0,
          gamma: float = 1.0,
-         tau: float = 1.0) -> tuple[Array, Metrics]:
+         tau: float = 1.0,
+         intra_group: Optional[int] = None) -> tuple[Array, Metrics]:
   """DIST (Huang et al., NeurIPS 2022): ``tau^2 (beta inter + gamma intra)``.
 
   With ``P = softmax(z / tau)`` [B, C] for student and teacher:
   ``inter = 1 - mean_i pearson(P_S[i, :], P_T[i, :])`` (over classes, per
   example) and ``intra = 1 - mean_c pearson(P_S[:, c], P_T[:, c])`` (over the
   batch, per class). A batch of one has ``intra = 1`` (no variation to
-  correlate), as in the reference. Metrics: ``'loss'``, ``'inter'`` and
-  ``'intra'`` (without ``tau^2``, ``beta`` or ``gamma``).
+  correlate), as in the reference. With ``intra_group`` g smaller than the
+  batch B, ``intra`` is the mean over the B / g contiguous groups of g images
+  of each group's term (the reference computes it per process: its per-GPU
+  batch); g must divide B. None, or g >= B: one group, the whole batch.
+  Metrics: ``'loss'``, ``'inter'`` and ``'intra'`` (without ``tau^2``,
+  ``beta`` or ``gamma``).
   """
   _num_classes(student_logits, 'dist')
   tau = jnp.asarray(tau, jnp.float32)
@@ -297,7 +302,14 @@ def dist(student_logits: Array,
   p_t = jax.nn.softmax(
       jax.lax.stop_gradient(_f32(teacher_logits)) / tau, axis=-1)
   inter = 1.0 - jnp.mean(_pearson(p_s, p_t, axis=1))
-  intra = 1.0 - jnp.mean(_pearson(p_s, p_t, axis=0))
+  b, c = p_s.shape
+  if intra_group is None or intra_group >= b:
+    intra = 1.0 - jnp.mean(_pearson(p_s, p_t, axis=0))
+  elif b % intra_group:
+    raise ValueError(f'dist: intra_group {intra_group} does not divide the batch {b}.')
+  else:
+    shape = (b // intra_group, intra_group, c)
+    intra = 1.0 - jnp.mean(_pearson(p_s.reshape(shape), p_t.reshape(shape), axis=1))
   loss = tau * tau * (jnp.asarray(beta, jnp.float32) * inter +
                       jnp.asarray(gamma, jnp.float32) * intra)
   return loss, {'loss': loss, 'inter': inter, 'intra': intra}

@@ -43,11 +43,13 @@ def validate(config) -> None:
       raise UserError(f"unknown conv {value!r}; choose one of {', '.join(models.CONVS)} "
                       f"(--config.{key}).")
   try:  # the terms and their settings (names, weights, ranges), before anything is loaded
-    methods.resolve_terms(config.method, config.terms, config.loss.to_dict())
+    weighted = methods.resolve_terms(config.method, config.terms, config.loss.to_dict(),
+                                     config.num_epochs)
   except methods.SettingError:
     raise  # names its key already
   except UserError as e:
     raise UserError(f"{e} (--config.terms, --config.loss.TERM.KEY)") from None
+  check_groups(config, weighted)
   refuse_meaningless(config)
 
 
@@ -77,6 +79,20 @@ def refuse_meaningless(config) -> None:
     raise UserError(f"--config.data_dir={config.data_dir}: dataset {config.dataset!r} does "
                     "not read a data_dir, so the setting would change nothing; drop it (it is "
                     "for TFDS datasets: cifar10, cifar100, imagenet2012).")
+
+
+def check_groups(config, weighted) -> None:
+  """DIST's intra-class groups (`loss.dist.intra_group` images each, contiguous slices of the
+  global batch) must tile the batch: a group size that neither holds the whole batch nor
+  divides it is refused."""
+  for w in weighted:
+    group = w.params.get("intra_group") if w.name == "dist" else None
+    if group and group < config.batch_size and config.batch_size % group:
+      raise UserError(
+          f"--config.loss.dist.intra_group={group} does not divide the batch "
+          f"(--config.batch_size={config.batch_size}): DIST's intra-class term is computed "
+          f"over groups of {group} images; set intra_group to a divisor of "
+          f"{config.batch_size} or the batch size to a multiple of {group}.")
 
 
 def check_data_present(config) -> None:
@@ -118,7 +134,7 @@ def build_method(config, num_classes: int) -> methods.Method:
       shortcuts=config.model.shortcuts, conv=config.model.conv, dirac=config.model.dirac,
       teacher_arch=config.teacher.arch, teacher_width=config.teacher.width,
       teacher_train=config.teacher.train, dtype=dtype, terms=config.terms,
-      loss_params=config.loss.to_dict())
+      loss_params=config.loss.to_dict(), num_epochs=config.num_epochs)
 
 
 def is_streamed(config) -> bool:

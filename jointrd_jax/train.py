@@ -23,7 +23,7 @@ from jax.experimental import multihost_utils
 from jointrd_jax import checkpoints, errors, recipes, reporting, sharding, steps, teachers
 from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.errors import UserError
-from jointrd_jax.methods import identity
+from jointrd_jax.methods import compose, identity
 from jointrd_jax.evaluation import Evaluator, evaluate  # noqa: F401 (API)
 from jointrd_jax.interrupts import _Interruption, _stop_now  # noqa: F401 (tests)
 from jointrd_jax.run_setup import (build_method, check_data_present,  # noqa: F401 (API)
@@ -285,8 +285,10 @@ def _check_epoch(step_metrics, epoch: int, step: int, ckpt) -> None:
 
 
 def start_line(config, data, method, num_devices: int, steps_per_epoch: int, k: int) -> str:
-  """The run's first line: what it trains (`methods.identity`), on what data, and how."""
+  """The run's first line: what it trains (`methods.identity`), on what data, and how, and
+  the loss settings counted in epochs as resolved for this run (`compose.per_run_words`)."""
   who = identity.of_config(config)
+  epochs = compose.per_run_words(method.terms)
   return (
       f"{who.name} on {data.name} ({who.description}; {data.num_train} train / "
       f"{data.num_eval} {data.eval_split} images of {'x'.join(map(str, data.image_shape))}, "
@@ -295,7 +297,8 @@ def start_line(config, data, method, num_devices: int, steps_per_epoch: int, k: 
       f"{jnp.dtype(method.student.dtype).name} compute, {config.num_epochs} epochs x "
       f"{steps_per_epoch} steps of {config.batch_size}, {k} steps per dispatch; "
       f"{recipes.describe(config)}"
-      f"{', skip_zero_sum_grads' if config.optimizer.skip_zero_sum_grads else ''}")
+      f"{', skip_zero_sum_grads' if config.optimizer.skip_zero_sum_grads else ''}"
+      + (f"; in epochs: {epochs}" if epochs else ""))
 
 
 def _summary(config, path, data, method, wall_s, compile_s, images_per_s, spent) -> dict:

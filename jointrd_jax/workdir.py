@@ -103,7 +103,34 @@ def _diff(a: dict, b: dict, prefix=""):
 def differences(saved: dict, config) -> list:
   """What differs between a saved config (dict) and `config`, keys that may change on a
   resume left out: `['key: old -> new', ...]`, empty for the same run."""
-  return _diff(_identity(migrate(saved)), _identity(config_to_dict(config)))
+  new = _identity(config_to_dict(config))
+  return _diff(_earlier_epochs(_identity(migrate(saved)), new), new)
+
+
+def _earlier_epochs(old: dict, new: dict) -> dict:
+  """A config saved before the settings counted in epochs were fractions of the run
+  (`Term.per_run`; its term's settings lack the fraction key) ran the absolute value (its
+  own, else the term's default then): the same as `new` where `new` resolves to the same
+  epochs (e.g. 60 of 200), else that absolute value, so that the difference shows."""
+  try:
+    now = {w.name: w.params for w in methods.resolve_terms(
+        new["method"], new.get("terms", ""), new.get("loss") or {}, new.get("num_epochs"))}
+  except (KeyError, TypeError, UserError):
+    return old  # a config the run's own checks refuse
+  loss = dict(old.get("loss") or {})
+  for name, params in now.items():
+    saved, term = loss.get(name), methods.TERMS[name]
+    saved = saved if isinstance(saved, dict) else {}
+    for frac, key in term.per_run.items():
+      if frac in saved:
+        continue  # saved by this version
+      then = saved.get(key) if saved.get(key) is not None else term.params[key]
+      same = then == params[key]
+      ours = (new.get("loss") or {}).get(name) or {}
+      saved = dict(saved, **({frac: ours.get(frac), key: ours.get(key)} if same else
+                             {frac: None, key: then}))
+    loss[name] = saved
+  return dict(old, loss=loss)
 
 
 def writable_problem(directory: str) -> str | None:

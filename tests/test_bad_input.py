@@ -146,6 +146,15 @@ CASES = {
     "zero_temperature": ([f"--config={KD}", "--config.loss.kd.temperature=0"],
                          ["--config.loss.kd.temperature=0.0: the temperature of loss term 'kd' "
                           "must be finite and > 0"]),
+    "epoch_fraction_and_absolute_both_set": (
+        ["--config=configs/jointrd_dkd.py", "--config.loss.dkd.warmup_fraction=0.2",
+         "--config.loss.dkd.warmup_epochs=10"],
+        ["--config.loss.dkd.warmup_fraction=0.2 and --config.loss.dkd.warmup_epochs=10 both "
+         "set dkd's warmup_epochs: set one"]),
+    "dist_group_not_dividing_the_batch": (
+        ["--config=configs/dist_dirac.py:smoke", "--config.loss.dist.intra_group=5"],
+        ["--config.loss.dist.intra_group=5 does not divide the batch (--config.batch_size=32)",
+         "a divisor of 32"]),
     "teacher_of_a_method_without_one": ([f"--config={SMOKE}",
                                          "--config.teacher.checkpoint={in}/teacher_wide"],
                                         ["--config.teacher.checkpoint=", "teacher_wide: method "

@@ -159,3 +159,23 @@ def test_the_config_has_every_terms_settings_unset_by_default():
   c.loss.kd.temperature = 2.0  # typed like the term's default
   with pytest.raises(TypeError):
     c.loss.kd.temperature = "two"
+
+
+def test_dkd_ls_dirac_is_dkd_on_standardised_logits_with_the_ls_authors_settings():
+  # The logit-standardisation authors' DKD: alpha and beta times their KD weight 9, T 2,
+  # beside DKD's own CE (weight 1); dkd_dirac with standardize=True alone keeps 1, 8, 4.
+  ls = {w.name: w for w in methods.resolve_terms("dkd_ls_dirac")}
+  assert (ls["ce"].weight, ls["dkd"].weight) == (1.0, 1.0)
+  p = ls["dkd"].params
+  assert (p["alpha"], p["beta"], p["temperature"], p["standardize"]) == (9.0, 72.0, 2.0, True)
+  plain = methods.resolve_terms("dkd_dirac", loss_params={"dkd": {"standardize": True}})[1]
+  assert (plain.params["alpha"], plain.params["beta"], plain.params["temperature"]) == (
+      1.0, 8.0, 4.0)
+  # DKD is linear in (alpha, beta): 9 times DKD's own (1, 8) on standardised logits at T 2.
+  k1, k2, k3 = jax.random.split(jax.random.key(4), 3)
+  z_s, z_t = jax.random.normal(k1, (8, C)), 3 * jax.random.normal(k2, (8, C))
+  y = jax.random.randint(k3, (8,), 0, C)
+  got, _ = losses.dkd(z_s, z_t, y, alpha=9.0, beta=72.0, temperature=2.0, standardize=True)
+  one, _ = losses.dkd(z_s, z_t, y, alpha=1.0, beta=8.0, temperature=2.0, standardize=True)
+  # The same float32 sums scaled by 9 (exact) before rounding: a few ulps.
+  np.testing.assert_allclose(float(got), 9 * float(one), rtol=1e-6)

@@ -20,8 +20,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _resolve(term: str, key: str, value):
-  """`term` alone (jointrd's preset has a teacher, so any term fits) with `key` = value."""
-  return methods.resolve_terms("jointrd", term, {term: {key: value}})
+  """`term` alone (jointrd's preset has a teacher, so any term fits) with `key` = value, in
+  a run of 200 epochs (a fraction of the run, `Term.per_run`, resolves into epochs)."""
+  return methods.resolve_terms("jointrd", term, {term: {key: value}}, 200)
 
 
 def _outside(r: methods.Range):
@@ -41,7 +42,10 @@ def test_every_terms_numeric_settings_and_weight_have_an_enforced_range():
     defaults = {**term.params, "weight": term.weight}
     for key, r in {**term.ranges, "weight": term.weight_range}.items():
       (w,) = _resolve(name, key, defaults[key])  # the default is accepted
-      assert (w.weight if key == "weight" else w.params[key]) == defaults[key]
+      got = w.weight if key == "weight" else w.params.get(key)
+      if key in term.per_run:  # a fraction of the run: its epochs, of 200
+        got = w.params[term.per_run[key]] / 200
+      assert got == defaults[key]
       for end, open_ in ((r.low, r.low_open), (r.high, r.high_open)):
         if math.isfinite(end) and not open_:
           _resolve(name, key, end)  # a closed end is inside
@@ -62,12 +66,14 @@ def test_the_terms_ranges_follow_their_formulas():
       ("dkd", "alpha", -1e-9, 0.0), ("dkd", "warmup_epochs", 0, 1),
       ("dist", "tau", 0.0, 0.5), ("dist", "gamma", -1.0, 0.0), ("dist", "beta", -1.0, 2.0),
       ("jointrd", "dc", 1.5, 1.0), ("jointrd", "decay_epochs", 0, 1),
+      ("jointrd", "decay_fraction", 0.0, 1.0), ("dkd", "warmup_fraction", 1.01, 1e-3),
       ("ce", "weight", -1.0, 0.0), ("mse_all", "weight", math.nan, 1e-3)):
     with pytest.raises(methods.SettingError):
       _resolve(term, key, refused)
     _resolve(term, key, accepted)
   assert terms_lib.POSITIVE.describe() == "finite and > 0"
   assert terms_lib.FRACTION.describe() == "in [0, 1]"
+  assert terms_lib.RUN_FRACTION.describe() == "in (0, 1]"
   # Any real number type is judged by its value; booleans and strings are not numbers.
   assert np.int64(3) in terms_lib.AT_LEAST_ONE and np.float32(0.5) in terms_lib.FRACTION
   assert True not in terms_lib.FRACTION and "1" not in terms_lib.FRACTION

@@ -19,8 +19,8 @@ import smoke_fixture
 
 # The presets added beside the paper's seven are trained in tests/test_train_presets.py
 # (the same test over them), so that pytest-xdist runs the two halves on two workers.
-NEW_METHODS = ("dkd_dirac", "dist_dirac", "kd_ls_dirac", "jointrd_dkd", "plain_repvgg",
-               "kd_logits_repvgg", "jointrd_repvgg")
+NEW_METHODS = ("dkd_dirac", "dist_dirac", "kd_ls_dirac", "dkd_ls_dirac", "jointrd_dkd",
+               "plain_repvgg", "kd_logits_repvgg", "jointrd_repvgg")
 METHODS = [m for m in methods.METHODS if m not in NEW_METHODS]
 
 

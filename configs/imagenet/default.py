@@ -8,16 +8,17 @@ The same keys as configs/default.py (so --config.dataset, --config.num_epochs,
 stem (`imagenet_resnet50`), 1000 classes read from the data, 120 epochs, global batch 512,
 SGD Nesterov 0.9, lr 0.2 x0.1 every 30 epochs, weight decay 1e-4 (not on Dirac a, b; the
 `jointrd` recipe; `--config.recipe=torchvision` for torchvision's, jointrd_jax/recipes.py),
-JointRD's hybrid weight decaying to dc = 5e-3 over 60 epochs (`JOINTRD_DC`, set by the files
-of the methods with a jointrd term); random-resized crops to 224
-with flips for training, resize 256 + centre crop 224 for evaluation, all 50,000
-validation images. `:smoke` is a tiny network on a generated folder of JPEGs (seconds;
-`--config.dataset=imagefolder:PATH` works with it too).
+JointRD's hybrid weight decaying to dc = 5e-3 over half the run, 60 epochs (`JOINTRD_DC`,
+`JOINTRD_DECAY_FRACTION`, set by the files of the methods with a jointrd term);
+random-resized crops to 224 with flips for training, resize 256 + centre crop 224 for
+evaluation, all 50,000 validation images. `:smoke` is a tiny network on a generated folder
+of JPEGs (seconds; `--config.dataset=imagefolder:PATH` works with it too).
 """
 from configs import default as cifar
 from jointrd_jax import recipes
 
 JOINTRD_DC = 5e-3  # JointRD's hybrid weight's floor on ImageNet (0.5 on CIFAR)
+JOINTRD_DECAY_FRACTION = 0.5  # its horizon: 60 of the 120 epochs (CIFAR: 0.3 of 200)
 
 
 def get_config(arg: str = ""):

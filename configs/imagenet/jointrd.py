@@ -8,6 +8,7 @@ With no --config.teacher.checkpoint the ImageNet ResNet teacher is trained first
 WORKDIR/teacher.
 Smoke run (tiny network, generated JPEGs, seconds): --config=configs/imagenet/jointrd.py:smoke
 """
+from configs import default as cifar
 from configs.imagenet import default
 
 
@@ -15,4 +16,8 @@ def get_config(arg: str = ""):
   c = default.get_config(arg)
   c.method = "jointrd"
   c.loss.jointrd.dc = default.JOINTRD_DC
+  if arg == "smoke":  # keeps its absolute horizon (configs/default.py SMOKE_EPOCHS)
+    cifar.keep_smoke_epochs(c, arg, "jointrd")
+  else:
+    c.loss.jointrd.decay_fraction = default.JOINTRD_DECAY_FRACTION
   return c

@@ -16,7 +16,7 @@ import pkgutil
 
 from jointrd_jax.methods import identity
 from jointrd_jax.methods.compose import (LossConfig, build, method_label, needs_teacher,
-                                         parse_terms, resolve_terms)
+                                         parse_terms, per_run_words, resolve_terms)
 from jointrd_jax.methods.method import EVAL_HEADS, Method, hybrid_logits
 from jointrd_jax.methods.presets import (METHODS, TEACHER_TRAIN, TEACHER_UNSET, Preset,
                                          get_spec)

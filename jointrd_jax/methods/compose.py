@@ -5,6 +5,9 @@ A term's weight and parameters, from the weakest to the strongest say: the term'
 defaults (`terms.Term`), the preset's (`presets.py`), `loss_params[term]` (the config's
 `loss.<term>.<key>`; None = not set), and for the weight a `name:weight` in `terms`.
 
+A setting counted in epochs (`Term.per_run`) is a fraction of the run, turned into epochs
+here from `num_epochs` (the run's length), unless its absolute number of epochs is set.
+
 `terms` (the config's `terms`): '' = the preset's terms; 'a,b:0.5' = exactly these;
 '+b:0.5' = the preset's terms and these. E.g. `--config.method=jointrd
 --config.terms=+dkd:0.5`: JointRD's loss plus half a DKD term on the student's logits.
@@ -65,9 +68,12 @@ def parse_terms(spec: str, preset: presets.Preset):
   return chosen
 
 
-def resolve_terms(name: str, terms: str = "", loss_params: Optional[Mapping] = None):
+def resolve_terms(name: str, terms: str = "", loss_params: Optional[Mapping] = None,
+                  num_epochs: Optional[int] = None):
   """The method's `terms.Weighted` terms (see the module docstring). Each setting is checked
-  against its term's range, and a setting of a term the method does not have is refused."""
+  against its term's range, and a setting of a term the method does not have is refused.
+  `num_epochs`: the run's, for the settings counted in epochs (None: no run; a term's
+  absolute default applies, and a fraction set is refused)."""
   preset = presets.get_spec(name)
   own = dict(preset.term_entries())
   loss_params = loss_params or {}
@@ -88,8 +94,38 @@ def resolve_terms(name: str, terms: str = "", loss_params: Optional[Mapping] = N
     if spec_weight is not None:
       term.check("weight", spec_weight, f"--config.terms={terms}")
       weight = spec_weight
-    out.append(terms_lib.Weighted(term, float(weight), {**term.params, **settings}))
+    params, resolved = _per_run(term, own.get(term_name, {}), given,
+                                {**term.params, **settings}, num_epochs)
+    out.append(terms_lib.Weighted(term, float(weight), params, resolved))
   return tuple(out)
+
+
+def _per_run(term, own: Mapping, given: Mapping, params: dict, num_epochs: Optional[int]):
+  """`params` with each `per_run` fraction turned into its epochs, and how (`Weighted`)."""
+  resolved = {}
+  for frac, key in term.per_run.items():
+    fraction = params.pop(frac)
+    flag = f"--config.loss.{term.name}"
+    if frac in given and key in given:
+      raise terms_lib.SettingError(
+          f"{flag}.{frac}={given[frac]} and {flag}.{key}={given[key]} both set {term.name}'s "
+          f"{key}: set one, the fraction of the run (e.g. {flag}.{frac}=0.25 for a quarter) or "
+          f"the absolute number of epochs (where the config file sets one, give that one).")
+    if key in given or (frac not in given and key in own):
+      resolved[key] = f"{params[key]:g} (set in epochs)"
+    elif num_epochs is not None:
+      params[key] = fraction * num_epochs
+      resolved[key] = f"{params[key]:g} ({fraction:g} of {num_epochs} epochs)"
+    elif frac in given:
+      raise UserError(f"{flag}.{frac}={fraction} is a fraction of the run; give the run's "
+                      "num_epochs to resolve it.")
+  return params, resolved
+
+
+def per_run_words(weighted) -> str:
+  """The settings counted in epochs, resolved: e.g. 'jointrd.decay_epochs = 60 (0.3 of 200
+  epochs)' ('' when none), for the run's log."""
+  return "; ".join(f"{w.name}.{k} = {v}" for w in weighted for k, v in w.resolved.items())
 
 
 def method_label(name: str, terms: str = "") -> str:
@@ -118,13 +154,14 @@ def build(name: str, *, arch: str, num_classes: int, width: int = 64, shortcuts:
           dirac: str = "", teacher_arch: str = "", teacher_width: int = 0,
           teacher_train: str = "frozen", dtype=jnp.float32,
           loss_config: LossConfig = LossConfig(), conv: str = "", terms: str = "",
-          loss_params: Optional[Mapping] = None) -> Method:
+          loss_params: Optional[Mapping] = None, num_epochs: Optional[int] = None) -> Method:
   """A `Method` for `name`; empty `shortcuts`/`conv` take the method's defaults (`dirac`
   is `conv`'s former name).
 
   The teacher is always a ResNet (`shortcuts='all'`, plain convs) of `teacher_arch`
   (default: the student's arch) and `teacher_width` (default: the student's width); it
-  exists when one of the method's terms needs it.
+  exists when one of the method's terms needs it. `num_epochs`: the run's, for the
+  settings counted in epochs (`resolve_terms`).
   """
   spec = presets.get_spec(name)
   if teacher_train not in presets.TEACHER_TRAIN:
@@ -134,7 +171,7 @@ def build(name: str, *, arch: str, num_classes: int, width: int = 64, shortcuts:
   params = {t: {k: v for k, v in p.items() if v != defaults[t][k]} for t, p in params.items()}
   for t, p in (loss_params or {}).items():
     params.setdefault(t, {}).update({k: v for k, v in (p or {}).items() if v is not None})
-  weighted = resolve_terms(name, terms, params)
+  weighted = resolve_terms(name, terms, params, num_epochs)
   wants_teacher = any(w.term.needs_teacher for w in weighted)
   if wants_teacher and not spec.teacher:
     needy = next(w.name for w in weighted if w.term.needs_teacher)
@@ -160,4 +197,4 @@ def build(name: str, *, arch: str, num_classes: int, width: int = 64, shortcuts:
           f"student {arch} width {width} has {student.stage_channels()}, teacher "
           f"{teacher_arch or arch} width {teacher_width or width} has "
           f"{teacher.stage_channels()}.")
-  return Method(name, student, teacher, teacher_train, weighted)
+  return Method(name, student, teacher, teacher_train, weighted, num_epochs)

@@ -2,7 +2,8 @@
 target-class and non-target-class KD at temperature T, with the reference's linear warm-up
 `w(e) = min((e + 1) / W, 1)` (e: our 0-based epoch). The CE beside it is a `ce` term."""
 from jointrd_jax import losses
-from jointrd_jax.methods.terms import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Term, register
+from jointrd_jax.methods.terms import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, RUN_FRACTION,
+                                       Term, register)
 
 
 def dkd(inputs, *, alpha: float, beta: float, temperature: float, warmup_epochs: int,
@@ -16,11 +17,15 @@ def dkd(inputs, *, alpha: float, beta: float, temperature: float, warmup_epochs:
 
 register(Term(
     "dkd", dkd, needs=frozenset({"teacher_logits", "epoch"}),
-    params={"alpha": 1.0, "beta": 8.0, "temperature": 4.0, "warmup_epochs": 20,
-            "standardize": False},
+    # W: warmup_fraction of the run (0.1: 20 of the CIFAR recipe's 200 epochs; mdistiller's
+    # 20 of 240 would be 0.083), unless warmup_epochs (absolute) is set; the 20 applies only
+    # where no run length is known.
+    params={"alpha": 1.0, "beta": 8.0, "temperature": 4.0, "warmup_fraction": 0.1,
+            "warmup_epochs": 20, "standardize": False},
     # alpha, beta weigh two KL terms; T divides the logits; W divides the epoch (1 = none).
     ranges={"alpha": NON_NEGATIVE, "beta": NON_NEGATIVE, "temperature": POSITIVE,
-            "warmup_epochs": AT_LEAST_ONE},
+            "warmup_fraction": RUN_FRACTION, "warmup_epochs": AT_LEAST_ONE},
+    per_run={"warmup_fraction": "warmup_epochs"},
     formula="min((e+1)/W, 1) T^2 (alpha KL(b_T || b_S) + beta KL(q_T || q_S)); b: target vs "
     "rest, q: softmax over the non-target classes",
     source="Zhao et al., CVPR 2022; mdistiller mdistiller/engine/cfg.py CFG.DKD (CIFAR-100)"))

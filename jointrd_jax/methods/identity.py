@@ -69,35 +69,42 @@ def _value(v) -> str:
 
 
 def term_changes(method: str, weighted: Sequence[terms_lib.Weighted], terms: str = "",
-                 loss: Optional[Mapping] = None) -> list:
+                 loss: Optional[Mapping] = None, epochs: Sequence = (None,)) -> list:
   """What `weighted` changes of the preset's loss (its `terms` and `loss` settings, those of
   its config file; none: the preset's alone): 'terms a,b:0.5' when the list of terms
   differs, then each weight ('kd.weight=0.5', unless in the list) and setting
-  ('kd.temperature=2') that differs from the preset's value for that term."""
+  ('kd.temperature=2') that differs from the preset's value for that term. A setting counted
+  in epochs is the preset's when it equals the preset's resolved for one of `epochs` (the
+  run's: a fraction of the run; the recipe's: the same number of epochs)."""
   names = [w.name for w in weighted]
-  natural = compose.resolve_terms(method, ",".join(names), loss)  # these terms, as the preset
+  # These terms, as the preset, for each run length.
+  naturals = [compose.resolve_terms(method, ",".join(names), loss, n) for n in epochs]
+  natural = naturals[0]
   out = []
-  listed = names != [w.name for w in compose.resolve_terms(method, terms, loss)]
+  listed = names != [w.name for w in compose.resolve_terms(method, terms, loss, epochs[0])]
   if listed:
     out.append("terms " + ",".join(w.name if w.weight == n.weight else f"{w.name}:{w.weight:g}"
                                    for w, n in zip(weighted, natural)))
-  for w, n in zip(weighted, natural):
+  for i, (w, n) in enumerate(zip(weighted, natural)):
     if not listed and w.weight != n.weight:
       out.append(f"{w.name}.weight={w.weight:g}")
+    at = [ns[i].params for ns in naturals]
     out += [f"{w.name}.{k}={_value(v)}" for k, v in sorted(w.params.items())
-            if v != n.params.get(k)]
+            if all(v != p.get(k) for p in at)]
   return out
 
 
 def of_method(method: str, weighted: Sequence[terms_lib.Weighted], shortcuts: str, conv: str,
-              teacher_train: str = "frozen", base: Optional[Mapping] = None) -> Identity:
+              teacher_train: str = "frozen", base: Optional[Mapping] = None,
+              num_epochs: Optional[int] = None) -> Identity:
   """The identity of a run of preset `method` that trains a student of `shortcuts` and
   `conv` with the resolved loss terms `weighted`, compared with `base`: the preset's own
   config under the run's recipe, as a dict (`preset_config`); None: the preset as
-  presets.py defines it, nothing set."""
+  presets.py defines it, nothing set. `num_epochs`: the run's (`term_changes`)."""
   preset = presets.get_spec(method)
   base = base or {}
-  changes = term_changes(method, weighted, _get(base, "terms"), base.get("loss") or {})
+  changes = term_changes(method, weighted, _get(base, "terms"), base.get("loss") or {},
+                         (num_epochs, base.get("num_epochs")))
   if shortcuts != (_get(base, "model", "shortcuts") or preset.student_shortcuts):
     changes.append(f"shortcuts {shortcuts}")
   if conv != (_conv(base) or preset.student_conv):
@@ -123,7 +130,7 @@ def of_method(method: str, weighted: Sequence[terms_lib.Weighted], shortcuts: st
 def of_built(m, base: Optional[Mapping] = None) -> Identity:
   """The identity of a built `Method` (`compose.build`), compared with `base` (`of_method`)."""
   return of_method(m.name, m.terms, m.student.shortcuts, m.student.conv, m.teacher_train,
-                   base)
+                   base, m.num_epochs)
 
 
 def _get(cfg: Mapping, *keys, default=""):
@@ -179,11 +186,13 @@ def of_config(config) -> Identity:
   cfg = config.to_dict() if hasattr(config, "to_dict") else workdir_lib.migrate(dict(config))
   method = cfg.get("method") or ""
   preset = presets.get_spec(method)
-  weighted = compose.resolve_terms(method, _get(cfg, "terms"), cfg.get("loss") or {})
+  num_epochs = cfg.get("num_epochs")
+  weighted = compose.resolve_terms(method, _get(cfg, "terms"), cfg.get("loss") or {},
+                                   num_epochs)
   return of_method(method, weighted, _get(cfg, "model", "shortcuts") or preset.student_shortcuts,
                    _conv(cfg) or preset.student_conv,
                    _get(cfg, "teacher", "train", default="frozen"),
-                   _base(method, is_imagenet_recipe(cfg)))
+                   _base(method, is_imagenet_recipe(cfg)), num_epochs)
 
 
 def of_run(cfg: Mapping, summary) -> Identity:

@@ -53,6 +53,7 @@ class Method:
   teacher: Optional[models.ResNet] = None
   teacher_train: str = "frozen"
   terms: Tuple[Weighted, ...] = ()
+  num_epochs: Optional[int] = None  # the run's, that resolved the terms' epoch settings
 
   @property
   def spec(self) -> presets.Preset:

@@ -68,6 +68,13 @@ METHODS = {
                               "standardize": True})),
                      "KD on standardised logits (logit standardisation), Dirac student",
                      teacher=True, label="KD + logit std. + Dirac"),
+    # DKD on standardised logits as the logit-standardisation authors ran it: alpha and beta
+    # times their KD weight 9, base temperature 2 (DKD's CE weight 1 and warm-up kept).
+    "dkd_ls_dirac": P("projection", "reparam",
+                      ("ce", ("dkd", {"alpha": 9.0, "beta": 72.0, "temperature": 2.0,
+                                      "standardize": True})),
+                      "CE + DKD on standardised logits (logit standardisation), Dirac student",
+                      teacher=True, label="DKD + logit std. + Dirac"),
     "jointrd_dkd": P("projection", "reparam", ("jointrd", "dkd"), "JointRD's loss plus a DKD "
                      "term on the student's logits", teacher=True, label="JointRD + DKD"),
     # RepVGG-style students (models/repvgg.py): 3x3 conv + BN, 1x1 conv + BN, identity BN.

@@ -12,6 +12,11 @@ only what it declares in `needs`), a float32 scalar and a dict of float32 scalar
   stages k+1..4 and head, k = 1..3);
 - `epoch`: the 0-based epoch (an int32 scalar, constant within an epoch).
 
+A setting counted in epochs scales with the run: `per_run` pairs its fraction of the run
+(`fraction` key, in (0, 1]) with its absolute number of epochs (the `fn` argument). The
+fraction applies unless the absolute one is set (the override; setting both is refused);
+`compose.resolve_terms` turns it into epochs once, from the run's `num_epochs`.
+
 Each module of this package registers its terms (`register`); hyper-parameters are the
 keyword arguments of `fn` with their defaults in `params` (config keys `loss.<term>.<param>`,
 and `loss.<term>.weight` for the term's weight in the sum). Each numeric setting declares its
@@ -69,6 +74,7 @@ POSITIVE = Range(0.0, low_open=True)       # e.g. a temperature
 NON_NEGATIVE = Range(0.0)                  # e.g. a weight
 FRACTION = Range(0.0, 1.0)                 # e.g. a mixing coefficient
 AT_LEAST_ONE = Range(1.0)                  # e.g. a number of epochs that divides
+RUN_FRACTION = Range(0.0, 1.0, low_open=True)  # a fraction of the run's epochs (`per_run`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +101,13 @@ class Term:
   source: str = ""             # where the formula and its defaults come from
   ranges: Mapping[str, Range] = dataclasses.field(default_factory=dict)  # numeric params
   weight_range: Range = NON_NEGATIVE
+  per_run: Mapping[str, str] = dataclasses.field(default_factory=dict)  # fraction -> epochs
 
   def __post_init__(self):
+    for frac, epochs in self.per_run.items():
+      if {frac, epochs} - set(self.params) or self.ranges.get(frac) != RUN_FRACTION:
+        raise ValueError(f"term {self.name!r}: per_run pairs two of its settings, the "
+                         f"fraction with range RUN_FRACTION; got {frac!r}, {epochs!r}")
     unknown = set(self.needs) - set(NEEDS)
     if unknown:
       raise ValueError(f"term {self.name!r} needs unknown inputs {sorted(unknown)}")
@@ -144,6 +155,8 @@ class Weighted:
   term: Term
   weight: float
   params: Mapping[str, Any]
+  # How each `per_run` setting was resolved, e.g. {'decay_epochs': '0.3 of 200 epochs'}.
+  resolved: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
   @property
   def name(self) -> str:
