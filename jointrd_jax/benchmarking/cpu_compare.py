@@ -44,7 +44,8 @@ def jax_case(method: str, arch: str, width: int, batch: int, mesh, compiler_opti
   jitted, call_args, _ = train_step._step_function(  # pylint: disable=protected-access
       config, m, tx, schedule, teacher_vars, opts, batch, classes, shape, mesh)
   t = time.perf_counter()
-  compiled = jitted.lower(state, *call_args()).compile(compiler_options=compiler_options or None)
+  lowered = jitted.lower(state, *call_args())
+  compiled = lowered.compile(compiler_options=compiler_options or None)
   compile_s = time.perf_counter() - t
   box = {}
   box["state"], metrics = compiled(state, *call_args())
