@@ -76,10 +76,14 @@ def parse_args(argv):
 
 
 def check_args(args) -> str:
-  """Validates --arch, --shortcuts and --dataset before the file is read (UserError naming
-  the flag); returns the dataset to record."""
-  from jointrd_jax import models  # pylint: disable=g-import-not-at-top
+  """Validates --out, --arch, --shortcuts and --dataset before the file is read (UserError
+  naming the flag); returns the dataset to record."""
+  from jointrd_jax import models, workdir  # pylint: disable=g-import-not-at-top
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  problem = workdir.writable_problem(args.out)
+  if problem:
+    raise UserError(f"cannot write to --out={args.out} ({problem}); choose a writable "
+                    "directory.")
   checks = [("--arch", "arch", args.arch, models.ARCHS)]
   if args.shortcuts:
     checks.append(("--shortcuts", "shortcut policy", args.shortcuts, models.SHORTCUTS))

@@ -336,6 +336,7 @@ def _deployment(args, out):
 def _pareto(args, out):
   import os  # pylint: disable=g-import-not-at-top
   from jointrd_jax.benchmarking import deployment, machine, pareto, tables  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import workdir  # pylint: disable=g-import-not-at-top
   from jointrd_jax.benchmarking import runtime_case  # pylint: disable=g-import-not-at-top
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   precisions = _csv("precisions", args.precisions or "fp32,int8", deployment.PRECISIONS)
@@ -351,6 +352,10 @@ def _pareto(args, out):
   if existing and not args.overwrite:
     raise UserError(f"--out={args.out} already holds {existing[0]}; pass --overwrite to "
                     "replace it, or choose another --out.")
+  problem = workdir.writable_problem(args.out)
+  if problem:
+    raise UserError(f"cannot write to --out={args.out} ({problem}); choose a writable "
+                    "directory.")
   cli.setup_logging()
   mach = machine.host()
   version = f"{deployment.RUNTIME_NAMES[args.runtime]} {deployment.runtime_version(args.runtime)}"

@@ -9,6 +9,7 @@ import json
 import os
 import pathlib
 import shutil
+import tempfile
 
 import jax
 from etils import epath
@@ -94,29 +95,42 @@ def differences(saved: dict, config) -> list:
   return _diff(_identity(migrate(saved)), _identity(config_to_dict(config)))
 
 
-def check_writable(workdir: str) -> epath.Path:
-  """Refuses a workdir this process cannot write to, without creating it: an existing
-  directory gets a probe file (one per process, removed at once); a new one needs its
-  nearest existing parent to be a writable directory. (Remote paths such as gs:// are
-  checked when the run first writes.)"""
-  path = epath.Path(workdir)
+def writable_problem(directory: str) -> str | None:
+  """Why this process cannot write to `directory` (None: it can), without creating it: a
+  probe directory is created and removed at once in `directory` or, when that does not
+  exist yet, in its nearest existing parent (permission bits do not tell it for root, nor
+  in /proc, /sys or on a read-only mount). A remote path (gs://) gets a probe file (one
+  per process, no races) where it exists; a new one is checked when first written."""
+  if "://" in str(directory):
+    path = epath.Path(directory)
+    try:
+      if path.exists():
+        probe = path / f".write_probe.{jax.process_index()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+      return f"cannot create a file in {directory}: {e.strerror or e}"
+    return None
+  where = pathlib.Path(os.path.abspath(directory))
+  while not where.exists():
+    where = where.parent
+  if not where.is_dir():
+    return f"{where} is not a directory"
   try:
-    if path.exists():
-      probe = path / f".write_probe.{jax.process_index()}"  # one per process: no races
-      probe.write_text("ok")
-      probe.unlink()
-    elif "://" not in str(path):
-      parent = pathlib.Path(os.path.abspath(str(path))).parent
-      while not parent.exists():
-        parent = parent.parent
-      if not parent.is_dir():
-        raise NotADirectoryError(f"{parent} is not a directory")
-      if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"{parent} is not writable")
+    os.rmdir(tempfile.mkdtemp(prefix=".write_probe.", dir=where))
   except OSError as e:
-    raise UserError(f"cannot write to workdir {workdir} ({e.strerror or e}); "
-                    "choose a writable --workdir.") from None
-  return path
+    return f"cannot create a directory in {where}: {e.strerror or e}"
+  return None
+
+
+def check_writable(workdir: str) -> epath.Path:
+  """`workdir` as a path; refused (one line) when this process cannot write to it
+  (`writable_problem`)."""
+  problem = writable_problem(workdir)
+  if problem:
+    raise UserError(f"cannot write to workdir {workdir} ({problem}); "
+                    "choose a writable --workdir.")
+  return epath.Path(workdir)
 
 
 def check(workdir: str, config) -> bool:

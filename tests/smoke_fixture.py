@@ -6,9 +6,11 @@
 `check(name, workdir)`, which compares exactly (floats round-trip through JSON exactly).
 
 Bitwise equality holds for the same programs on the same machine and software: the file
-records where it was made (jax/jaxlib versions, CPU, XLA flags), and elsewhere the check is
-skipped with a line saying so. To record again (after a deliberate change of numbers, or on
-a new jax), on the machine CI uses:
+holds one recording per machine fingerprint (jax/jaxlib versions, CPU and its widest vector
+ISA, XLA flags); on a machine with none the check is skipped with a line saying so. To
+record this machine's (after a deliberate change of numbers, on a new jax, or on a new
+machine; the recordings of other machines are kept; record from the commit whose numbers
+are the reference, then check the change against it):
 
     RECORD_SMOKE_FIXTURE=1 python -m pytest -q tests/test_train.py tests/test_imagenet.py \
         -k 'every_method_on_synthetic or generated_jpegs or bitwise_as_recorded'
@@ -56,27 +58,38 @@ def records(workdir) -> list:
           for r in reporting.read_metrics(workdir)]
 
 
+def _load() -> list:
+  """The recordings [{"fingerprint": ..., "runs": {name: records}}], one per machine and
+  software (the file's first format, one recording at the top level, read as a list of one)."""
+  if not FIXTURE.exists():
+    return []
+  data = json.loads(FIXTURE.read_text())
+  return data["recordings"] if "recordings" in data else [data]
+
+
 def check(name: str, workdir) -> None:
-  """Records the run's metrics under `name` (RECORD_SMOKE_FIXTURE=1), else compares them
-  with the recorded ones, bitwise."""
+  """Records the run's metrics under `name` in this machine's recording
+  (RECORD_SMOKE_FIXTURE=1; the other machines' recordings are kept), else compares them
+  with this machine's recorded ones, bitwise."""
   got = records(workdir)
-  data = json.loads(FIXTURE.read_text()) if FIXTURE.exists() else {"runs": {}}
+  recordings = _load()
+  here = next((r for r in recordings if r["fingerprint"] == fingerprint()), None)
   if RECORD:
-    if data.get("fingerprint", fingerprint()) != fingerprint():
-      data = {"runs": {}}  # a new machine or jax: start afresh
-    data["fingerprint"] = fingerprint()
-    data["runs"][name] = got
+    if here is None:
+      here = {"fingerprint": fingerprint(), "runs": {}}
+      recordings.append(here)
+    here["runs"][name] = got
     FIXTURE.parent.mkdir(exist_ok=True)
-    FIXTURE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    FIXTURE.write_text(json.dumps({"recordings": recordings}, indent=1, sort_keys=True) + "\n")
     return
-  if name not in data["runs"]:
-    pytest.fail(f"no recorded metrics for {name} in {FIXTURE}; record them (see "
-                "tests/smoke_fixture.py)")
-  if data["fingerprint"] != fingerprint():
-    pytest.skip(f"{FIXTURE.name} was recorded on {data['fingerprint']}, this is "
-                f"{fingerprint()}: bitwise equality holds on the same machine and software "
-                "only (see tests/smoke_fixture.py to record it here)")
-  want = data["runs"][name]
+  if here is None:
+    pytest.skip(f"{FIXTURE.name} holds no recording made on {fingerprint()} (it has "
+                f"{[r['fingerprint'] for r in recordings]}): bitwise equality holds on the "
+                "same machine and software only (see tests/smoke_fixture.py to record it here)")
+  if name not in here["runs"]:
+    pytest.fail(f"no recorded metrics for {name} in {FIXTURE} for this machine; record them "
+                "(see tests/smoke_fixture.py)")
+  want = here["runs"][name]
   assert len(got) == len(want), (len(got), len(want))
   for i, (g, w) in enumerate(zip(got, want)):
     assert g == w, f"{name}: record {i} differs: {g} != {w}"

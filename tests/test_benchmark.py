@@ -8,7 +8,6 @@ import pathlib
 import re
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +17,7 @@ import pytest
 from experiments import benchmark
 from jointrd_jax import sharding, train
 from jointrd_jax.benchmarking import random_weights, tables, train_step
+from jointrd_jax.benchmarking import run_efficiency as run_efficiency_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FORBIDDEN = ("tensorflow", "tensorflow_datasets", "ml_collections", "configs")
@@ -288,15 +288,18 @@ def temp_root(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("case", list(RUN_EFFICIENCY_BAD))
-def test_run_efficiency_refuses_bad_flags_at_once(case, temp_root, capsys):
+def test_run_efficiency_refuses_bad_flags_at_once(case, temp_root, monkeypatch, capsys):
   """Each mistake: exit 2, one `error:` line naming this tool's flag (no `--config.*`, no
-  other tool's help), within seconds, nothing left in the temp directory."""
+  other tool's help), before anything is measured, nothing left in the temp directory."""
   from experiments import run_efficiency  # pylint: disable=g-import-not-at-top
+
+  def never(*args, **kwargs):
+    raise AssertionError("the run was measured")
+
+  monkeypatch.setattr(run_efficiency_lib, "measure", never)
   argv, text = RUN_EFFICIENCY_BAD[case]
-  t0 = time.perf_counter()
   with pytest.raises(SystemExit) as e:
     run_efficiency.main(argv)
-  elapsed = time.perf_counter() - t0
   err = capsys.readouterr().err
   errors = [line for line in err.splitlines() if line.startswith("error:")]
   assert e.value.code == 2 and len(errors) == 1, err
@@ -304,7 +307,6 @@ def test_run_efficiency_refuses_bad_flags_at_once(case, temp_root, capsys):
   others = [line for line in err.splitlines() if not line.startswith("error:")]
   assert all(re.match(r"\[\d\d:\d\d:\d\d\] warning: --epochs is deprecated; write "
                       r"--num_epochs", line) for line in others), others
-  assert elapsed < 5, elapsed
   assert list(temp_root.iterdir()) == []
 
 
@@ -350,11 +352,9 @@ def test_run_efficiency_bad_flag_in_a_fresh_process(tmp_path):
   """As a user runs it: TMPDIR pointed at an empty directory, which stays empty."""
   tmp = tmp_path / "tmp"
   tmp.mkdir()
-  t0 = time.perf_counter()
   proc = subprocess.run([sys.executable, "-m", "experiments.run_efficiency",
                          "--arch=imagenet_resnet10"], cwd=ROOT, capture_output=True, text=True,
                         env=dict(os.environ, TMPDIR=str(tmp)), timeout=120)
-  assert time.perf_counter() - t0 < 15
   assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
   assert proc.stderr.startswith("error: --arch=imagenet_resnet10 is an ImageNet arch; this "
                                 "tool trains on 32x32 synthetic data: choose one of resnet18")

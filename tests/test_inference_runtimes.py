@@ -217,6 +217,8 @@ def test_runs_bad_input_one_line(tmp_path, files, capsys):  # pylint: disable=re
   package.write_checksums(other)
   assert "holds another network" in _error(capsys, [f"--runs={run}={other}", f"--out={out}"])
   assert not os.path.exists(out)  # nothing written before validation
+  err = _error(capsys, [f"--runs={run}", "--out=/proc/x"])  # before anything is measured
+  assert "cannot write to --out=/proc/x (cannot create a directory in /proc: " in err
   os.makedirs(out)
   open(os.path.join(out, "pareto.md"), "w").close()
   assert "--overwrite" in _error(capsys, [f"--runs={run}", f"--out={out}"])

@@ -199,8 +199,9 @@ def test_int8_record_matches_the_models_run_here(int8_export):
   net, variables = int8_export["net"], int8_export["variables"]
   ref = np.asarray(net.apply(variables, datasets.normalize(images, mean, std), train=False)[0])
   # The export's reference ran the same fp32 network at 'highest' precision: within the
-  # fp32 tolerance of this one.
-  atol = checks.RTOL * np.abs(ref).max()
+  # fp32 tolerance of this one. A Python float: pytest.approx (9.x) refuses a numpy
+  # float32 tolerance.
+  atol = float(checks.RTOL * np.abs(ref).max())
   got = {"tflite_int8": run_litert(str(out / "model_int8.tflite"), images),
          "onnx_int8": run_ort(str(out / "model_int8.onnx"), images)}
   for key, logits in got.items():

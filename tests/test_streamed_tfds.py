@@ -9,7 +9,6 @@ one-line error when the data is not prepared.
 import io
 import os
 import tarfile
-import time
 
 import jax
 import numpy as np
@@ -90,7 +89,6 @@ def test_not_prepared_is_one_line_and_never_downloads(tmp_path, monkeypatch):
     raise AssertionError("a download was attempted")
 
   monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_download)
-  start = time.monotonic()
   for download in (False, True):
     with pytest.raises(UserError) as e:
       streamed.load("imagenet2012", mesh=_mesh1(), data_dir=str(tmp_path), download=download)
@@ -98,7 +96,6 @@ def test_not_prepared_is_one_line_and_never_downloads(tmp_path, monkeypatch):
     assert "\n" not in msg and "not prepared in" in msg and str(tmp_path) in msg
     assert "tfds build imagenet2012 --manual_dir=" in msg and "ILSVRC2012_img_train.tar" in msg
     assert "ILSVRC2012_img_val.tar" in msg and "image-net.org" in msg
-  assert time.monotonic() - start < 10
 
 
 def test_metadata(data):

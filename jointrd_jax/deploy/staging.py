@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 
+from jointrd_jax import workdir
 from jointrd_jax.errors import UserError
 
 
@@ -26,6 +27,11 @@ def check_out(out_dir: str, overwrite: bool) -> str:
   if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
     raise UserError(f"--out={out_dir} is not empty; choose a new directory or pass "
                     "--overwrite to replace its export.")
+  # The export is staged beside --out and renamed into place: its parent takes the writes.
+  problem = workdir.writable_problem(os.path.dirname(out_dir))
+  if problem:
+    raise UserError(f"cannot write to --out={out_dir} ({problem}); choose a writable "
+                    "directory.")
   return out_dir
 
 
