@@ -17,7 +17,8 @@ median over blocks (p10-p90 beside it) and `jax/torch` is the ratio of the media
 `--xla_variant` (repeatable) adds a JAX case compiled with those XLA options
 (`key=value`, several joined by `+`), e.g. `--xla_variant=xla_cpu_use_xnnpack=true`:
 flags compared in the same run. `--torch_layouts=nchw,nhwc` times PyTorch in its default
-layout and in channels_last. Needs PyTorch (`pip install torch`, the CPU wheel); without it
+layout and in channels_last; `--torch_threads=1,2` times PyTorch with 1 and with 2
+intra-op threads (0: its default, the cores). Needs PyTorch (`pip install torch`, the CPU wheel); without it
 the script stops with one line. The first line names the machine and its load.
 """
 import sys
@@ -40,8 +41,9 @@ def parser() -> cli.ArgumentParser:
   p.add_argument("--warmup", type=int, default=1, help="untimed blocks per case")
   p.add_argument("--torch_layouts", type=cli.csv, default=["nchw"],
                  help="PyTorch memory formats timed: nchw (default), nhwc (channels_last)")
-  p.add_argument("--torch_threads", type=int, default=0,
-                 help="torch.set_num_threads; 0 = PyTorch's default")
+  p.add_argument("--torch_threads", type=cli.int_csv, default=[0],
+                 help="comma-separated torch.set_num_threads values, one PyTorch case each; "
+                 "0 = PyTorch's default (the cores)")
   p.add_argument("--xla_variant", action="append", default=[],
                  help="an extra JAX case compiled with these XLA options, key=value joined "
                  "by +; repeatable")
@@ -68,9 +70,10 @@ def parse_args(argv):
   for name in ("width", "batch", "blocks", "steps_per_block"):
     if getattr(args, name) < 1:
       p.error(f"--{name}={getattr(args, name)} must be >= 1")
-  for name in ("warmup", "torch_threads"):
-    if getattr(args, name) < 0:
-      p.error(f"--{name}={getattr(args, name)} must be >= 0")
+  if args.warmup < 0:
+    p.error(f"--warmup={args.warmup} must be >= 0")
+  if not args.torch_threads or min(args.torch_threads) < 0:
+    p.error("--torch_threads must be integers >= 0 (0: PyTorch's default), e.g. 1,2")
   args.variants = [parse_variant(p, v) for v in args.xla_variant]
   return args
 
@@ -103,11 +106,10 @@ def _main(argv, out) -> dict:
   cli.setup_logging()
   from jointrd_jax import sharding  # pylint: disable=g-import-not-at-top
   from jointrd_jax.benchmarking import cpu_compare, machine  # pylint: disable=g-import-not-at-top
-  if args.torch_threads:
-    torch.set_num_threads(args.torch_threads)
+  default_threads = torch.get_num_threads()
   mesh = sharding.make_mesh()
   print(f"# machine: {machine.describe_line(machine.describe())}; torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads); load at start {machine.load_average()}; "
+        f"({default_threads} threads by default); load at start {machine.load_average()}; "
         f"{args.arch} width {args.width} batch {args.batch}", file=out, flush=True)
   results = {}
   for method in args.methods:
@@ -117,17 +119,20 @@ def _main(argv, out) -> dict:
       cases[name] = cpu_compare.jax_case(method, args.arch, args.width, args.batch, mesh,
                                          options)
     for layout in args.torch_layouts:
-      cases[f"torch[{layout}]"] = cpu_compare.torch_case(
-          method, args.arch, args.width, args.batch, layout == "nhwc")
+      for threads in args.torch_threads:
+        cases[f"torch[{layout},{threads or default_threads}t]"] = cpu_compare.torch_case(
+            method, args.arch, args.width, args.batch, layout == "nhwc",
+            threads or default_threads)
     times = cpu_compare.interleaved(cases, steps_per_block=args.steps_per_block,
                                     blocks=args.blocks, warmup=args.warmup)
     rows = {n: cpu_compare.summary(t, args.steps_per_block, args.batch) for n, t in times.items()}
-    ref = rows[f"torch[{args.torch_layouts[0]}]"]["images_per_s"]
+    ref_name = next(n for n in rows if n.startswith("torch["))
+    ref = rows[ref_name]["images_per_s"]
     print(f"# {method}: load now {machine.load_average()}", file=out)
     for n, r in rows.items():
       print(f"{method:12s} {n:48s} {r['images_per_s']:8.1f} img/s (p10 {r['p10']:.1f}, p90 "
             f"{r['p90']:.1f}; {r['blocks']} blocks)  x{r['images_per_s'] / ref:.2f} of "
-            f"torch[{args.torch_layouts[0]}]  first loss {cases[n][2]:.4f}  "
+            f"{ref_name}  first loss {cases[n][2]:.4f}  "
             f"build/compile {cases[n][3]:.1f}s", file=out, flush=True)
     results[method] = rows
   return results

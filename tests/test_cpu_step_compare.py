@@ -21,6 +21,7 @@ from jointrd_jax.benchmarking import cpu_compare
     (["--blocks=0"], "--blocks"),
     (["--warmup=-1"], "--warmup"),
     (["--torch_threads=-2"], "--torch_threads"),
+    (["--torch_threads=1,x"], "--torch_threads"),
     (["--xla_variant=use_xnnpack=true"], "--xla_variant"),
     (["--xla_variant=xla_cpu_use_xnnpack"], "--xla_variant"),
     (["--xla_variant=xla_cpu_use_xnnpack=true+xla_cpu_x="], "--xla_variant"),
@@ -42,7 +43,9 @@ def test_xla_variants_parse_to_typed_options():
   assert args.variants == [{"xla_cpu_use_xnnpack": True,
                             "xla_cpu_parallel_codegen_split_count": 4},
                            {"xla_cpu_max_isa": "AVX2"}]
-  assert cpu_step_compare.parse_args([]).variants == []
+  default = cpu_step_compare.parse_args([])
+  assert default.variants == [] and default.torch_threads == [0]
+  assert cpu_step_compare.parse_args(["--torch_threads=1,2"]).torch_threads == [1, 2]
 
 
 def test_without_torch_one_line_before_any_work(monkeypatch, capsys):

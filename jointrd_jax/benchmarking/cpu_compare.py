@@ -56,16 +56,25 @@ def jax_case(method: str, arch: str, width: int, batch: int, mesh, compiler_opti
   return step, lambda: jax.block_until_ready(box["state"]), loss, compile_s
 
 
-def torch_case(method: str, arch: str, width: int, batch: int, channels_last: bool):
+def torch_case(method: str, arch: str, width: int, batch: int, channels_last: bool,
+               threads: int = 0):
   """(one-step function, sync (none needed on CPU), loss of the first step, build seconds)
-  of the release's PyTorch step."""
+  of the release's PyTorch step; `threads` > 0: `torch.set_num_threads(threads)` before each
+  step (0: as found)."""
+  import torch  # pylint: disable=g-import-not-at-top  # optional dependency
   from jointrd_jax import models  # pylint: disable=g-import-not-at-top
   from jointrd_jax.benchmarking import torch_nets  # pylint: disable=g-import-not-at-top
   _, kind, sizes = models.ARCHS[arch]
   t = time.perf_counter()
+  n = threads or torch.get_num_threads()
+  torch.set_num_threads(n)
   step, loss = torch_nets.train_step(method, kind, sizes, width, models.build(arch).num_classes,
                                      batch, channels_last=channels_last)
-  return step, lambda: None, loss, time.perf_counter() - t
+
+  def run():
+    torch.set_num_threads(n)
+    step()
+  return run, lambda: None, loss, time.perf_counter() - t
 
 
 def interleaved(cases: dict, *, steps_per_block: int, blocks: int, warmup: int) -> dict:
