@@ -18,9 +18,13 @@ median over blocks (p10-p90 beside it) and `jax/torch` is the ratio of the media
 (`key=value`, several joined by `+`), e.g. `--xla_variant=xla_cpu_use_xnnpack=true`:
 flags compared in the same run. `--torch_layouts=nchw,nhwc` times PyTorch in its default
 layout and in channels_last; `--torch_threads=1,2` times PyTorch with 1 and with 2
-intra-op threads (0: its default, the cores). Needs PyTorch (`pip install torch`, the CPU wheel); without it
-the script stops with one line. The first line names the machine and its load.
+intra-op threads (0: its default, the cores). Needs PyTorch (`pip install torch`, the CPU
+wheel); without it the script stops with one line. The first line names the machine, its load and
+OMP_WAIT_POLICY: PyTorch's OpenMP threads spin at each barrier by default, and on a machine
+that other processes load, a descheduled thread stalls the rest (2 threads then ran 5-10x
+slower than 1 on the shared 2-core VM); OMP_WAIT_POLICY=PASSIVE avoids that.
 """
+import os
 import sys
 
 from experiments import cli
@@ -109,7 +113,8 @@ def _main(argv, out) -> dict:
   default_threads = torch.get_num_threads()
   mesh = sharding.make_mesh()
   print(f"# machine: {machine.describe_line(machine.describe())}; torch {torch.__version__} "
-        f"({default_threads} threads by default); load at start {machine.load_average()}; "
+        f"({default_threads} threads by default, OMP_WAIT_POLICY="
+        f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}); load at start {machine.load_average()}; "
         f"{args.arch} width {args.width} batch {args.batch}", file=out, flush=True)
   results = {}
   for method in args.methods:
