@@ -1,5 +1,6 @@
-"""PyTorch -> Flax import (reference §8): tiny PyTorch ResNets written here, in both the
-torchvision and the JointRD release layouts, must give our logits after conversion."""
+"""PyTorch -> Flax import (reference §8): tiny PyTorch ResNets (jointrd_jax/benchmarking/
+torch_nets.py), in both the torchvision and the JointRD release layouts, must give our logits
+after conversion."""
 import json
 import os
 import sys
@@ -10,128 +11,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
-F = torch.nn.functional
 
 from jointrd_jax import checkpoints  # pylint: disable=g-import-not-at-top
 from jointrd_jax.deploy import torch_import  # pylint: disable=g-import-not-at-top
 from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
 from experiments import convert_torch  # pylint: disable=g-import-not-at-top
 
-# ------------------------------------------------------------ a PyTorch CIFAR ResNet
-
-
-class TConv(nn.Conv2d):
-  """Bias-free conv, padding k//2; with `dirac`: W_eff = alpha * delta + beta * W (release)."""
-
-  def __init__(self, cin, cout, k, stride, dirac):
-    super().__init__(cin, cout, k, stride=stride, padding=k // 2, bias=False)
-    self.dirac = dirac
-    if dirac:
-      self.alpha = nn.Parameter(torch.rand(cout) + 0.5)
-      self.beta = nn.Parameter(torch.rand(cout) * 0.3)
-      self.register_buffer("delta", nn.init.dirac_(torch.empty_like(self.weight)))
-
-  def forward(self, x):
-    w = self.weight
-    if self.dirac:
-      w = self.alpha.view(-1, 1, 1, 1) * self.delta + self.beta.view(-1, 1, 1, 1) * w
-    return F.conv2d(x, w, None, self.stride, self.padding)
-
-
-class TBlock(nn.Module):
-  """ReLU first, pre-ReLU sum out. A shortcut-free block whose shape changes keeps an
-  unused `downsample` and the unused connectors, like the release's *woskip blocks."""
-
-  def __init__(self, kind, cin, planes, stride, shortcut, dirac):
-    super().__init__()
-    if kind == "bottleneck":
-      cout = planes * 4
-      self.conv1, self.bn1 = TConv(cin, planes, 1, 1, False), nn.BatchNorm2d(planes)
-      self.conv2, self.bn2 = TConv(planes, planes, 3, stride, dirac), nn.BatchNorm2d(planes)
-      self.conv3, self.bn3 = TConv(planes, cout, 1, 1, dirac), nn.BatchNorm2d(cout)
-      self.convs = 3
-    else:
-      cout = planes
-      self.conv1, self.bn1 = TConv(cin, planes, 3, stride, dirac), nn.BatchNorm2d(planes)
-      self.conv2, self.bn2 = TConv(planes, planes, 3, 1, dirac), nn.BatchNorm2d(planes)
-      self.convs = 2
-    self.shortcut = shortcut
-    if shortcut == "projection" or (stride != 1 or cin != cout):
-      self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False),
-                                      nn.BatchNorm2d(cout))
-    if shortcut == "none":
-      self.connector1 = nn.Conv2d(planes, cin, 1)
-      self.connector2 = nn.Conv2d(cout, planes, 1)
-
-  def forward(self, x):
-    x = F.relu(x)
-    out = x
-    for n in range(1, self.convs + 1):
-      out = getattr(self, f"bn{n}")(getattr(self, f"conv{n}")(out))
-      if n < self.convs:
-        out = F.relu(out)
-    if self.shortcut == "identity":
-      out = out + x
-    elif self.shortcut == "projection":
-      out = out + self.downsample(x)
-    return out
-
-
-def plan(kind, sizes, shortcuts, width):
-  """Reference §1's shortcut policies, written independently of models.shortcut_plan."""
-  out, cin = [], width
-  for i, n in enumerate(sizes):
-    cout = width * 2 ** i * (4 if kind == "bottleneck" else 1)
-    stage = []
-    for j in range(n):
-      stride = 2 if (i > 0 and j == 0) else 1
-      if shortcuts == "all":
-        stage.append("projection" if (stride != 1 or cin != cout) else "identity")
-      elif shortcuts == "projection":
-        stage.append("projection" if (i > 0 and j == 0) else "none")
-      else:
-        stage.append("none")
-      cin = cout
-    out.append(stage)
-  return out
-
-
-class TNet(nn.Module):
-  """layout 'release': conv1 = Sequential(conv, bn, relu), layers = ModuleList;
-  layout 'torchvision': conv1, bn1, layer1..4."""
-
-  def __init__(self, kind, sizes, width, num_classes, shortcuts="all", dirac=False,
-               layout="release"):
-    super().__init__()
-    self.layout = layout
-    if layout == "release":
-      self.conv1 = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False),
-                                 nn.BatchNorm2d(width), nn.ReLU())
-    else:
-      self.conv1 = nn.Conv2d(3, width, 3, padding=1, bias=False)
-      self.bn1 = nn.BatchNorm2d(width)
-    stages, cin = [], width
-    for i, policy in enumerate(plan(kind, sizes, shortcuts, width)):
-      blocks = []
-      for j, sc in enumerate(policy):
-        planes = width * 2 ** i
-        blocks.append(TBlock(kind, cin, planes, 2 if (i > 0 and j == 0) else 1, sc, dirac))
-        cin = planes * (4 if kind == "bottleneck" else 1)
-      stages.append(nn.Sequential(*blocks))
-    if layout == "release":
-      self.layers = nn.ModuleList(stages)
-    else:
-      for i, s in enumerate(stages):
-        setattr(self, f"layer{i + 1}", s)
-    self.fc = nn.Linear(cin, num_classes)
-
-  def forward(self, x):
-    x = F.relu(self.conv1(x) if self.layout == "release" else self.bn1(self.conv1(x)))
-    stages = self.layers if self.layout == "release" else [
-        getattr(self, f"layer{i + 1}") for i in range(4)]
-    for s in stages:
-      x = s(x)
-    return self.fc(F.relu(x).mean(dim=(2, 3)))
+# The release's CIFAR networks in PyTorch (the library's transcription, also timed by
+# experiments.cpu_step_compare).
+from jointrd_jax.benchmarking.torch_nets import TNet  # pylint: disable=g-import-not-at-top
 
 
 def randomize_bn_(m) -> None:
