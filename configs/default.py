@@ -12,7 +12,8 @@ Override any key with `--config.KEY=VALUE`; unknown keys and wrong types are ref
 import ml_collections
 from ml_collections import config_dict
 
-from jointrd_jax import methods, recipes
+from configs import recipe_keys
+from jointrd_jax import methods
 
 ARGS = ("", "smoke")
 
@@ -90,7 +91,7 @@ def get_config(arg: str = ""):
   # sums to exactly 0.0 is left as it is for that step (no update, decay or momentum).
   c.eval_batch_size = 1000
   c.optimizer = ml_collections.ConfigDict(dict(skip_zero_sum_grads=False))
-  recipes.install(c, "cifar")
+  recipe_keys.install(c, "cifar")
   c.seed = 0
   # bf16 compute with fp32 parameters; unset = on for GPU/TPU, off on CPU.
   c.half_precision = config_dict.placeholder(bool)

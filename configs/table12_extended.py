@@ -13,9 +13,11 @@ once, one epoch on a smaller smoke set: a check of the plumbing, not of accuracy
 results.md and printed table say so; the methods' numbers may coincide).
 """
 from configs import table12
+from jointrd_jax import methods
 
-EXTENDED_METHODS = ("dkd_dirac", "dist_dirac", "kd_ls_dirac", "jointrd_dkd", "plain_repvgg",
-                    "kd_logits_repvgg", "jointrd_repvgg")
+# Every other preset, in the registry's order: a new preset joins the sweep by itself.
+EXTENDED_METHODS = tuple(m for m in methods.METHODS
+                         if m not in table12.TABLE12_METHODS + table12.OTHER_METHODS)
 
 
 def get_config(arg: str = ""):

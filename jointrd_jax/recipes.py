@@ -4,7 +4,8 @@ A recipe sets the defaults of the training keys (`RECIPE_KEYS`: epochs, batch, t
 optimizer and its learning-rate drops); any of them set explicitly, by a config file (the
 `:smoke` variants) or on the command line, wins whatever the order. The config files hold
 each of those keys as an ml_collections `FieldReference` computed lazily from `recipe`
-(`install`), so `--config.recipe=mdistiller --config.num_epochs=30` trains 30 epochs under
+(`configs/recipe_keys.py`; this module, the recipes' values, imports no ml_collections, so
+the trainer's benchmark runs without it), so `--config.recipe=mdistiller --config.num_epochs=30` trains 30 epochs under
 mdistiller's optimizer; config.json and summary.json record the resolved values.
 
 CIFAR configs (configs/*.py): `jointrd` (the paper's; the default) or `mdistiller` (the
@@ -12,15 +13,9 @@ recipe DKD, DIST and logit standardisation were published with: mdistiller's CIF
 solver). ImageNet configs (configs/imagenet/*.py): `jointrd` (the release's) or
 `torchvision` (torchvision's classic ResNet recipe, references/classification).
 """
-import functools
-
-import ml_collections
-from ml_collections.config_dict import config_dict
 
 from jointrd_jax.errors import UserError
 
-# A reference's lazily computed op (what FieldReference.to_int and the like build).
-_OP = config_dict._Op  # pylint: disable=protected-access
 DEFAULT = "jointrd"
 # The keys a recipe sets: (section or '', key).
 RECIPE_KEYS = (("", "num_epochs"), ("", "batch_size"), ("optimizer", "learning_rate"),
@@ -53,26 +48,6 @@ RECIPES = {
     },
 }
 WHERE = {"cifar": "the CIFAR configs, configs/*.py", "imagenet": "configs/imagenet/*.py"}
-
-
-def _value(family: str, key: str, _, name: str):
-  """`key` of recipe `name` of `family`; None for a name the family lacks (`check`
-  refuses it before anything reads the value)."""
-  return RECIPES[family].get(name, {}).get(key)
-
-
-def install(c: ml_collections.ConfigDict, family: str) -> None:
-  """`c.recipe` ('jointrd') and each of `RECIPE_KEYS` computed from it, for `family`."""
-  if "recipe" not in c:
-    c.recipe = ml_collections.FieldReference(DEFAULT)
-  ref = c.get_ref("recipe")
-  for section, key in RECIPE_KEYS:
-    kind = type(RECIPES[family][DEFAULT][key])
-    # Built as ml_collections builds its own casts (FieldReference.to_int): a reference of
-    # the key's type whose op computes fn(unused, recipe name) whenever it is read.
-    op = _OP(functools.partial(_value, family, key), [ref])
-    derived = ml_collections.FieldReference(kind(), field_type=kind, op=op)
-    (c[section] if section else c)[key] = derived
 
 
 def family_of(name: str):

@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from jointrd_jax import reporting, results, sweep, workdir as workdir_lib
+from jointrd_jax import methods as methods_lib, reporting, results, sweep, workdir as workdir_lib
 from jointrd_jax.errors import UserError
 from jointrd_jax.sweep import planning, slurm
 from tests.sweep_helpers import (HOLDOUT, METHODS, OVERRIDES, SEEDS, fake_runs, fake_top1,
@@ -232,7 +232,8 @@ def test_extended_sweep_config_holds_every_method_and_the_papers_recipe():
       base.seeds, base.teacher_checkpoint, base.teacher_seed, base.base.to_dict())
   smoke = table12_extended.get_config("smoke")
   assert list(smoke.methods) == list(table12.TABLE12_METHODS
-                                     + table12_extended.EXTENDED_METHODS)  # 4 + 7
+                                     + table12_extended.EXTENDED_METHODS)
+  assert sorted(c.methods) == sorted(methods_lib.METHODS)  # every preset, once
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ evaluation, all 50,000 validation images. `:smoke` is a tiny network on a genera
 of JPEGs (seconds; `--config.dataset=imagefolder:PATH` works with it too).
 """
 from configs import default as cifar
-from jointrd_jax import recipes
+from configs import recipe_keys
 
 JOINTRD_DC = 5e-3  # JointRD's hybrid weight's floor on ImageNet (0.5 on CIFAR)
 JOINTRD_DECAY_FRACTION = 0.5  # its horizon: 60 of the 120 epochs (CIFAR: 0.3 of 200)
@@ -31,7 +31,7 @@ def get_config(arg: str = ""):
   c.model.arch = "imagenet_resnet50"
   # The recipe (jointrd_jax/recipes.py): 'jointrd' (the release's) or 'torchvision' (90
   # epochs, batch 256, SGD momentum 0.9, lr 0.1 x0.1 every 30 epochs, weight decay 1e-4).
-  recipes.install(c, "imagenet")
+  recipe_keys.install(c, "imagenet")
   c.eval_batch_size = 1000
   c.log_every_steps = 100
   c.checkpoint_every_epochs = 1  # an ImageNet epoch is long: lose at most one

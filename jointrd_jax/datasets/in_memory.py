@@ -129,7 +129,8 @@ def load(dataset: str, *, mesh: Mesh, data_dir: str = "", download: bool = True,
     shown = f"only class {present[0]}" if len(present) else "no class"
     raise UserError(f"{name}: {where} hold {shown}; a classifier needs at least 2 classes "
                     f"({'lower the holdout or ' if holdout else ''}check the labels).")
-  _check_label_sets(name, a.y_train, a.y_test)  # the file's own splits
+  if dataset.startswith("npz:"):  # K from the labels (a named dataset has its own classes)
+    _check_label_sets(name, a.y_train, a.y_test)  # the file's own splits
   h = x_train.shape[1]
   return Data(
       name=name,
