@@ -1,4 +1,6 @@
-"""Shared by the trainer's end-to-end tests: a preemption (SIGTERM) at a chosen step."""
+"""Shared by the trainer's tests: a preemption (SIGTERM) at a chosen step; a method's config
+file with overrides."""
+import importlib
 import os
 import signal
 
@@ -21,3 +23,11 @@ def sigterm_at(monkeypatch, feed_class, epoch_to_stop: int, step_in_epoch: int) 
 
   monkeypatch.setattr(feed_class, "start_epoch", start_epoch)
   monkeypatch.setattr(feed_class, "chunk", chunk)
+
+
+def preset_config(method, recipe="configs", arg="", **overrides):
+  """`configs/<method>.py` (recipe "configs") or `configs/imagenet/<method>.py` (recipe
+  "configs.imagenet") with `arg` (e.g. "smoke"), then the flattened `overrides`."""
+  c = importlib.import_module(f"{recipe}.{method}").get_config(arg)
+  c.update_from_flattened_dict(overrides)
+  return c

@@ -2,7 +2,6 @@
 batch): checked against a per-group NumPy transcription of the paper's formula in float64,
 with the float32 bounds of test_logit_losses.py; and the run's check of the group size."""
 import functools
-import importlib
 import math
 
 import chex
@@ -16,6 +15,7 @@ from jointrd_jax import losses, methods, run_setup
 from jointrd_jax.errors import UserError
 from test_logit_losses import (SETTINGS, U32, dist_bounds, draw, lim_st, ref_dist, seed_st,
                                temp_st)
+from tests.run_helpers import preset_config
 
 
 def ref_grouped_dist(zs, zt, beta, gamma, tau, group):
@@ -71,21 +71,16 @@ def test_a_group_holding_the_batch_is_todays_term_bit_for_bit_and_others_are_ref
     losses.dist(zs, zt, intra_group=3)
 
 
-def _config(method, recipe="configs", **overrides):
-  c = importlib.import_module(f"{recipe}.{method}").get_config()
-  c.update_from_flattened_dict(overrides)
-  return c
-
 
 def test_recipes_group_sizes_and_the_runs_check():
   # The reference's per-GPU batch: 64 on CIFAR (the term's default), 32 on ImageNet.
   for recipe, group in (("configs", 64), ("configs.imagenet", 32)):
-    c = _config("dist_dirac", recipe)
+    c = preset_config("dist_dirac", recipe)
     dist = methods.resolve_terms("dist_dirac", "", c.loss.to_dict())[1]
     assert dist.params["intra_group"] == group
   for batch, group in ((128, 64), (32, 64), (128, 128), (512, 32)):
-    run_setup.validate(_config("dist_dirac", batch_size=batch,
+    run_setup.validate(preset_config("dist_dirac", batch_size=batch,
                                **{"loss.dist.intra_group": group}))  # divides, or holds all
   with pytest.raises(UserError, match=r"--config.loss.dist.intra_group=64 does not divide the "
                      r"batch \(--config.batch_size=96\).*a divisor of 96"):
-    run_setup.validate(_config("dist_dirac", batch_size=96))
+    run_setup.validate(preset_config("dist_dirac", batch_size=96))

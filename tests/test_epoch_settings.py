@@ -1,7 +1,6 @@
 """Loss settings counted in epochs scale with the run: JointRD's horizon and DKD's warm-up are
 fractions of num_epochs in the recipes, resolved once per run, with an absolute override;
 the 200-epoch (CIFAR) and 120-epoch (ImageNet) recipes keep today's numbers bitwise."""
-import importlib
 import types
 
 import chex
@@ -11,12 +10,8 @@ import pytest
 from jointrd_jax import losses, methods, run_setup, train, workdir
 from jointrd_jax.errors import UserError
 from jointrd_jax.methods import identity
+from tests.run_helpers import preset_config
 
-
-def _config(method, recipe="configs", arg="", **overrides):
-  c = importlib.import_module(f"{recipe}.{method}").get_config(arg)
-  c.update_from_flattened_dict(overrides)
-  return c
 
 
 def _resolved(c):
@@ -32,7 +27,7 @@ def _resolved(c):
     ("configs.imagenet", "jointrd", {"jointrd": {"decay_epochs": 60}}),
 ])
 def test_the_recipes_resolve_to_todays_epochs_and_weights_bit_for_bit(recipe, method, want):
-  c = _config(method, recipe)
+  c = preset_config(method, recipe)
   got = _resolved(c)
   assert got == want  # 0.3 x 200, 0.1 x 200 and 0.5 x 120: exact in float64
   epochs = jnp.arange(c.num_epochs + 1)
@@ -45,17 +40,17 @@ def test_the_recipes_resolve_to_todays_epochs_and_weights_bit_for_bit(recipe, me
 
 
 def test_a_shorter_run_scales_them_and_the_absolute_setting_overrides():
-  assert _resolved(_config("jointrd_dkd", num_epochs=100)) == {
+  assert _resolved(preset_config("jointrd_dkd", num_epochs=100)) == {
       "jointrd": {"decay_epochs": 30}, "dkd": {"warmup_epochs": 10}}
-  assert _resolved(_config("jointrd", num_epochs=15)) == {"jointrd": {"decay_epochs": 4.5}}
-  assert _resolved(_config("jointrd", num_epochs=100, **{
+  assert _resolved(preset_config("jointrd", num_epochs=15)) == {"jointrd": {"decay_epochs": 4.5}}
+  assert _resolved(preset_config("jointrd", num_epochs=100, **{
       "loss.jointrd.decay_fraction": 1.0})) == {"jointrd": {"decay_epochs": 100}}
-  assert _resolved(_config("dkd_dirac", num_epochs=100, **{
+  assert _resolved(preset_config("dkd_dirac", num_epochs=100, **{
       "loss.dkd.warmup_epochs": 20})) == {"dkd": {"warmup_epochs": 20}}
   # The smoke runs (2 epochs) keep the absolute values they had (configs/default.py).
-  assert _resolved(_config("jointrd_dkd", arg="smoke")) == {
+  assert _resolved(preset_config("jointrd_dkd", arg="smoke")) == {
       "jointrd": {"decay_epochs": 60}, "dkd": {"warmup_epochs": 20}}
-  assert _resolved(_config("jointrd", "configs.imagenet", "smoke")) == {
+  assert _resolved(preset_config("jointrd", "configs.imagenet", "smoke")) == {
       "jointrd": {"decay_epochs": 60}}
   # Without a run length (the library's `build`), the terms' absolute defaults.
   m = methods.build("jointrd_dkd", arch="resnet10", num_classes=10, width=4)
@@ -64,7 +59,7 @@ def test_a_shorter_run_scales_them_and_the_absolute_setting_overrides():
 
 
 def test_a_run_of_another_length_is_still_the_preset_and_says_its_epochs():
-  c = _config("jointrd_dkd", num_epochs=100)
+  c = preset_config("jointrd_dkd", num_epochs=100)
   assert identity.of_config(c).changes == ()  # the method is the fractions
   m = train.build_method(c, 10)
   data = types.SimpleNamespace(name="synthetic", num_train=512, num_eval=200,
@@ -73,7 +68,7 @@ def test_a_run_of_another_length_is_still_the_preset_and_says_its_epochs():
       "; in epochs: jointrd.decay_epochs = 30 (0.3 of 100 epochs); dkd.warmup_epochs = 10 "
       "(0.1 of 100 epochs)")
   # An absolute horizon other than the recipe's (60) is a change of the method.
-  c = _config("jointrd", num_epochs=100, **{"loss.jointrd.decay_epochs": 20})
+  c = preset_config("jointrd", num_epochs=100, **{"loss.jointrd.decay_epochs": 20})
   assert identity.of_config(c).changes == ("jointrd.decay_epochs=20",)
   assert train.start_line(c, data, train.build_method(c, 10), 1, 16, 1).endswith(
       "; in epochs: jointrd.decay_epochs = 20 (set in epochs)")
@@ -90,7 +85,7 @@ def test_a_run_of_another_length_is_still_the_preset_and_says_its_epochs():
 ])
 def test_bad_epoch_settings_are_refused_naming_the_fix(overrides, message):
   with pytest.raises(UserError, match=message.replace("(", r"\(").replace("]", r"\]")):
-    run_setup.validate(_config("jointrd_dkd", **overrides))
+    run_setup.validate(preset_config("jointrd_dkd", **overrides))
 
 
 def _saved_before_fractions(c) -> dict:
@@ -110,7 +105,7 @@ def _saved_before_fractions(c) -> dict:
 ])
 def test_a_run_saved_before_the_fractions_resumes_only_with_the_same_epochs(
     recipe, method, num_epochs, diff):
-  c = _config(method, recipe, num_epochs=num_epochs)
+  c = preset_config(method, recipe, num_epochs=num_epochs)
   saved = _saved_before_fractions(c)
   assert workdir.differences(saved, c) == diff
   if diff:  # the absolute value it ran resumes it
