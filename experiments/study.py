@@ -1,0 +1,51 @@
+r"""A study in one command: methods x epoch budget x depth (and setting variants), each cell
+a Table 12 sweep, then one report across them.
+
+    python -m experiments.make_digits --out=digits32.npz
+    python -m experiments.study --config=configs/study_digits.py --workdir=runs/study
+    python -m experiments.study --config=configs/study_digits.py --workdir=runs/study \
+        --report_only
+    python -m experiments.study --config=configs/study_digits.py:smoke --workdir=/tmp/study
+
+Writes DIR/results.md, results.csv, results.png; each cell's own sweep (runs, status.txt,
+results.md) in DIR/<cell>/. Rerun the same command to resume. Exit status 1 when a run
+failed (the others still run), 2 for a config mistake. The keys: configs/study_digits.py.
+"""
+import sys
+
+from absl import flags, logging
+from ml_collections import config_flags
+
+from experiments import entry
+from jointrd_jax import reporting
+from jointrd_jax.sweep import study
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", None, "The study config: configs/study_digits.py[:smoke] (required; its keys "
+    "are described in that file, override any with --config.KEY=VALUE).", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory of the study: its cells and results (required).")
+flags.DEFINE_bool("report_only", False, "Only write the results of the finished runs; launch "
+                  "or submit nothing.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  reporting.use_one_log_format()  # initialises no JAX backend (the runs are subprocesses)
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  by_cell, paths, failed = entry.run_guarded(
+      lambda: study.run(FLAGS.config, FLAGS.workdir, only_report=FLAGS.report_only))
+  print(f"study results: {paths['md']}, {paths['csv']}, {paths['png']}", flush=True)
+  if any(r.interrupted for r in by_cell.values()):
+    print("interrupted: rerun the same command to continue the study.", file=sys.stderr,
+          flush=True)
+    sys.exit(1)
+  if failed:
+    print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  entry.run_app(main)

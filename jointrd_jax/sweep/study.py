@@ -1,0 +1,177 @@
+"""A study: many Table 12 sweeps ("cells") over epoch budgets, depths and setting variants,
+and one report across them (`study_report`).
+
+`run(study_config, workdir)` takes a `configs/study_digits.py`-style config. Each group (a
+depth: `arch`, `width`) gives one cell per epoch budget; each variant one more cell. Every
+cell is a sweep of `jointrd_jax.sweep` in `DIR/<cell>/` (resume, status, results.md of its
+own). The teacher of a group's distillation runs is its ResNet run of `teacher_seed` at
+`teacher_budget` epochs, so that cell runs first; then the other groups' teacher cells, then
+the remaining budgets (longest first), then the variants. The cells share `base`.
+"""
+import ast
+import copy
+import dataclasses
+import os
+from typing import Callable, List, Optional
+
+import ml_collections
+
+from jointrd_jax import sweep as sweep_lib
+from jointrd_jax import workdir as workdir_lib
+from jointrd_jax.errors import UserError
+from jointrd_jax.sweep import planning, study_report
+
+SWEEP_KEYS = ("launcher", "parallel", "runs_per_device", "platform", "devices", "slurm",
+              "status_every_s")
+
+
+@dataclasses.dataclass
+class Cell:
+  name: str             # '<arch>_w<width>_e<epochs>[_<variant>]', its folder under DIR
+  group: str
+  arch: str
+  width: int
+  num_epochs: int
+  methods: tuple
+  seeds: tuple
+  variant: str = ""     # '' or the variant's name
+  overrides: tuple = ()  # ((flattened key, value), ...)
+  teacher_cell: str = ""  # the cell whose resnet run is the teacher ('' = its own)
+
+
+def cell_name(arch: str, width: int, epochs: int, variant: str = "") -> str:
+  return f"{arch}_w{width}_e{epochs}" + (f"_{variant}" if variant else "")
+
+
+def _value(text: str):
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def parse_variant(spec: str, groups) -> tuple:
+  """'NAME:GROUP:EPOCHS:M1[+M2]:KEY=VALUE[,KEY=VALUE]' -> (name, group, epochs, methods,
+  overrides)."""
+  parts = spec.split(":")
+  fix = ("write each variant as NAME:GROUP:EPOCHS:METHOD[+METHOD]:KEY=VALUE[,KEY=VALUE], e.g. "
+         "dist16:shallow:60:dist_dirac:loss.dist.intra_group=16")
+  if len(parts) != 5 or not all(parts):
+    raise UserError(f"config.variants: {spec!r} is not a variant; {fix}.")
+  name, group, epochs, ms, sets = parts
+  if group not in groups:
+    raise UserError(f"config.variants: {spec!r} names group {group!r}; choose one of "
+                    f"{', '.join(groups)}.")
+  if not epochs.isdigit() or int(epochs) < 1:
+    raise UserError(f"config.variants: {spec!r}: EPOCHS must be a positive integer; {fix}.")
+  overrides = []
+  for item in sets.split(","):
+    key, eq, value = item.partition("=")
+    if not eq or not key:
+      raise UserError(f"config.variants: {spec!r}: {item!r} is not KEY=VALUE; {fix}.")
+    overrides.append((key, _value(value)))
+  return name, group, int(epochs), tuple(ms.split("+")), tuple(overrides)
+
+
+def ordered_groups(sc) -> dict:
+  """{name: group} in `config.order` (ConfigDict sorts its keys; the order is the study's)."""
+  if not sc.groups:
+    raise UserError("config.groups is empty; give at least one group (arch, width, budgets, "
+                    "methods, seeds).")
+  order = tuple(sc.order)
+  if sorted(order) != sorted(sc.groups.keys()):
+    raise UserError(f"config.order={order} must name every group of config.groups once "
+                    f"({', '.join(sorted(sc.groups.keys()))}).")
+  return {name: sc.groups[name] for name in order}
+
+
+def cells(sc) -> List[Cell]:
+  """The study's cells in the order they run (see the module docstring)."""
+  groups = ordered_groups(sc)
+  teacher_cells, rest = [], []
+  for gname, g in groups.items():
+    budgets = tuple(g.budgets)
+    if not budgets or not all(isinstance(b, int) and b >= 1 for b in budgets):
+      raise UserError(f"config.groups.{gname}.budgets={budgets} must be positive integers "
+                      "(epochs).")
+    if sc.teacher_budget not in budgets or "resnet" not in g.methods:
+      raise UserError(f"config.groups.{gname} must train its teacher: include "
+                      f"{sc.teacher_budget} (config.teacher_budget) in its budgets and "
+                      "'resnet' in its methods.")
+    if sc.teacher_seed not in g.seeds:
+      raise UserError(f"config.teacher_seed={sc.teacher_seed} is not among "
+                      f"config.groups.{gname}.seeds={tuple(g.seeds)}; add it.")
+    tname = cell_name(g.arch, g.width, sc.teacher_budget)
+    for epochs in sorted(budgets, reverse=True):
+      c = Cell(cell_name(g.arch, g.width, epochs), gname, g.arch, g.width, epochs,
+               tuple(g.methods), tuple(g.seeds),
+               teacher_cell="" if epochs == sc.teacher_budget else tname)
+      (teacher_cells if epochs == sc.teacher_budget else rest).append(c)
+  for spec in sc.variants:
+    name, gname, epochs, ms, overrides = parse_variant(spec, groups)
+    g = groups[gname]
+    rest.append(Cell(cell_name(g.arch, g.width, epochs, name), gname, g.arch, g.width, epochs,
+                     ms, tuple(g.seeds), name, overrides,
+                     cell_name(g.arch, g.width, sc.teacher_budget)))
+  out = teacher_cells + rest
+  names = [c.name for c in out]
+  if len(set(names)) != len(names):
+    raise UserError(f"config.variants: two cells are named alike ({names}); give each "
+                    "variant its own NAME.")
+  if sc.cells:
+    unknown = sorted(set(sc.cells) - set(names))
+    if unknown:
+      raise UserError(f"config.cells names no cell {unknown}; the study's cells: "
+                      f"{', '.join(names)}.")
+    out = [c for c in out if c.name in sc.cells]
+  return out
+
+
+def teacher_dir(workdir: str, sc, cell: Cell) -> str:
+  return os.path.join(os.path.abspath(workdir), cell.teacher_cell, planning.RUNS_SUBDIR,
+                      "resnet", f"seed{sc.teacher_seed}")
+
+
+def sweep_config(sc, cell: Cell, workdir: str):
+  """The Table 12 sweep config of one cell."""
+  c = copy.deepcopy(sc.base)
+  c.model.arch, c.model.width, c.num_epochs = cell.arch, cell.width, cell.num_epochs
+  try:
+    c.update_from_flattened_dict(dict(cell.overrides))
+  except (KeyError, AttributeError, TypeError) as e:
+    raise UserError(f"config.variants: cell {cell.name}: {e}; name keys of configs/default.py "
+                    "(e.g. loss.dist.intra_group=16).") from None
+  s = ml_collections.ConfigDict(dict(
+      base=c, methods=cell.methods, seeds=cell.seeds,
+      teacher_checkpoint=teacher_dir(workdir, sc, cell) if cell.teacher_cell else "",
+      teacher_seed=sc.teacher_seed))
+  for key in SWEEP_KEYS:
+    s[key] = copy.deepcopy(sc[key])
+  return s
+
+
+def run(sc, workdir: str, *, say: Callable[[str], None] = print,
+        only_report: bool = False, poll_s: Optional[float] = None):
+  """Every cell's sweep in order (a cell whose teacher cell failed is skipped), then the
+  study's report. Returns (results by cell name, paths of the report, failed run names)."""
+  todo = cells(sc)
+  results, failed = {}, []
+  for cell in todo:
+    if cell.teacher_cell and not only_report:
+      t = teacher_dir(workdir, sc, cell)
+      if not workdir_lib.read_summary(t):
+        say(f"study: skipping cell {cell.name}: its teacher {t} has not finished.")
+        continue
+    say(f"study: cell {cell.name} ({len(cell.methods)} method(s) x {len(cell.seeds)} seed(s), "
+        f"{cell.num_epochs} epochs)")
+    cell_dir = os.path.join(workdir, cell.name)
+    if only_report and not os.path.isdir(cell_dir):
+      continue
+    r = sweep_lib.run(sweep_config(sc, cell, workdir), cell_dir, say=say,
+                      only_report=only_report, poll_s=poll_s)
+    results[cell.name] = r
+    failed += [f"{cell.name}/{x.name}" for x in r.failed]
+    if r.interrupted:
+      break
+  paths = study_report.write(workdir, sc, ordered_groups(sc), todo, results)
+  return results, paths, failed
