@@ -136,11 +136,17 @@ def sweep_config(sc, cell: Cell, workdir: str):
   """The Table 12 sweep config of one cell."""
   c = copy.deepcopy(sc.base)
   c.model.arch, c.model.width, c.num_epochs = cell.arch, cell.width, cell.num_epochs
-  try:
-    c.update_from_flattened_dict(dict(cell.overrides))
-  except (KeyError, AttributeError, TypeError) as e:
-    raise UserError(f"config.variants: cell {cell.name}: {e}; name keys of configs/default.py "
-                    "(e.g. loss.dist.intra_group=16).") from None
+  for key, value in cell.overrides:
+    node, *path = [c] + key.split(".")
+    for part in path[:-1]:
+      node = node.get(part) if hasattr(node, "get") else None
+    if not hasattr(node, "get") or path[-1] not in node:
+      raise UserError(f"config.variants: {cell.variant}: {key} is no key of the run config "
+                      "(configs/default.py); name one, e.g. loss.dist.intra_group=16.")
+    try:
+      node[path[-1]] = value
+    except TypeError as e:
+      raise UserError(f"config.variants: {cell.variant}: {key}={value!r}: {e}") from None
   s = ml_collections.ConfigDict(dict(
       base=c, methods=cell.methods, seeds=cell.seeds,
       teacher_checkpoint=teacher_dir(workdir, sc, cell) if cell.teacher_cell else "",
@@ -155,6 +161,12 @@ def run(sc, workdir: str, *, say: Callable[[str], None] = print,
   """Every cell's sweep in order (a cell whose teacher cell failed is skipped), then the
   study's report. Returns (results by cell name, paths of the report, failed run names)."""
   todo = cells(sc)
+  # Every cell's config is checked before the first run starts (a mistake in the last
+  # variant must not wait for hours of runs).
+  configs = {cell.name: sweep_config(sc, cell, workdir) for cell in todo}
+  for s in configs.values():
+    planning.check_sweep_config(s)
+    planning.check_base_settings(s)
   results, failed = {}, []
   for cell in todo:
     if cell.teacher_cell and not only_report:
@@ -167,7 +179,7 @@ def run(sc, workdir: str, *, say: Callable[[str], None] = print,
     cell_dir = os.path.join(workdir, cell.name)
     if only_report and not os.path.isdir(cell_dir):
       continue
-    r = sweep_lib.run(sweep_config(sc, cell, workdir), cell_dir, say=say,
+    r = sweep_lib.run(configs[cell.name], cell_dir, say=say,
                       only_report=only_report, poll_s=poll_s)
     results[cell.name] = r
     failed += [f"{cell.name}/{x.name}" for x in r.failed]

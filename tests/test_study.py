@@ -1,0 +1,130 @@
+"""The study (configs/study_digits.py, jointrd_jax/sweep/study.py): its cells, their order
+and teachers, the variants' settings, the report across cells, and its refusals. Runs are
+the sweep tests' stand-in (`sweep_helpers.FAKE_RUN`: top-1 = 10 * seed + len(method))."""
+import csv
+import json
+import os
+import statistics
+
+import pytest
+
+from configs import study_digits
+from jointrd_jax.errors import UserError
+from jointrd_jax.sweep import study
+from tests import sweep_helpers
+
+
+def _config(**overrides):
+  c = study_digits.get_config("smoke")
+  c.base.num_epochs = 1
+  c.base.synthetic.update(dict(train_size=64, test_size=32))
+  c.base.model.width = 8
+  for key, value in overrides.items():
+    c[key] = value
+  return c
+
+
+def test_full_config_cells_run_every_teacher_first_then_longest_budgets():
+  c = study_digits.get_config()
+  names = [x.name for x in study.cells(c)]
+  assert names == ["resnet10_w16_e60", "resnet50_w8_e60", "resnet10_w16_e30",
+                   "resnet10_w16_e15", "resnet10_w16_e60_dist_group16",
+                   "resnet10_w16_e60_skip_zero_sum"]
+  by_name = {x.name: x for x in study.cells(c)}
+  assert by_name["resnet10_w16_e15"].teacher_cell == "resnet10_w16_e60"
+  assert by_name["resnet50_w8_e60"].teacher_cell == ""
+  assert by_name["resnet10_w16_e60_skip_zero_sum"].overrides == (
+      ("optimizer.skip_zero_sum_grads", True),)
+  assert set(study_digits.DEEP_METHODS) <= set(study_digits.SHALLOW_METHODS)
+
+
+@pytest.fixture(scope="module")
+def studied(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("study")
+  mp = pytest.MonkeyPatch()
+  sweep_helpers.fake_runs(mp, tmp, "ok")
+  try:
+    wd = str(tmp / "study")
+    by_cell, paths, failed = study.run(_config(), wd, say=lambda s: None, poll_s=0.01)
+  finally:
+    mp.undo()
+  return wd, by_cell, paths, failed
+
+
+def _run_config(wd, cell, method, seed=0):
+  with open(os.path.join(wd, cell, "runs", method, f"seed{seed}", "config.json")) as f:
+    return json.load(f)
+
+
+def test_every_cell_ran_with_its_depth_budget_and_teacher(studied):
+  wd, by_cell, _, failed = studied
+  assert not failed
+  assert list(by_cell) == ["resnet10_w8_e2", "resnet14_w8_e2", "resnet10_w8_e1",
+                           "resnet10_w8_e2_dist16"]
+  cfg = _run_config(wd, "resnet10_w8_e1", "kd_logits_dirac")
+  assert (cfg["model"]["arch"], cfg["model"]["width"], cfg["num_epochs"]) == ("resnet10", 8, 1)
+  # Every budget distils the teacher-budget cell's resnet run of seed 0.
+  assert cfg["teacher"]["checkpoint"] == os.path.join(wd, "resnet10_w8_e2", "runs", "resnet",
+                                                      "seed0")
+  deep = _run_config(wd, "resnet14_w8_e2", "jointrd")
+  assert deep["model"]["arch"] == "resnet14" and deep["num_epochs"] == 2
+  variant = _run_config(wd, "resnet10_w8_e2_dist16", "dist_dirac")
+  assert variant["loss"]["dist"]["intra_group"] == 16
+  assert variant["teacher"]["checkpoint"] == cfg["teacher"]["checkpoint"]
+
+
+def test_report_holds_every_cell_and_method_with_the_runs_numbers(studied):
+  wd, _, paths, _ = studied
+  with open(paths["csv"]) as f:
+    rows = list(csv.DictReader(f))
+  got = {(r["cell"], r["method"]): float(r["final_top1_mean"]) for r in rows}
+  c = _config()
+  expected = {}
+  for x in study.cells(c):
+    for m in x.methods:
+      expected[(x.name, m)] = statistics.fmean(sweep_helpers.fake_top1(m, s) for s in x.seeds)
+  assert got == pytest.approx(expected, abs=1e-4)  # results.csv keeps 4 decimals
+  md = open(paths["md"]).read()
+  assert "## resnet10, width 8" in md and "## resnet14, width 8" in md
+  assert "| 1 epochs | 2 epochs |" in md and "## Depth, at 2 epochs" in md
+  assert "loss.dist.intra_group=16" in md
+  assert os.path.getsize(paths["png"]) > 0
+  # The report rerun from the files gives the same table.
+  again = study.run(_config(), wd, say=lambda s: None, only_report=True)[1]
+  assert open(again["md"]).read() == md
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (dict(variants=("x:shallow:2:dist_dirac",)), "is not a variant"),
+    (dict(variants=("x:nowhere:2:dist_dirac:loss.dist.intra_group=16",)), "names group"),
+    (dict(variants=("x:shallow:two:dist_dirac:loss.dist.intra_group=16",)), "EPOCHS must"),
+    (dict(variants=("x:shallow:2:dist_dirac:loss.dist.intra_group",)), "is not KEY=VALUE"),
+    (dict(order=("shallow",)), "must name every group"),
+    (dict(teacher_budget=5), "must train its teacher"),
+    (dict(teacher_seed=3), "is not among"),
+    (dict(cells=("resnet10_w8_e9",)), "names no cell"),
+])
+def test_a_malformed_study_is_one_line_naming_the_fix(overrides, words):
+  with pytest.raises(UserError, match=words) as e:
+    study.cells(_config(**overrides))
+  assert "\n" not in str(e.value)
+
+
+def test_a_variant_key_that_does_not_exist_is_refused(tmp_path):
+  c = _config(variants=("x:shallow:2:dist_dirac:loss.dist.no_such_key=1",))
+  cell = study.cells(c)[-1]
+  with pytest.raises(UserError, match="loss.dist.no_such_key is no key") as e:
+    study.sweep_config(c, cell, str(tmp_path))
+  assert "\n" not in str(e.value)
+  c = _config(variants=("x:shallow:2:dist_dirac:loss.dist.intra_group='a'",))
+  with pytest.raises(UserError, match="intra_group='a'"):
+    study.sweep_config(c, study.cells(c)[-1], str(tmp_path))
+  assert not os.listdir(tmp_path)
+
+
+def test_a_mistake_in_the_last_cell_stops_the_study_before_any_run(tmp_path):
+  c = _config(variants=("x:shallow:2:no_such_method:loss.dist.intra_group=16",))
+  wd = tmp_path / "study"
+  with pytest.raises(UserError, match="unknown method 'no_such_method'"):
+    study.run(c, str(wd), say=lambda s: None)
+  assert not wd.exists()
