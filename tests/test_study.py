@@ -6,9 +6,12 @@ import json
 import os
 import statistics
 
+import numpy as np
 import pytest
 
 from configs import study_digits
+from experiments import make_digits
+from jointrd_jax.datasets import digits
 from jointrd_jax.errors import UserError
 from jointrd_jax.sweep import study
 from tests import sweep_helpers
@@ -128,3 +131,35 @@ def test_a_mistake_in_the_last_cell_stops_the_study_before_any_run(tmp_path):
   with pytest.raises(UserError, match="unknown method 'no_such_method'"):
     study.run(c, str(wd), say=lambda s: None)
   assert not wd.exists()
+
+
+def test_absent_data_stops_the_study_before_any_run(tmp_path):
+  c = study_digits.get_config()
+  c.base.dataset = f"npz:{tmp_path / 'digits32.npz'}"
+  wd = tmp_path / "study"
+  with pytest.raises(UserError, match="experiments.make_digits") as e:
+    study.run(c, str(wd), say=lambda s: None)
+  assert "\n" not in str(e.value)
+  assert not wd.exists()
+
+
+def test_make_digits_writes_the_fixed_split(tmp_path):
+  out = tmp_path / "d.npz"
+  assert make_digits.main([f"--out={out}"]) == 0
+  d = np.load(out)
+  assert d["x_train"].shape == (1437, 32, 32, 3) and d["x_test"].shape == (360, 32, 32, 3)
+  assert d["x_train"].dtype == np.uint8
+  # Stratified: every class has 35-37 of the 360 test images (sklearn's digits: 174-183 a class).
+  counts = np.bincount(d["y_test"], minlength=10)
+  assert counts.min() >= 35 and counts.max() <= 37
+  # Pixels: 4x4 blocks of one value, equal over the 3 channels, v * 255 / 16 rounded.
+  x = d["x_train"].astype(int)
+  assert (x == x[:, ::4, ::4].repeat(4, 1).repeat(4, 2)).all()
+  assert (x[..., 0] == x[..., 2]).all()
+  assert set(np.unique(x)) <= {round(v * 255 / 16) for v in range(17)}
+  again = digits.arrays()
+  for k in ("x_train", "y_train", "x_test", "y_test"):
+    np.testing.assert_array_equal(d[k], again[k])
+  with pytest.raises(SystemExit) as e:
+    make_digits.main([f"--out={out}"])  # exists: refused, not replaced
+  assert e.value.code == 2

@@ -143,11 +143,26 @@ def _set_loss_settings(base):
           for key, value in settings.items() if value is not None]
 
 
+def check_data_present(base) -> None:
+  """A dataset given by a path (`npz:`, `imagefolder:`, `cifar*_python:`) must exist before
+  any run starts: the runs run in the repository root, so a relative path is read there."""
+  kind, sep, path = str(base.dataset).partition(":")
+  if not sep or not path:
+    return
+  where = path if os.path.isabs(path) else os.path.join(str(ROOT), path)
+  if not os.path.exists(where):
+    how = (f"write it with `python -m experiments.make_digits --out={path}` (scikit-learn's "
+           "digits), or" if kind == "npz" and "digits" in path else "")
+    raise UserError(f"--config.base.dataset={base.dataset}: {where} does not exist (the runs "
+                    f"read relative paths from {ROOT}); {how} give the path of your data.")
+
+
 def check_base_settings(sc) -> None:
   """The base config is shared by every run, so a loss or teacher setting need only apply
   to some of the sweep's methods (`run_config` leaves it out of the others); one that
   applies to none of them would change nothing and is refused."""
   base, ms = sc.base, tuple(sc.methods)
+  check_data_present(base)
   uses = {m: {w.name for w in methods_lib.resolve_terms(m, base.terms)} for m in ms}
   for term, key in _set_loss_settings(base):
     if not any(term in used for used in uses.values()):
