@@ -6,6 +6,12 @@ a Table 12 sweep, then one report across them.
     python -m experiments.study --config=configs/study_digits.py --workdir=runs/study \
         --report_only
     python -m experiments.study --config=configs/study_digits.py:smoke --workdir=/tmp/study
+    # Copy the tables and the runs' metrics (no checkpoints) to commit them; rebuild the
+    # report from the copy:
+    python -m experiments.study --config=configs/study_digits.py --workdir=runs/study \
+        --report_only --publish=docs/study
+    python -m experiments.study --config=configs/study_digits.py --workdir=docs/study \
+        --report_only
 
 Writes DIR/results.md, results.csv, results.png; each cell's own sweep (runs, status.txt,
 results.md) in DIR/<cell>/. Rerun the same command to resume. Exit status 1 when a run
@@ -27,6 +33,10 @@ config_flags.DEFINE_config_file(
 flags.DEFINE_string("workdir", None, "Directory of the study: its cells and results (required).")
 flags.DEFINE_bool("report_only", False, "Only write the results of the finished runs; launch "
                   "or submit nothing.")
+flags.DEFINE_string("publish", None, "After the report, copy it, each cell's tables and each "
+                    "finished run's config, summary and metrics (no checkpoints) to this folder "
+                    "(e.g. docs/study, to commit); --report_only --workdir=THAT rebuilds the "
+                    "report from the copy.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -38,6 +48,9 @@ def main(argv):
   by_cell, paths, failed = entry.run_guarded(
       lambda: study.run(FLAGS.config, FLAGS.workdir, only_report=FLAGS.report_only))
   print(f"study results: {paths['md']}, {paths['csv']}, {paths['png']}", flush=True)
+  if FLAGS.publish:
+    n = entry.run_guarded(lambda: study.publish(FLAGS.config, FLAGS.workdir, FLAGS.publish))
+    print(f"published the report and {n} finished run(s) to {FLAGS.publish}", flush=True)
   if any(r.interrupted for r in by_cell.values()):
     print("interrupted: rerun the same command to continue the study.", file=sys.stderr,
           flush=True)

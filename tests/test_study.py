@@ -92,9 +92,17 @@ def test_report_holds_every_cell_and_method_with_the_runs_numbers(studied):
   assert "| 1 epochs | 2 epochs |" in md and "## Depth, at 2 epochs" in md
   assert "loss.dist.intra_group=16" in md
   assert os.path.getsize(paths["png"]) > 0
-  # The report rerun from the files gives the same table.
+  # The report rerun from the files gives the same table, and so does its published copy
+  # (tables and metrics only, no checkpoints).
   again = study.run(_config(), wd, say=lambda s: None, only_report=True)[1]
   assert open(again["md"]).read() == md
+  dest = os.path.join(os.path.dirname(wd), "published")
+  assert study.publish(_config(), wd, dest) == 2 + 2 + 2 + 1  # runs of the four cells
+  copy = study.run(_config(), dest, say=lambda s: None, only_report=True)[1]
+  assert open(copy["md"]).read() == md
+  files = {os.path.relpath(os.path.join(d, f), dest) for d, _, fs in os.walk(dest) for f in fs}
+  assert "resnet10_w8_e1/metrics/kd_logits_dirac/seed0/metrics.jsonl" in files
+  assert not any("checkpoint" in f for f in files)
 
 
 @pytest.mark.parametrize("overrides, words", [

@@ -12,10 +12,12 @@ import ast
 import copy
 import dataclasses
 import os
+import shutil
 from typing import Callable, List, Optional
 
 import ml_collections
 
+from jointrd_jax import reporting, results
 from jointrd_jax import sweep as sweep_lib
 from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.errors import UserError
@@ -158,32 +160,79 @@ def sweep_config(sc, cell: Cell, workdir: str):
 
 def run(sc, workdir: str, *, say: Callable[[str], None] = print,
         only_report: bool = False, poll_s: Optional[float] = None):
-  """Every cell's sweep in order (a cell whose teacher cell failed is skipped), then the
-  study's report. Returns (results by cell name, paths of the report, failed run names)."""
+  """Every cell's sweep in order (a cell whose teacher has not finished is skipped), then
+  the study's report from the cells' results.csv. With `only_report`, a cell whose runs
+  are here has its table rewritten from them; a published copy (`publish`: tables and
+  metrics, no runs) is reported from its tables. Returns (sweep results by cell name,
+  paths of the report, names of failed runs)."""
   todo = cells(sc)
   # Every cell's config is checked before the first run starts (a mistake in the last
   # variant must not wait for hours of runs).
   configs = {cell.name: sweep_config(sc, cell, workdir) for cell in todo}
-  for s in configs.values():
-    planning.check_sweep_config(s)
-    planning.check_base_settings(s)
-  results, failed = {}, []
+  if not only_report:
+    for s in configs.values():
+      planning.check_sweep_config(s)
+      planning.check_base_settings(s)
+  elif not os.path.isdir(workdir):
+    raise UserError(f"--report_only: {workdir} does not exist; pass the --workdir of a study.")
+  swept, tables, failed = {}, {}, []
   for cell in todo:
-    if cell.teacher_cell and not only_report:
-      t = teacher_dir(workdir, sc, cell)
-      if not workdir_lib.read_summary(t):
-        say(f"study: skipping cell {cell.name}: its teacher {t} has not finished.")
-        continue
-    say(f"study: cell {cell.name} ({len(cell.methods)} method(s) x {len(cell.seeds)} seed(s), "
-        f"{cell.num_epochs} epochs)")
     cell_dir = os.path.join(workdir, cell.name)
-    if only_report and not os.path.isdir(cell_dir):
+    has_runs = os.path.isdir(os.path.join(cell_dir, planning.RUNS_SUBDIR))
+    if only_report and not has_runs:
+      table = os.path.join(cell_dir, results.RESULTS_CSV)
+      if os.path.isfile(table):
+        tables[cell.name] = study_report.read_cell(table)
       continue
-    r = sweep_lib.run(configs[cell.name], cell_dir, say=say,
-                      only_report=only_report, poll_s=poll_s)
-    results[cell.name] = r
+    if cell.teacher_cell and not workdir_lib.read_summary(teacher_dir(workdir, sc, cell)):
+      say(f"study: skipping cell {cell.name}: its teacher "
+          f"{teacher_dir(workdir, sc, cell)} has not finished.")
+      continue
+    say(f"study: cell {cell.name} ({len(cell.methods)} method(s) x {len(cell.seeds)} "
+        f"seed(s), {cell.num_epochs} epochs)")
+    r = sweep_lib.run(configs[cell.name], cell_dir, say=say, only_report=only_report,
+                      poll_s=poll_s)
+    swept[cell.name] = r
+    tables[cell.name] = study_report.read_cell(r.paths["csv"])
     failed += [f"{cell.name}/{x.name}" for x in r.failed]
     if r.interrupted:
       break
-  paths = study_report.write(workdir, sc, ordered_groups(sc), todo, results)
-  return results, paths, failed
+  paths = study_report.write(workdir, sc, ordered_groups(sc), todo, tables)
+  return swept, paths, failed
+
+
+PUBLISHED_RUN_FILES = (workdir_lib.CONFIG_FILE, workdir_lib.SUMMARY_FILE, reporting.METRICS_FILE)
+
+
+def publish(sc, workdir: str, dest: str) -> int:
+  """Copies the study's report, each cell's tables and each finished run's config, summary
+  and metrics (no checkpoints) to `dest` (e.g. docs/study, to commit); `--report_only
+  --workdir=DEST` rebuilds the report from them. Returns the number of runs copied."""
+  if os.path.abspath(dest) == os.path.abspath(workdir):
+    raise UserError("--publish names the study's own workdir; give another folder.")
+  os.makedirs(dest, exist_ok=True)
+  for name in (results.RESULTS_MD, results.RESULTS_CSV, results.RESULTS_PNG):
+    shutil.copyfile(os.path.join(workdir, name), os.path.join(dest, name))
+  copied = 0
+  for cell in cells(sc):
+    src = os.path.join(workdir, cell.name)
+    if not os.path.isfile(os.path.join(src, results.RESULTS_CSV)):
+      continue
+    out = os.path.join(dest, cell.name)
+    os.makedirs(out, exist_ok=True)
+    for name in (results.RESULTS_MD, results.RESULTS_CSV, results.RESULTS_PNG):
+      if os.path.isfile(os.path.join(src, name)):
+        shutil.copyfile(os.path.join(src, name), os.path.join(out, name))
+    for method in cell.methods:
+      for seed in cell.seeds:
+        run_dir = os.path.join(src, planning.RUNS_SUBDIR, method, f"seed{seed}")
+        summary = workdir_lib.read_summary(run_dir)
+        if not summary or summary.get("epochs_done") != cell.num_epochs:
+          continue
+        to = os.path.join(out, "metrics", method, f"seed{seed}")
+        os.makedirs(to, exist_ok=True)
+        for name in PUBLISHED_RUN_FILES:
+          if os.path.isfile(os.path.join(run_dir, name)):
+            shutil.copyfile(os.path.join(run_dir, name), os.path.join(to, name))
+        copied += 1
+  return copied

@@ -1,4 +1,4 @@
-"""A study's report from its cells' rows (`jointrd_jax.results` rows, one per method):
+"""A study's report from its cells' `results.csv` (a sweep's table, one row per method):
 `results.md` (final top-1 per method against the epoch budget, per depth, and the variants
 beside the cell they change), `results.csv` (one line per cell x method) and `results.png`
 (accuracy against the budget, and against depth at the teacher's budget)."""
@@ -15,9 +15,30 @@ CSV_FIELDS = ("cell", "group", "arch", "width", "num_epochs", "variant", "change
               "final_top1_per_seed", "best_top1_mean", "best_top1_std", "dataset", "recipe")
 
 
+def _float(text: str):
+  return float(text) if text not in ("", None) else None
+
+
+def read_cell(path) -> list:
+  """A cell's results.csv as rows: {method, label, n_seeds, seeds, final_top1 (per seed),
+  final/best top1 mean and std, dataset, recipe}."""
+  rows = []
+  for r in results.read_csv(path).values():
+    rows.append({
+        "method": r["method"], "label": r["label"], "n_seeds": int(r["n_seeds"]),
+        "seeds": [int(s) for s in r["seeds"].split()],
+        "final_top1": [float(v) for v in r["final_top1_per_seed"].split()],
+        "final_top1_mean": _float(r["final_top1_mean"]),
+        "final_top1_std": _float(r["final_top1_std"]),
+        "best_top1_mean": _float(r["best_top1_mean"]),
+        "best_top1_std": _float(r["best_top1_std"]),
+        "dataset": r["dataset"], "recipe": r["recipe"]})
+  return rows
+
+
 def _rows(cells, by_cell) -> list:
   """(cell, row) for every cell with results, in the cells' order."""
-  return [(c, row) for c in cells if c.name in by_cell for row in by_cell[c.name].rows]
+  return [(c, row) for c in cells if c.name in by_cell for row in by_cell[c.name]]
 
 
 def _cell_pm(row) -> str:
