@@ -3,7 +3,7 @@ what the tool does with its command line before any work, and nothing after.
 
     python tests/doc_commands.py TOOL < commands.json     # a JSON list of argv lists
 
-TOOL `main` or `table12` (the absl tools, one per process: both define --config): parse
+TOOL `main`, `table12` or `study` (the absl tools, one per process: both define --config): parse
 the flags as the tool does (`entry._parse_flags`: config file, every `--config.KEY=VALUE`
 override, booleans), then the config checks the tool runs before its first write
 (`run_setup.validate`; a sweep's `planning.plan`, which validates every run's config).
@@ -50,6 +50,10 @@ def _check_absl(tool: str, argv: list) -> str:
     if tool == "main":
       from jointrd_jax import run_setup  # pylint: disable=g-import-not-at-top
       run_setup.validate(flags.FLAGS.config)
+    elif tool == "study":  # the cells and each cell's sweep config (not its data: hours away)
+      from jointrd_jax.sweep import planning, study  # pylint: disable=g-import-not-at-top
+      for cell in study.cells(flags.FLAGS.config):
+        planning.check_sweep_config(study.sweep_config(flags.FLAGS.config, cell, "w"))
     else:
       from jointrd_jax.sweep import planning  # pylint: disable=g-import-not-at-top
       module._apply_shorthands(flags.FLAGS.config)  # pylint: disable=protected-access

@@ -53,7 +53,7 @@ RULES = [
     (r"hf upload ", "external"),
     (r"python -m pytest", "suite"),
 ]
-ABSL_TOOLS = ("main", "table12")
+ABSL_TOOLS = ("main", "table12", "study")
 TFDS_NAMES = ("cifar10", "cifar100", "imagenet2012")
 
 
