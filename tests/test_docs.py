@@ -34,7 +34,7 @@ import sys
 
 import pytest
 
-from tests.test_export import make_run
+from export_helpers import make_run
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DOC_FILES = [REPO / "README.md"] + sorted((REPO / "docs").glob("*.md"))
