@@ -90,7 +90,7 @@ def test_every_imagenet_config_builds_its_method():
 
 # The three kinds of step: CE alone (resnet; also the teacher fixture), a frozen teacher's
 # features (kd_mse_all_dirac: its full forward too, as KD(logits)), the hybrid paths.
-@pytest.mark.parametrize("method", ["plain_dirac", "kd_mse_all_dirac", "jointrd"])
+@pytest.mark.parametrize("method", smoke_fixture.IMAGENET_METHODS)
 def test_imagenet_configs_train_on_generated_jpegs(method, folder, teacher, tmp_path):
   c = config(method, data_dir=folder)
   if methods.METHODS[method].needs_teacher:
