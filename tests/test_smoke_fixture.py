@@ -12,6 +12,7 @@ from _pytest.mark.expression import Expression
 import smoke_fixture
 
 TESTS = pathlib.Path(__file__).resolve().parent
+ARCHITECTURE = TESTS.parent / "docs" / "architecture.md"
 
 
 def test_this_machines_recording_holds_every_run():
@@ -102,3 +103,8 @@ def test_record_command_selects_exactly_the_tests_that_record():
     # -k matches a substring of the test's name (pytest: case-insensitive).
     selected = {t.name for t in tests if keyword.evaluate(lambda s, n=t.name: s.lower() in n)}
     assert recording and selected == recording, (path.name, selected, recording)
+
+
+def test_architecture_doc_shows_the_record_command():
+  lines = [line.strip() for line in ARCHITECTURE.read_text().split("\n")]
+  assert smoke_fixture.RECORD_COMMAND in lines
