@@ -42,7 +42,7 @@ def teacher_digest(teacher_dir):
 
 @pytest.fixture(scope="module")
 def smoke_runs(teacher_dir, teacher_digest, tmp_path_factory):
-  """Each method's smoke run on synthetic data (8 devices), run once when first asked."""
+  """Each method's smoke run on synthetic data, run once when first asked."""
   del teacher_digest  # taken before any distillation run reads the teacher
   runs = {}
 
@@ -74,7 +74,6 @@ def digest(directory):
       h.update(str(p.relative_to(directory)).encode())
       h.update(p.read_bytes())
   return h.hexdigest()
-
 
 
 def check_smoke_run(method, smoke_runs):

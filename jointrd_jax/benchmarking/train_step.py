@@ -29,9 +29,8 @@ CIFAR_TRAIN_SIZE = 50_000
 # The training recipe of configs/default.py (its values live in jointrd_jax/recipes.py), on
 # CIFAR's training set. It sets the learning-rate schedule only: the cost of a step does not
 # depend on these values.
-RECIPE = {**recipes.RECIPES["cifar"][recipes.DEFAULT],
-          "steps_per_epoch": CIFAR_TRAIN_SIZE // recipes.RECIPES["cifar"][recipes.DEFAULT][
-              "batch_size"]}
+_CIFAR_RECIPE = recipes.RECIPES["cifar"][recipes.DEFAULT]
+RECIPE = {**_CIFAR_RECIPE, "steps_per_epoch": CIFAR_TRAIN_SIZE // _CIFAR_RECIPE["batch_size"]}
 DEFAULT_METHODS = ("resnet", "kd_logits", "kd_mse_all_dirac", "jointrd")
 SYNTHETIC_TRAIN_SIZE = CIFAR_TRAIN_SIZE
 IMAGENET_TRAIN = 1_281_167
@@ -68,7 +67,7 @@ def stand_in_config(method: str, *, arch: str, width: int, half_precision=None):
   `train.create_optimizer` read, without ml_collections (the benchmark imports neither it
   nor configs/: docs/speed.md). `half_precision`: None = auto (bf16 off CPU), True or False."""
   from jointrd_jax import methods  # pylint: disable=g-import-not-at-top
-  r = recipes.RECIPES["cifar"][recipes.DEFAULT]
+  r = RECIPE
   return _Section(
       method=method, half_precision=half_precision, num_epochs=r["num_epochs"],
       batch_size=r["batch_size"],
