@@ -45,7 +45,7 @@ def keep_smoke_epochs(c, arg: str, *terms: str):
 
 def get_config(arg: str = ""):
   c = ml_collections.ConfigDict()
-  c.method = "resnet"
+  c.method = "resnet"  # a preset of jointrd_jax/methods/presets.py (docs/methods.md)
 
   # Data: cifar100 | cifar10 (TFDS) | npz:PATH | synthetic (generated: arrays for the
   # CIFAR archs, a folder of JPEGs streamed like ImageNet for the imagenet_* archs).
@@ -66,7 +66,8 @@ def get_config(arg: str = ""):
       resize="antialias"))
 
   # The trained network; empty shortcuts/conv take the method's defaults. conv: the
-  # student's convolution (none | init | reparam | repvgg); dirac is its former name.
+  # student's convolution, a kind of the registry jointrd_jax/models/convs.py (listed in
+  # docs/methods.md, generated from it); dirac is its former name.
   c.model = ml_collections.ConfigDict(dict(arch="resnet50", width=64, shortcuts="", conv="",
                                            dirac=""))
   # The teacher of distillation methods: a ResNet run's workdir, or '' to train one

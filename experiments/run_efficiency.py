@@ -107,10 +107,10 @@ def _check_workdir(workdir: str, overwrite: bool) -> None:
 
 
 def config(args):
-  """The training config of the run: configs/default.py with this tool's flags."""
-  from configs import default  # pylint: disable=g-import-not-at-top
-  c = default.get_config()
-  c.method = args.method
+  """The training config of the run: the method's preset config (configs/<method>.py) with
+  this tool's flags."""
+  from jointrd_jax.methods import identity  # pylint: disable=g-import-not-at-top
+  c = identity.preset_config(args.method, imagenet=False)
   c.dataset = "synthetic"
   c.synthetic.update(dict(train_size=args.train_size, test_size=args.test_size,
                           num_classes=args.num_classes))

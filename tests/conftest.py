@@ -50,6 +50,25 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
 
 import pytest  # noqa: E402
 
+import smoke_fixture  # noqa: E402  (after the XLA flags above: it imports jax)
+
+# Recording the smoke fixture (RECORD_SMOKE_FIXTURE=1): one staging directory for the
+# session, made here, before pytest-xdist starts its workers (they inherit it); the
+# controller writes the fixture at the end, only when every run was recorded.
+if smoke_fixture.RECORD:
+  smoke_fixture.start_recording()
+
+
+def pytest_sessionfinish(session, exitstatus):
+  del exitstatus
+  if smoke_fixture.RECORD and not hasattr(session.config, "workerinput"):
+    line = smoke_fixture.finish_recording()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    reporter.write_line("")
+    reporter.write_line(line)
+    if line.startswith("error: "):
+      session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 @pytest.fixture
 def mock_tfds(monkeypatch):

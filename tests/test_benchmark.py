@@ -160,6 +160,30 @@ def test_stand_in_config_matches_default_recipe():
   assert (s.num_epochs, s.batch_size, s.half_precision) == (c.num_epochs, c.batch_size, None)
   assert s.teacher.to_dict() == c.teacher.to_dict()
   assert s.model.to_dict() == c.model.to_dict()
+  # The recipe's steps per epoch: CIFAR's 50,000 training images in batches of 128.
+  assert train_step.RECIPE["steps_per_epoch"] == 50_000 // 128 == 390
+
+
+class _Built(Exception):
+  pass
+
+
+def test_run_efficiency_times_the_step_of_its_runs_own_config(monkeypatch):
+  """The step it benchmarks is built from the run's config (its preset's config file with
+  the tool's flags), not from the benchmark's stand-in of the recipe."""
+  from experiments import run_efficiency  # pylint: disable=g-import-not-at-top
+  c = run_efficiency.config(run_efficiency.parse_args(["--method=kd_ls_dirac", "--width=4"]))
+  assert (c.method, c.model.width, c.dataset) == ("kd_ls_dirac", 4, "synthetic")
+  built = []
+
+  def build(method_name, opts, num_classes, image_shape, mesh, config=None):
+    built.append((method_name, config))
+    raise _Built
+
+  monkeypatch.setattr(train_step, "_build", build)
+  with pytest.raises(_Built):
+    run_efficiency_lib.step_rates(c, 2, sharding.make_mesh(jax.devices()[:1]))
+  assert built == [("kd_ls_dirac", c)]
 
 
 def test_bad_flags_exit_2(capsys):

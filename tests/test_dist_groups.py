@@ -1,6 +1,6 @@
 """DIST's intra-class term over groups of the batch (`intra_group`, the reference's per-GPU
 batch): checked against a per-group NumPy transcription of the paper's formula in float64,
-with the float32 bounds of test_logit_losses.py; and the run's check of the group size."""
+with the float32 bounds of tests/logit_refs.py; and the run's check of the group size."""
 import functools
 import math
 
@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 from jointrd_jax import losses, methods, run_setup
 from jointrd_jax.errors import UserError
-from test_logit_losses import (SETTINGS, U32, dist_bounds, draw, lim_st, ref_dist, seed_st,
-                               temp_st)
+from logit_refs import (SETTINGS, U32, dist_bounds, draw, lim_st, ref_dist, seed_st, temp_st)
 from tests.run_helpers import preset_config
 
 

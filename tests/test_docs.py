@@ -18,7 +18,7 @@ block of README.md and docs/*.md is executed, or checked, as follows.
   - `external`: other programs (pip, tfds, gcloud, git, hf) that need a network or a cloud:
     not run; what can be checked here is (pip's extras exist, the dataset is one the
     project reads, the `experiments.*` command a gcloud line runs passes `check`);
-  - `suite`: `python -m pytest`, this very suite.
+  - `suite`: `python -m pytest`, this very suite (also recording its smoke fixture).
   A command no rule matches fails `test_every_documented_command_has_a_rule`: a new
   documented command needs a rule here. Blocks without a language (or ```text) are sample
   output and are not executed; any other language fails.
@@ -34,7 +34,7 @@ import sys
 
 import pytest
 
-from tests.test_export import make_run
+from export_helpers import make_run
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DOC_FILES = [REPO / "README.md"] + sorted((REPO / "docs").glob("*.md"))
@@ -52,6 +52,7 @@ RULES = [
     (r"gcloud compute tpus tpu-vm ssh ", "external"),
     (r"hf upload ", "external"),
     (r"python -m pytest", "suite"),
+    (r"RECORD_SMOKE_FIXTURE=1 python -m pytest", "suite"),  # tests/test_smoke_fixture.py
 ]
 ABSL_TOOLS = ("main", "table12", "study")
 TFDS_NAMES = ("cifar10", "cifar100", "imagenet2012")

@@ -1,6 +1,5 @@
 """Deployment export end to end on tiny runs (CIFAR-style 32x32 on synthetic data, ImageNet-style
 224x224): fold check, npz, SavedModel, TFLite, class names, clean output."""
-import argparse
 import json
 import os
 import re
@@ -14,54 +13,14 @@ import pytest
 
 from configs import default as default_config
 from experiments import export as export_cli
-from jointrd_jax import checkpoints, fold, datasets, models, workdir
+from jointrd_jax import fold, datasets, models, workdir
 from jointrd_jax.deploy import export
 from jointrd_jax.datasets import class_names
 from jointrd_jax.errors import UserError
+from export_helpers import (NUM_CLASSES, TEST_SIZE, assert_every_flag_ends_with_its_default,
+                            check_data, make_imagenet_run, make_run)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-NUM_CLASSES = 10
-TEST_SIZE = 32
-
-
-def random_variables(net, seed=0):
-  """Variables drawn with numpy (no XLA compile of the threefry init), with non-trivial
-  BatchNorm statistics and Dirac a/b, so that folding has something to fold."""
-  rng = np.random.default_rng(seed)
-  shapes = jax.eval_shape(lambda: models.init(net, jax.random.key(0)))
-
-  def draw(path, leaf):
-    name = str(getattr(path[-1], "key", path[-1]))
-    if name == "kernel":
-      fan_in = int(np.prod(leaf.shape[:-1]))
-      return (rng.standard_normal(leaf.shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
-    if name in ("scale", "var", "dirac_a"):
-      return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
-    return rng.normal(0, 0.2, leaf.shape).astype(np.float32)  # bias, mean, dirac_b
-
-  return jax.tree_util.tree_map_with_path(draw, shapes)
-
-
-def make_run(run_dir, arch="resnet14", shortcuts="projection", dirac="reparam", dataset="synthetic",
-             data_dir=""):
-  net = models.build(arch, shortcuts, dirac, num_classes=NUM_CLASSES, width=4)
-  variables = random_variables(net)
-  c = default_config.get_config("smoke")
-  c.dataset = dataset
-  c.data_dir = data_dir
-  c.download = False
-  c.synthetic.update(dict(train_size=64, test_size=TEST_SIZE, num_classes=NUM_CLASSES))
-  c.model.update(dict(arch=arch, width=4, shortcuts=shortcuts, dirac=dirac))
-  checkpoints.save_network(str(run_dir), net, variables, image_shape=(32, 32, 3),
-                           config_dict=workdir.config_to_dict(c))
-  return net, variables
-
-
-def check_data():
-  x_train, _, x_test, y_test = datasets.synthetic_arrays(64, TEST_SIZE, NUM_CLASSES, 32)
-  mean, std = datasets.arrays._channel_stats(x_train)  # pylint: disable=protected-access
-  return x_test, y_test, mean, std
 
 
 @pytest.fixture(scope="module")
@@ -263,25 +222,6 @@ def documented_random_images(n, size, c, seed=0):
     blocks = grid.repeat(size // 4, axis=0).repeat(size // 4, axis=1)
     out[i] = np.clip(blocks + noise, 0, 255)
   return out
-
-
-def make_imagenet_run(run_dir, dataset="imagenet2012", num_classes=1000, image_size=224):
-  """A tiny `imagenet_resnet10` (width 4, random weights and BN statistics, Dirac on every
-  block conv and on the projections) saved as a run trained at image_size x image_size."""
-  net = models.build("imagenet_resnet10", "projection", "reparam", num_classes=num_classes,
-                     width=4)
-  variables = random_variables(net, seed=1)
-  c = default_config.get_config("smoke")
-  c.dataset = dataset
-  c.download = False
-  c.synthetic.update(dict(train_size=8, test_size=6, num_classes=num_classes,
-                          image_size=image_size))
-  c.model.update(dict(arch="imagenet_resnet10", width=4, shortcuts="projection",
-                      dirac="reparam"))
-  checkpoints.save_network(str(run_dir), net, variables,
-                           image_shape=(image_size, image_size, 3),
-                           config_dict=workdir.config_to_dict(c))
-  return net, variables
 
 
 @pytest.fixture(scope="module")
@@ -496,20 +436,6 @@ def test_class_names_of_each_dataset(tmp_path):
   (tmp_path / "train" / "notes.txt").write_text("not a class")
   assert class_names.for_dataset(f"imagefolder:{tmp_path}", 3)[0] == (".hidden", "ant", "zebra")
   assert class_names.for_dataset(f"imagefolder:{tmp_path}/missing", 3)[0] == generic[:3]
-
-
-def assert_every_flag_ends_with_its_default(parser, skip=(), shown=None):
-  """Each flag's help ends with `Required.` or `(default: D).` (D = the argparse default,
-  or `shown[dest]` where the help words it), and stays short."""
-  for action in parser._actions:  # pylint: disable=protected-access
-    if action.dest in ("help", *skip) or action.help == argparse.SUPPRESS:  # --noflag
-      continue
-    text = " ".join(action.help.split())
-    if action.required:
-      assert text.endswith("Required."), action.dest
-    else:
-      default = (shown or {}).get(action.dest, action.default)
-      assert text.endswith(f"(default: {default}).") and len(text) < 200, (action.dest, text)
 
 
 def test_help_describes_every_flag_with_its_default(capsys):

@@ -16,8 +16,7 @@ import pytest
 from jointrd_jax import checkpoints, feeds, methods, reporting, train
 import run_helpers
 import smoke_fixture
-import test_streamed_tfds
-from test_streamed_tfds import prepared  # noqa: F401  (a fixture)
+import tfds_helpers
 
 METHODS = list(methods.METHODS)
 TINY = {"model.width": 4, "streamed.image_size": 32, "streamed.eval_resize": 37,
@@ -91,7 +90,7 @@ def test_every_imagenet_config_builds_its_method():
 
 # The three kinds of step: CE alone (resnet; also the teacher fixture), a frozen teacher's
 # features (kd_mse_all_dirac: its full forward too, as KD(logits)), the hybrid paths.
-@pytest.mark.parametrize("method", ["plain_dirac", "kd_mse_all_dirac", "jointrd"])
+@pytest.mark.parametrize("method", smoke_fixture.IMAGENET_METHODS)
 def test_imagenet_configs_train_on_generated_jpegs(method, folder, teacher, tmp_path):
   c = config(method, data_dir=folder)
   if methods.METHODS[method].needs_teacher:
@@ -136,11 +135,12 @@ def test_imagefolder_path_and_resume_mid_epoch_bitwise(folder, teacher, tmp_path
   assert records(tmp_path / "straight") == records(tmp_path / "resumed")
 
 
-def test_tfds_imagenet2012(prepared, tmp_path):  # noqa: F811 (the imported fixture)
+def test_tfds_imagenet2012(tmp_path_factory, tmp_path):
   """TFDS imagenet2012 through the trainer: a tiny one prepared with TFDS's own builder
-  from fake manual-download tars (test_streamed_tfds.py's fixture), the real TFRecords."""
+  from fake manual-download tars (tests/tfds_helpers.py), the real TFRecords."""
+  prepared = tfds_helpers.prepare(tmp_path_factory.mktemp("imagenet"))
   c = config("resnet", dataset="imagenet2012", data_dir=prepared)
   summary = train.train_and_evaluate(c, str(tmp_path / "run"))
   assert summary["dataset"] == "imagenet2012" and summary["eval_split"] == "validation"
   assert summary["epochs_done"] == 1 and summary["student"]["num_classes"] == 1000
-  assert summary["num_eval"] == test_streamed_tfds.N_VAL
+  assert summary["num_eval"] == tfds_helpers.N_VAL

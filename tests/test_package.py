@@ -3,7 +3,7 @@
 files refused by `deploy.load` and `predict` with one line.
 
 One tiny run (resnet10, width 4, random weights with non-trivial BatchNorm and Dirac
-parameters, tests.test_export.make_run) laid out as seed 1 of a sweep row
+parameters, tests/export_helpers.py make_run) laid out as seed 1 of a sweep row
 (`SWEEP/runs/jointrd/seed<k>`, as jointrd_jax.sweep places runs), with sibling seeds whose
 summaries this test writes, is exported once for the whole module.
 """
@@ -22,7 +22,7 @@ from experiments import predict as predict_cli
 from jointrd_jax import checkpoints, deploy, models
 from jointrd_jax.deploy import card, checks, export, package, predict
 from jointrd_jax.errors import UserError
-from tests.test_export import check_data, make_run, random_variables
+from export_helpers import check_data, make_run, random_variables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_IMAGES = 20

@@ -22,8 +22,8 @@ from jointrd_jax import datasets, models
 from jointrd_jax.deploy import export, package, predict
 from jointrd_jax.errors import UserError
 from jointrd_jax.datasets import class_names
-from tests.test_export import (assert_every_flag_ends_with_its_default, make_run,
-                               random_variables)
+from export_helpers import (assert_every_flag_ends_with_its_default, make_run,
+                            random_variables)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAT = 3

@@ -19,7 +19,7 @@ from experiments import export as export_cli
 from jointrd_jax import datasets, workdir
 from jointrd_jax.deploy import calibration, checks, formats, qat, quantize
 from jointrd_jax.models import fold
-from tests.test_export import make_imagenet_run, make_run
+from export_helpers import make_imagenet_run, make_run
 
 FLOATS = st.floats(-50, 50, allow_nan=False, width=32)
 

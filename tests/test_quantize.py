@@ -18,7 +18,7 @@ from jointrd_jax import datasets
 from jointrd_jax.deploy import calibration, checks, export, formats, package, quantize
 from jointrd_jax.errors import UserError
 from tests import int8_bounds
-from tests.test_export import check_data, make_run
+from export_helpers import check_data, make_imagenet_run, make_run
 
 TINY_SHAPE = (8, 8, 3)
 
@@ -135,7 +135,6 @@ def test_int8_litert_model_of_the_imagenet_variant_runs(tmp_path):
   from jointrd_jax import models  # pylint: disable=g-import-not-at-top
   from jointrd_jax.deploy import runtimes  # pylint: disable=g-import-not-at-top
   from jointrd_jax.models import fold  # pylint: disable=g-import-not-at-top
-  from tests.test_export import make_imagenet_run  # pylint: disable=g-import-not-at-top
   net, variables = make_imagenet_run(tmp_path / "run", num_classes=10, image_size=64)
   folded_net, folded = fold.fold(net, variables)
   images = checks.random_images(40, (64, 64, 3), seed=5)

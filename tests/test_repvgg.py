@@ -15,7 +15,7 @@ from jointrd_jax import deploy, fold, methods, models, optim, train
 from jointrd_jax.deploy import export
 from jointrd_jax.errors import UserError
 from jointrd_jax.models import convs, repvgg
-from test_export import check_data, make_run
+from export_helpers import check_data, make_run
 
 U = 2.0 ** -24  # float32 unit roundoff
 EPS = models.BN_EPSILON

@@ -1,70 +1,33 @@
 """TFDS imagenet2012, streamed (datasets/imagenet_tfds.py through streamed.load).
 
-Never downloads. A tiny imagenet2012 is PREPARED here from fake manual-download tars
-(3 synsets of real JPEGs) with TFDS's own builder, in about a second, so the real
-TFRecord path runs: per-process even splits, seeded file and buffer shuffles, resume,
-exact evaluation. Also `tfds.testing.mock_data` (random examples, no files) and the
+Never downloads. A tiny imagenet2012 is PREPARED (tests/tfds_helpers.py) from fake
+manual-download tars (3 synsets of real JPEGs) with TFDS's own builder, in about a second,
+so the real TFRecord path runs: per-process even splits, seeded file and buffer shuffles,
+resume, exact evaluation. Also `tfds.testing.mock_data` (random examples, no files) and the
 one-line error when the data is not prepared.
 """
-import io
-import os
-import tarfile
-
 import jax
 import numpy as np
 import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 tf = pytest.importorskip("tensorflow")
-from PIL import Image  # noqa: E402
 
 from jointrd_jax.datasets import imagenet_tfds, streamed  # noqa: E402
 from jointrd_jax.errors import UserError  # noqa: E402
 from jointrd_jax.sharding import make_mesh  # noqa: E402
-
-SYNSETS = ("n01440764", "n01443537", "n01484850")  # ImageNet classes 0, 1, 2
-N_TRAIN, N_VAL, SIZE = 3 * 20, 11, 32
+import tfds_helpers  # noqa: E402
+from tfds_helpers import N_TRAIN, N_VAL, SIZE, SYNSETS  # noqa: E402
 
 
 def _mesh1():
   return make_mesh(jax.devices("cpu")[:1])
 
 
-def _jpeg(rng, h, w):
-  buf = io.BytesIO()
-  Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, "JPEG")
-  return buf.getvalue()
-
-
-def _add(tar, name, data):
-  info = tarfile.TarInfo(name)
-  info.size = len(data)
-  tar.addfile(info, io.BytesIO(data))
-
-
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
   """data_dir of a prepared 3-class imagenet2012 (4 train shards)."""
-  root = tmp_path_factory.mktemp("imagenet")
-  manual = root / "manual"
-  manual.mkdir()
-  rng = np.random.default_rng(0)
-  with tarfile.open(manual / "ILSVRC2012_img_train.tar", "w") as train:
-    for synset in SYNSETS:
-      sub = io.BytesIO()
-      with tarfile.open(fileobj=sub, mode="w") as t:
-        for i in range(N_TRAIN // 3):
-          _add(t, f"{synset}_{i}.JPEG", _jpeg(rng, 30 + i, 40))
-      _add(train, f"{synset}.tar", sub.getvalue())
-  with tarfile.open(manual / "ILSVRC2012_img_val.tar", "w") as val:
-    for i in range(N_VAL):
-      _add(val, f"ILSVRC2012_val_{i + 1:08d}.JPEG", _jpeg(rng, 36, 30 + i))
-  data_dir = str(root / "data")
-  builder = tfds.builder("imagenet2012", data_dir=data_dir)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=str(manual), num_shards=4,
-      compute_stats=tfds.download.ComputeStatsMode.SKIP))
-  return data_dir
+  return tfds_helpers.prepare(tmp_path_factory.mktemp("imagenet"))
 
 
 @pytest.fixture(scope="module")

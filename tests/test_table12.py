@@ -226,6 +226,8 @@ def test_cli_report_only_counts_the_seeds_that_finished(swept, rerun):
 def test_extended_sweep_config_holds_every_method_and_the_papers_recipe():
   from configs import table12, table12_extended  # pylint: disable=g-import-not-at-top
   c, base = table12_extended.get_config(), table12.get_config()
+  # The paper's Table 12 rows with a number, derived from the presets' `paper_top1`.
+  assert table12.TABLE12_METHODS == ("jointrd", "kd_logits_dirac", "kd_mse_all_dirac", "resnet")
   assert list(c.methods) == list(table12.TABLE12_METHODS + table12.OTHER_METHODS
                                  + table12_extended.EXTENDED_METHODS)
   assert (c.seeds, c.teacher_checkpoint, c.teacher_seed, c.base.to_dict()) == (

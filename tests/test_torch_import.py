@@ -20,14 +20,7 @@ from experiments import convert_torch  # pylint: disable=g-import-not-at-top
 # The release's CIFAR networks in PyTorch (the library's transcription, also timed by
 # experiments.cpu_step_compare).
 from jointrd_jax.benchmarking.torch_nets import TNet  # pylint: disable=g-import-not-at-top
-
-
-def randomize_bn_(m) -> None:
-  """Non-trivial statistics and affine parameters for a BatchNorm2d, in place (no_grad)."""
-  m.weight.uniform_(0.5, 1.5)
-  m.bias.normal_(0, 0.2)
-  m.running_mean.normal_(0, 0.2)
-  m.running_var.uniform_(0.5, 2.0)
+from torch_helpers import our_logits, randomize_bn_, torch_logits  # noqa: E402
 
 
 def make(kind, sizes=(1, 1, 1, 1), width=4, num_classes=10, seed=0, **kw):
@@ -38,15 +31,6 @@ def make(kind, sizes=(1, 1, 1, 1), width=4, num_classes=10, seed=0, **kw):
       if isinstance(m, nn.BatchNorm2d):
         randomize_bn_(m)
   return net.eval()
-
-
-def torch_logits(net, x_nhwc):
-  with torch.no_grad():
-    return net(torch.from_numpy(x_nhwc.transpose(0, 3, 1, 2).copy())).numpy()
-
-
-def our_logits(net, variables, x_nhwc):
-  return np.asarray(jax.jit(lambda v, x: net.apply(v, x, train=False)[0])(variables, x_nhwc))
 
 
 def images(n=3, seed=0):

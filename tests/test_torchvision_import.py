@@ -28,7 +28,7 @@ from experiments import convert_torch  # pylint: disable=g-import-not-at-top
 from jointrd_jax import checkpoints, models  # pylint: disable=g-import-not-at-top
 from jointrd_jax.deploy import torch_import  # pylint: disable=g-import-not-at-top
 from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-from test_torch_import import our_logits, randomize_bn_, torch_logits  # noqa: E402  (shared helpers)
+from torch_helpers import our_logits, randomize_bn_, torch_logits  # noqa: E402
 
 U = 2.0 ** -24
 

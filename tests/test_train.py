@@ -1,10 +1,7 @@
 """The main job end to end on tiny networks: every method, resume, devices, teachers.
 
 The module's runs use one device (`one_device`), but the 8-device comparison."""
-import hashlib
-import importlib
 import json
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -12,22 +9,11 @@ import numpy as np
 import pytest
 from etils import epath
 
-from jointrd_jax import checkpoints, feeds, methods, reporting, sharding, train
+from jointrd_jax import feeds, methods, sharding, train
 from jointrd_jax.errors import UserError
 import run_helpers
-import smoke_fixture
-
-# The presets added beside the paper's seven are trained in tests/test_train_presets.py
-# (the same test over them), so that pytest-xdist runs the two halves on two workers.
-NEW_METHODS = ("dkd_dirac", "dist_dirac", "kd_ls_dirac", "dkd_ls_dirac", "jointrd_dkd",
-               "plain_repvgg", "kd_logits_repvgg", "jointrd_repvgg")
-METHODS = [m for m in methods.METHODS if m not in NEW_METHODS]
-
-
-def smoke(method, **overrides):
-  config = importlib.import_module(f"configs.{method}").get_config("smoke")
-  config.update_from_flattened_dict(overrides)
-  return config
+from smoke_runs import (PAPER_METHODS, check_smoke_run, digest, final_params, records, smoke,
+                        smoke_runs, teacher_digest, teacher_dir)  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,112 +21,9 @@ def _on_one_device(one_device):
   del one_device
 
 
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory):
-  """One smoke ResNet teacher, shared by the distillation runs of this module."""
-  d = str(tmp_path_factory.mktemp("teacher"))
-  train.train_and_evaluate(smoke("resnet"), d)
-  return d
-
-
-@pytest.fixture(scope="module")
-def teacher_digest(teacher_dir):
-  return _digest(teacher_dir)
-
-
-@pytest.fixture(scope="module")
-def smoke_runs(teacher_dir, teacher_digest, tmp_path_factory):
-  """Each method's smoke run on synthetic data (8 devices), run once when first asked."""
-  del teacher_digest  # taken before any distillation run reads the teacher
-  runs = {}
-
-  def get(method):
-    if method not in runs:
-      config = smoke(method)
-      if methods.METHODS[method].needs_teacher:
-        config.teacher.checkpoint = teacher_dir
-      d = tmp_path_factory.mktemp(method)
-      runs[method] = (d, train.train_and_evaluate(config, str(d)))
-    return runs[method]
-
-  return get
-
-
-def _records(workdir, split):
-  return [r for r in reporting.read_metrics(workdir) if r["split"] == split]
-
-
-def _final_params(workdir):
-  state, meta = checkpoints.Checkpoints(workdir, create=False).restore()
-  return state["params"], meta
-
-
-def _digest(directory):
-  h = hashlib.sha256()
-  for p in sorted(pathlib.Path(directory).rglob("*")):
-    if p.is_file():
-      h.update(str(p.relative_to(directory)).encode())
-      h.update(p.read_bytes())
-  return h.hexdigest()
-
-
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", PAPER_METHODS)
 def test_smoke_config_trains_every_method_on_synthetic_data(method, smoke_runs):
-  tmp_path, summary = smoke_runs(method)
-  assert summary["epochs_done"] == 2 and summary["method"] == method
-  # A preset run, unchanged: the preset's own name, label and description (methods.identity).
-  preset = methods.METHODS[method]
-  assert (summary["name"], summary["label"], summary["changes"]) == (
-      method, preset.label or method, [])
-  assert summary["description"].startswith(preset.description + "; loss ")
-  assert summary["num_eval"] == 200 and summary["eval_split"] == "test"
-  evals = _records(tmp_path, "eval")
-  assert [r["epoch"] for r in evals] == [1, 2]
-  heads = {"student"}
-  if methods.METHODS[method].needs_teacher:
-    heads.add("teacher")
-  if "jointrd" in dict(methods.METHODS[method].term_entries()):  # jointrd, jointrd_repvgg
-    heads |= {"hybrid1", "hybrid2", "hybrid3"}
-  assert {k[:-5] for k in evals[-1] if k.endswith("_top1")} == heads
-  for r in evals:
-    for h in heads:
-      assert 0 <= r[f"{h}_top1"] <= r[f"{h}_top5"] <= 100
-  assert summary["final"]["student_top1"] == evals[-1]["student_top1"]
-  # The smoke task is learnable within the smoke budget, so a working pipeline shows: the
-  # ResNet above 90 % (measured 95.5), every student far above the 10 % of chance
-  # (measured 75-100 %; DIST, whose loss matches the teacher's relations rather than its
-  # labels, 49 % after these 2 epochs); a broken one stays near 10 %.
-  floor = {"resnet": 90, "dist_dirac": 40}.get(method, 50)
-  assert summary["final"]["student_top1"] >= floor
-  # A train record every log_every_steps (4) steps: 16 steps per epoch, 4 records each.
-  trains = _records(tmp_path, "train")
-  assert [r["step"] for r in trains] == list(range(4, 33, 4))
-  assert [r["epoch"] for r in trains] == [1] * 4 + [2] * 4
-  assert all(r["steps"] == 4 and np.isfinite(r["loss"]) and r["images_per_s"] > 0
-             for r in trains)
-  # The eval record's train_loss is the epoch's mean: the mean of its 4 equal intervals.
-  for e in (1, 2):
-    mean = np.mean([r["loss"] for r in trains if r["epoch"] == e])
-    assert evals[e - 1]["train_loss"] == pytest.approx(mean, rel=1e-12)
-  if "hybrid1" in heads:
-    assert {"ce_student", "ce_hybrid1", "ce_hybrid2", "ce_hybrid3", "m"} <= set(trains[0])
-  # TensorBoard: the same curves, one point per train record (per log step, not per epoch).
-  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
-  events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
-  events.Reload()
-  loss = events.Tensors("train/loss")
-  assert [e.step for e in loss] == [r["step"] for r in trains]
-  # float32 in the event file: relative rounding 2^-24.
-  np.testing.assert_allclose([e.tensor_proto.float_val[0] for e in loss],
-                             [r["loss"] for r in trains], rtol=2**-23)
-  assert [e.step for e in events.Tensors("eval/student_top1")] == [r["step"] for r in evals]
-  saved = json.loads((tmp_path / "config.json").read_text())
-  assert saved["method"] == method
-  _, meta = _final_params(tmp_path)
-  assert meta["epoch"] == 2 and meta["step"] == 32
-  assert (tmp_path / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-  # The same numbers, bitwise, as the recorded runs (tests/smoke_fixture.py).
-  smoke_fixture.check(f"cifar/{method}", tmp_path)
+  check_smoke_run(method, smoke_runs)
 
 
 @pytest.mark.parametrize("method", ["resnet", "jointrd"])  # the data path is the same for all
@@ -169,18 +52,18 @@ def test_resume_mid_epoch_gives_the_uninterrupted_result(smoke_runs, teacher_dir
     run_helpers.sigterm_at(m, feeds.MemoryFeed, epoch, stop_step)
     with pytest.raises(train.Preempted):
       train.train_and_evaluate(config, str(tmp_path / "resumed"))
-  _, meta = _final_params(tmp_path / "resumed")
+  _, meta = final_params(tmp_path / "resumed")
   assert meta["step"] == epoch * 16 + stop_step + 1
   assert not (tmp_path / "resumed" / "summary.json").exists()
   train.train_and_evaluate(config, str(tmp_path / "resumed"))
-  a, _ = _final_params(straight)
-  b, _ = _final_params(tmp_path / "resumed")
+  a, _ = final_params(straight)
+  b, _ = final_params(tmp_path / "resumed")
   jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
-  assert _records(straight, "eval") == _records(tmp_path / "resumed", "eval")
+  assert records(straight, "eval") == records(tmp_path / "resumed", "eval")
   timing = ("images_per_s",)
-  assert ([{k: v for k, v in r.items() if k not in timing} for r in _records(straight, "train")]
+  assert ([{k: v for k, v in r.items() if k not in timing} for r in records(straight, "train")]
           == [{k: v for k, v in r.items() if k not in timing}
-              for r in _records(tmp_path / "resumed", "train")])
+              for r in records(tmp_path / "resumed", "train")])
 
 
 def test_eight_devices_give_the_one_device_loss_curve(smoke_runs, tmp_path, monkeypatch):
@@ -195,7 +78,7 @@ def test_eight_devices_give_the_one_device_loss_curve(smoke_runs, tmp_path, monk
       np.asarray(jax.devices()), (sharding.DATA_AXIS,)))
   eight = tmp_path / "eight"
   train.train_and_evaluate(smoke("plain_dirac"), str(eight))
-  t8, t1 = _records(eight, "train"), _records(one, "train")
+  t8, t1 = records(eight, "train"), records(one, "train")
   assert [r["step"] for r in t8] == [r["step"] for r in t1]
   # The first record: 4 steps, each from (nearly) the same state: float32 rounding of a
   # few thousand-term sums, relative ~1e-6 at most.
@@ -206,7 +89,7 @@ def test_eight_devices_give_the_one_device_loss_curve(smoke_runs, tmp_path, monk
   for r8, r1 in zip(t8, t1):
     np.testing.assert_allclose(r8["loss"], r1["loss"], rtol=1e-2)
     assert abs(r8["accuracy"] - r1["accuracy"]) <= 4 / (4 * 32) + 1e-9
-  e8, e1 = _records(eight, "eval"), _records(one, "eval")
+  e8, e1 = records(eight, "eval"), records(one, "eval")
   for r8, r1 in zip(e8, e1, strict=True):
     assert abs(r8["student_top1"] - r1["student_top1"]) <= 4 * 100 / 200 + 1e-9
 
@@ -214,14 +97,14 @@ def test_eight_devices_give_the_one_device_loss_curve(smoke_runs, tmp_path, monk
 def test_frozen_teacher_is_bitwise_unchanged_by_distillation(smoke_runs, teacher_dir,
                                                             teacher_digest):
   run, _ = smoke_runs("kd_logits_dirac")
-  assert _digest(teacher_dir) == teacher_digest
+  assert digest(teacher_dir) == teacher_digest
   # The teacher the run evaluated is the one on disk: the accuracy of its own run (its BN
   # folded into its convs: the same logits to float rounding, which could flip the
   # prediction of a near-tie, one image of 200 at most).
   teacher_final = json.loads((epath.Path(teacher_dir) / "summary.json").read_text())["final"]
-  for r in _records(run, "eval"):
+  for r in records(run, "eval"):
     assert abs(r["teacher_top1"] - teacher_final["student_top1"]) <= 100 / 200
-  student_params, _ = _final_params(run)
+  student_params, _ = final_params(run)
   assert set(student_params) == {"student"}
 
 

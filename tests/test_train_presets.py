@@ -1,23 +1,22 @@
 """The presets beside the paper's seven (DKD, DIST, logit standardisation, JointRD + DKD,
-RepVGG-style students): each smoke run learns, and gives bitwise the recorded numbers.
+RepVGG-style students, and any preset added later): each smoke run learns, and gives bitwise
+the recorded numbers.
 
-The test and its fixtures are tests/test_train.py's (imported, so one copy); this module
-only runs them over the other presets, on another pytest-xdist worker (one file per
+The same check as tests/test_train.py's (tests/smoke_runs.py), over the other presets
+(`NEW_METHODS`, derived from the registry), on another pytest-xdist worker (one file per
 worker at a time, `--dist loadfile`), with its own smoke teacher.
 """
 import pytest
 
-from jointrd_jax import methods
-from test_train import (NEW_METHODS, _on_one_device, smoke_runs,  # noqa: F401 (fixtures)
-                        teacher_digest, teacher_dir)
-from test_train import test_smoke_config_trains_every_method_on_synthetic_data as _trains
+from smoke_runs import (NEW_METHODS, check_smoke_run, smoke_runs, teacher_digest,  # noqa: F401
+                        teacher_dir)  # noqa: F401 (fixtures)
 
 
-def test_the_two_files_cover_every_preset_once():
-  import test_train  # pylint: disable=g-import-not-at-top
-  assert sorted(test_train.METHODS + list(NEW_METHODS)) == sorted(methods.METHODS)
+@pytest.fixture(scope="module", autouse=True)
+def _on_one_device(one_device):
+  del one_device
 
 
 @pytest.mark.parametrize("method", NEW_METHODS)
 def test_smoke_config_trains_every_new_preset_on_synthetic_data(method, smoke_runs):  # noqa: F811
-  _trains(method, smoke_runs)
+  check_smoke_run(method, smoke_runs)

@@ -19,12 +19,12 @@ RUN_SUBDIR = "run"
 
 def step_rates(config, bench_steps: int, mesh) -> dict:
   """{'fixed': the bare step's record, 'trainer': the trainer's dispatch's}, measured back
-  to back, for the method, network and batch of the training `config`."""
+  to back, of the training `config` (its method, network, loss settings and batch)."""
   opts = dict(arch=config.model.arch, width=config.model.width,
               num_classes=config.synthetic.num_classes, steps=bench_steps, steps_per_block=10,
               warmup=3, steps_per_dispatch=config.steps_per_dispatch)
   return {d: train_step.run_case(config.method, config.batch_size,
-                                 train_step.Options(data=d, **opts), mesh)
+                                 train_step.Options(data=d, **opts), mesh, config)
           for d in train_step.DATA}
 
 

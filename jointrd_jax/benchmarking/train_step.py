@@ -6,7 +6,10 @@ What is timed: `train.make_train_step(method, tx, schedule)` built as
 either on one pre-built device-resident batch (`data='fixed'`: the bare step) or through
 the trainer's own dispatch (`data='trainer'`: `steps_per_dispatch` steps per call, each
 batch gathered and augmented inside). Imports neither TensorFlow nor ml_collections: the
-optimizer and the method are built from a stand-in of the config (`stand_in_config`).
+optimizer and the method are built from a stand-in of configs/default.py (`stand_in_config`:
+the recipe's values from jointrd_jax/recipes.py, where configs/default.py takes them; every
+other key as configs/default.py sets it, tests/test_benchmark.py compares them), or from a
+real config when the caller has one (`run_case(config=...)`: experiments.run_efficiency).
 """
 import dataclasses
 import statistics
@@ -14,19 +17,22 @@ import time
 import types
 from typing import Optional
 
+from jointrd_jax import recipes
+
 REFERENCE = "ResNet-50 width 64, 32x32 images, 100 classes"
 # GFLOP per image per training step at ResNet-50 full width (the issue's figures).
 # kd_mse_all_dirac runs the same networks as kd_logits (student fwd + bwd, teacher fwd):
 # the issue gives no figure for it, so kd_logits' is used.
 REF_GFLOP_PER_IMAGE = {"resnet": 7.78, "kd_logits": 10.28, "kd_mse_all_dirac": 10.28,
                        "jointrd": 16.02}
-# The training recipe (configs/default.py). It sets the learning-rate schedule only: the
-# cost of a step does not depend on these values.
-RECIPE = dict(num_epochs=200, batch_size=128, steps_per_epoch=390, learning_rate=0.1,
-              momentum=0.9, nesterov=True, weight_decay=5e-4, lr_drop_at=(0.5, 0.75),
-              lr_drop_factor=0.1)
+CIFAR_TRAIN_SIZE = 50_000
+# The training recipe of configs/default.py (its values live in jointrd_jax/recipes.py), on
+# CIFAR's training set. It sets the learning-rate schedule only: the cost of a step does not
+# depend on these values.
+_CIFAR_RECIPE = recipes.RECIPES["cifar"][recipes.DEFAULT]
+RECIPE = {**_CIFAR_RECIPE, "steps_per_epoch": CIFAR_TRAIN_SIZE // _CIFAR_RECIPE["batch_size"]}
 DEFAULT_METHODS = ("resnet", "kd_logits", "kd_mse_all_dirac", "jointrd")
-SYNTHETIC_TRAIN_SIZE = 50_000
+SYNTHETIC_TRAIN_SIZE = CIFAR_TRAIN_SIZE
 IMAGENET_TRAIN = 1_281_167
 DATA = ("fixed", "trainer")
 INIT = ("auto", "jax", "numpy")
@@ -57,22 +63,20 @@ class _Section(types.SimpleNamespace):
 
 
 def stand_in_config(method: str, *, arch: str, width: int, half_precision=None):
-  """The fields of the training config that `train.build_method` and
-  `train.create_optimizer` read, without ml_collections (absent on the GPU machine).
-  `half_precision`: None = auto (bf16 off CPU), True or False."""
+  """The fields of configs/default.py's config that `train.build_method` and
+  `train.create_optimizer` read, without ml_collections (the benchmark imports neither it
+  nor configs/: docs/speed.md). `half_precision`: None = auto (bf16 off CPU), True or False."""
   from jointrd_jax import methods  # pylint: disable=g-import-not-at-top
   r = RECIPE
   return _Section(
       method=method, half_precision=half_precision, num_epochs=r["num_epochs"],
       batch_size=r["batch_size"],
       model=_Section(arch=arch, width=width, shortcuts="", conv="", dirac=""),
-      teacher=_Section(checkpoint="", arch="", width=0, train="frozen", fold=True),
+      teacher=_Section(**methods.TEACHER_UNSET),
       # Each method's own terms and settings: every term's settings unset, as the config.
       terms="", loss=_Section(**{name: {key: None for key in ("weight", *term.params)}
                                  for name, term in methods.TERMS.items()}),
-      optimizer=_Section(learning_rate=r["learning_rate"], momentum=r["momentum"],
-                         nesterov=r["nesterov"], weight_decay=r["weight_decay"],
-                         lr_drop_at=r["lr_drop_at"], lr_drop_factor=r["lr_drop_factor"],
+      optimizer=_Section(**{k: r[k] for s, k in recipes.RECIPE_KEYS if s == "optimizer"},
                          skip_zero_sum_grads=False))
 
 
@@ -107,13 +111,15 @@ def resolve_init(init: str) -> str:
   return "numpy" if jax.default_backend() == "cpu" else "jax"
 
 
-def _build(method_name: str, opts: Options, num_classes: int, image_shape, mesh):
-  """(config, method, tx, schedule, state, teacher variables, init, seconds to build)."""
+def _build(method_name: str, opts: Options, num_classes: int, image_shape, mesh, config=None):
+  """(config, method, tx, schedule, state, teacher variables, init, seconds to build).
+  `config`: the training config to build from (None: `stand_in_config` of `opts`)."""
   import jax  # pylint: disable=g-import-not-at-top
   from jointrd_jax import sharding, train  # pylint: disable=g-import-not-at-top
   from jointrd_jax.benchmarking import random_weights  # pylint: disable=g-import-not-at-top
-  config = stand_in_config(method_name, arch=opts.arch, width=opts.width,
-                           half_precision=opts.half_precision)
+  if config is None:
+    config = stand_in_config(method_name, arch=opts.arch, width=opts.width,
+                             half_precision=opts.half_precision)
   method = train.build_method(config, num_classes)
   tx, schedule = train.create_optimizer(config, RECIPE["steps_per_epoch"])
   init = resolve_init(opts.init)
@@ -188,8 +194,10 @@ def _timed(jitted, call_args, state, opts: Options, per_call: int):
   return compiled, lower_s, compile_s, times, k, loss_first, loss_last, box["state"]
 
 
-def run_case(method_name: str, batch_size: int, opts: Options, mesh) -> dict:
-  """Builds, compiles and times one case; its record (the benchmark's JSON line)."""
+def run_case(method_name: str, batch_size: int, opts: Options, mesh, config=None) -> dict:
+  """Builds, compiles and times one case; its record (the benchmark's JSON line).
+  `config`: a training config (a run's, from configs/) whose method, network and loss
+  settings are timed; None: the recipe's (`stand_in_config`) for `method_name` and `opts`."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from jointrd_jax import models, sharding  # pylint: disable=g-import-not-at-top
@@ -198,7 +206,7 @@ def run_case(method_name: str, batch_size: int, opts: Options, mesh) -> dict:
   num_classes = opts.num_classes or probe.num_classes
   sharding.check_batch_size(batch_size, mesh, "batch_size")  # the scripts check theirs first
   config, method, tx, schedule, state, teacher_vars, init, init_s = _build(
-      method_name, opts, num_classes, image_shape, mesh)
+      method_name, opts, num_classes, image_shape, mesh, config)
   jitted, call_args, per_call = _step_function(config, method, tx, schedule, teacher_vars, opts,
                                                batch_size, num_classes, image_shape, mesh)
   compiled, lower_s, compile_s, times, k, loss_first, loss_last, state = _timed(
