@@ -65,6 +65,10 @@ def test_a_source_receives_its_own_settings_from_its_config_section():
   assert sources.get("synthetic").settings_of({"synthetic": {"num_classes": 3}}).num_classes == 3
   assert sources.get("synthetic").settings(None) == sources.synthetic.Settings()
   assert sources.get("npz:/x.npz").settings_of(config) == core.NoSettings()
+  with pytest.raises(UserError, match=r"^image_sze: not a setting of dataset 'synthetic' \(its "
+                                      r"settings: train_size, test_size, num_classes, "
+                                      r"image_size\)\.$"):
+    sources.get("synthetic").settings({"image_sze": 8})
   a = sources.get("synthetic").load_arrays(settings=dict(train_size=20, test_size=6,
                                                          num_classes=4, image_size=8))
   assert a.x_train.shape == (20, 8, 8, 3) and len(a.y_test) == 6 and a.num_classes == 4

@@ -98,7 +98,7 @@ import numpy as np
 
 from jointrd_jax import checkpoints, models
 from jointrd_jax import workdir as workdir_lib
-from jointrd_jax.datasets import sources
+from jointrd_jax.datasets import sources as sources_lib
 from jointrd_jax.deploy import (calibration, card, checks as checks_lib, package, qat,
                                 quantize as quantize_lib, runtimes, staging)
 from jointrd_jax.deploy.checks import (CHECK_IMAGES, RANDOM_SEED, RTOL, CheckData,  # noqa: F401
@@ -302,7 +302,7 @@ def export(run_dir: str, out_dir: str, *, num_images: int | None = None,
                                            calibration_dir)
     calib_seconds = time.perf_counter() - t
   images, mean, std, dataset = data.images, data.mean, data.std, data.dataset
-  names, names_source = sources.get(dataset).class_names(net.num_classes)
+  names, names_source = sources_lib.get(dataset).class_names(net.num_classes)
   folded_net, folded = fold.fold(net, variables)
 
   reference = _in_batches(inference_fn(net, variables, mean, std), images)

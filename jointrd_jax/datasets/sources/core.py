@@ -133,7 +133,12 @@ class Dataset:
     if given is None or isinstance(given, kind):
       return kind() if given is None else given
     given = given.to_dict() if hasattr(given, "to_dict") else dict(given)
-    return kind(**{f.name: given[f.name] for f in dataclasses.fields(kind) if f.name in given})
+    fields = [f.name for f in dataclasses.fields(kind)]
+    unknown = sorted(set(given) - set(fields))
+    if unknown:
+      raise UserError(f"{', '.join(unknown)}: not a setting of dataset {self.source.name!r} "
+                      f"(its settings: {', '.join(fields) or 'none'}).")
+    return kind(**given)
 
   def settings_of(self, config: Mapping):
     """Its settings from a run's config (a ConfigDict or a saved config.json's dict)."""
