@@ -1,6 +1,6 @@
 """`cifar100`, `cifar10`: CIFAR from TFDS (downloaded and prepared into --config.data_dir
-on first use unless --config.download=False; `arrays.load_tfds`), in memory, with TFDS's normalisation
-constants and the class names in TFDS's label order (`class_names.py`)."""
+on first use unless --config.download=False; `arrays.load_tfds`), in memory, with TFDS's
+normalisation constants and the class names in TFDS's label order (`class_names.py`)."""
 from __future__ import annotations
 
 from etils import epath
