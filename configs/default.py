@@ -47,8 +47,9 @@ def get_config(arg: str = ""):
   c = ml_collections.ConfigDict()
   c.method = "resnet"  # a preset of jointrd_jax/methods/presets.py (docs/methods.md)
 
-  # Data: cifar100 | cifar10 (TFDS) | npz:PATH | synthetic (generated: arrays for the
-  # CIFAR archs, a folder of JPEGs streamed like ImageNet for the imagenet_* archs).
+  # Data: a source by name (jointrd_jax/datasets/sources/, one module each; an unknown name
+  # lists them): cifar100 | cifar10 (TFDS) | npz:PATH | digits | synthetic (generated:
+  # arrays for the CIFAR archs, a folder of JPEGs streamed for the imagenet_* archs) | ...
   c.dataset = "cifar100"
   c.data_dir = ""          # TFDS data_dir ('' = TFDS default, ~/tensorflow_datasets)
   c.download = True        # fetch and prepare CIFAR into data_dir on first use

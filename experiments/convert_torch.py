@@ -31,11 +31,9 @@ checkpoint that would run code when unpickled is refused.
 import argparse
 import sys
 
-_CLASSES = {"cifar100": 100, "cifar10": 10, "imagenet2012": 1000}
-# The datasets a converted run may record, per model variant (the CIFAR stem wants 32x32
-# images, the ImageNet stem 224x224).
-_DATASETS = {"cifar": ("cifar100", "cifar10", "npz:PATH", "synthetic"),
-             "imagenet": ("imagenet2012", "imagefolder:PATH")}
+# The datasets a converted run may record, per model variant: the data sources
+# (jointrd_jax/datasets/sources/) held in memory for a CIFAR arch (32x32 images), those
+# streamed for an ImageNet arch (224x224).
 _DEFAULT_DATASET = {"cifar": "cifar100", "imagenet": "imagenet2012"}
 _VARIANT_NAME = {"cifar": "CIFAR", "imagenet": "ImageNet"}
 
@@ -79,6 +77,7 @@ def check_args(args) -> str:
   """Validates --out, --arch, --shortcuts and --dataset before the file is read (UserError
   naming the flag); returns the dataset to record."""
   from jointrd_jax import models, workdir  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.datasets import sources  # pylint: disable=g-import-not-at-top
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   problem = workdir.writable_problem(args.out)
   if problem:
@@ -94,14 +93,18 @@ def check_args(args) -> str:
       raise UserError(f"{flag}: {e}") from None
   variant = models.ARCHS[args.arch][0]
   dataset = args.dataset or _DEFAULT_DATASET[variant]
-  name, sep, path = dataset.partition(":")
-  kind = name.lower() + (":PATH" if sep else "")
-  if kind not in _DATASETS[variant] or (sep and not path):
-    other = [v for v, kinds in _DATASETS.items() if kind in kinds and v != variant]
-    hint = f"; {name} is for the {_VARIANT_NAME[other[0]]} archs" if other else ""
+  try:
+    ds = sources.get(dataset)
+  except UserError as e:
+    raise UserError(f"--dataset: {e}") from None
+  fits = {v: [s.spelling for s in sources.SOURCES.values() if s.streamed(v) == (v == "imagenet")]
+          for v in _VARIANT_NAME}
+  if ds.source.spelling not in fits[variant] or (ds.source.placeholder and not ds.path):
+    other = [v for v in fits if ds.source.spelling in fits[v] and v != variant]
+    hint = f"; {ds.source.name} is for the {_VARIANT_NAME[other[0]]} archs" if other else ""
     raise UserError(f"--dataset={dataset} does not fit --arch={args.arch} "
                     f"({_VARIANT_NAME[variant]}{hint}); pass one of "
-                    f"{', '.join(_DATASETS[variant])}.")
+                    f"{', '.join(fits[variant])}.")
   return dataset
 
 
@@ -109,9 +112,10 @@ def config_dict(dataset: str, num_classes: int) -> dict:
   """configs/resnet.py's config as a dict, with the dataset (and synthetic classes) set."""
   from configs import resnet  # pylint: disable=g-import-not-at-top
   from jointrd_jax import workdir  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.datasets import sources  # pylint: disable=g-import-not-at-top
   c = resnet.get_config()
   c.dataset = dataset
-  if dataset == "synthetic":
+  if sources.get(dataset).source.name == "synthetic":
     c.synthetic.num_classes = num_classes
   return workdir.config_to_dict(c)
 
@@ -119,6 +123,7 @@ def config_dict(dataset: str, num_classes: int) -> dict:
 def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   from experiments import cli  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.datasets import sources  # pylint: disable=g-import-not-at-top
   from jointrd_jax.deploy import torch_import  # pylint: disable=g-import-not-at-top
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   cli.setup_logging()
@@ -127,7 +132,9 @@ def main(argv=None) -> int:
     net, variables, info = torch_import.convert(
         args.checkpoint, arch=args.arch, num_classes=args.num_classes, width=args.width,
         fmt=args.format, which=args.which, shortcuts=args.shortcuts)
-    want = _CLASSES.get(dataset.lower())
+    ds = sources.get(dataset)
+    names, _ = ds.source.class_names(ds.path, dataset)  # None where it names no classes
+    want = len(names) if names else None
     if want is not None and info["num_classes"] != want:
       raise UserError(f"the checkpoint's head has {info['num_classes']} classes but "
                       f"--dataset={dataset} has {want}; pass the dataset it was trained on.")

@@ -2,7 +2,6 @@
 (one line each), the data, the method, the feed, the device defaults."""
 import jax
 import jax.numpy as jnp
-from etils import epath
 
 from jointrd_jax import datasets, feeds, methods, models, recipes, teachers
 from jointrd_jax.errors import UserError
@@ -57,8 +56,8 @@ def refuse_meaningless(config) -> None:
   """Settings that would change nothing for this method and data are refused (one line
   naming the key): a teacher's on a method without a teacher, a frozen teacher's
   (`checkpoint`, `fold`) with `teacher.train='joint'` (trained from scratch beside the
-  student), `data_dir` with a dataset read from a path (`npz:`, `imagefolder:`) or the
-  in-memory synthetic arrays."""
+  student), `data_dir` with a dataset that does not read one (the source says:
+  `reads_data_dir`; e.g. `npz:`, `imagefolder:`, the in-memory synthetic arrays)."""
   t = config.teacher
   if not methods.needs_teacher(config.method, config.terms):
     for key, unset in methods.TEACHER_UNSET.items():
@@ -73,12 +72,12 @@ def refuse_meaningless(config) -> None:
         raise UserError(f"--config.teacher.{key}={t[key]}: with teacher.train='joint' the "
                         "teacher is trained from scratch beside the student, so the setting "
                         "would change nothing; drop it (or use teacher.train='frozen').")
-  name = str(config.dataset).strip().lower()
-  if config.data_dir and (name.startswith(("npz:", "imagefolder:"))
-                          or (name == "synthetic" and not is_streamed(config))):
+  ds = datasets.sources.get(config.dataset)
+  if config.data_dir and not ds.reads_data_dir(is_streamed(config)):
+    readers = ", ".join(name for name, s in datasets.sources.SOURCES.items() if s.tfds)
     raise UserError(f"--config.data_dir={config.data_dir}: dataset {config.dataset!r} does "
                     "not read a data_dir, so the setting would change nothing; drop it (it is "
-                    "for TFDS datasets: cifar10, cifar100, imagenet2012).")
+                    f"for TFDS datasets: {readers}).")
 
 
 def check_groups(config, weighted) -> None:
@@ -96,22 +95,12 @@ def check_groups(config, weighted) -> None:
 
 
 def check_data_present(config) -> None:
-  """A python-version CIFAR archive (`cifar100_python:DIR`) without its files is refused.
-  With --config.download=False and an explicit data_dir, a CIFAR that TFDS has not
-  prepared there is refused before TensorFlow is even imported (seconds). TFDS keeps a
-  prepared dataset in DATA_DIR/NAME/[CONFIG/]VERSION/ with a dataset_info.json; without
-  one anywhere under DATA_DIR/NAME, TFDS would refuse too (it checks the exact version)."""
-  datasets.cifar_python.check(config.dataset)  # its files, before anything is loaded
-  name = str(config.dataset).strip().lower()
-  if config.download or not config.data_dir or name not in ("cifar10", "cifar100"):
-    return
-  root = epath.Path(config.data_dir) / name
-  if not any(any(root.glob(pattern)) for pattern in ("*/dataset_info.json",
-                                                     "*/*/dataset_info.json")):
-    raise UserError(f"{name} is not prepared in {config.data_dir} and --config.download=False; "
-                    f"prepare it on a machine with internet with `tfds build {name} "
-                    "--data_dir=DIR`, copy DIR here and pass --config.data_dir=DIR (or set "
-                    "--config.download=True).")
+  """Data known to be absent is refused before anything is loaded, in one line that says how
+  to get it (each source's `check_present`: a python-version CIFAR archive without its
+  files; a TFDS CIFAR not prepared in an explicit data_dir with --config.download=False;
+  the digits without scikit-learn)."""
+  datasets.sources.get(config.dataset).check_present(data_dir=config.data_dir,
+                                                      download=config.download)
 
 
 def steps_per_dispatch(config, mesh) -> int:
@@ -139,16 +128,16 @@ def build_method(config, num_classes: int) -> methods.Method:
 
 def is_streamed(config) -> bool:
   """Whether the dataset is read from disk as the run goes (ImageNet: `datasets.streamed`)
-  rather than held on the devices (`datasets.in_memory`). `synthetic` is generated like
-  the model's dataset: arrays for the CIFAR archs, a folder of JPEGs for the ImageNet ones."""
-  name = str(config.dataset).strip().lower()
+  rather than held on the devices (`datasets.in_memory`): the source says
+  (`datasets.sources`); `synthetic` is generated like the model's dataset: arrays for the
+  CIFAR archs, a folder of JPEGs for the ImageNet ones."""
   arch = models.ARCHS.get(config.model.arch)
-  return (name.startswith("imagefolder:") or name == "imagenet2012"
-          or (name == "synthetic" and arch is not None and arch[0] == "imagenet"))
+  return datasets.sources.get(config.dataset).streamed(arch[0] if arch else None)
 
 
 def load_data(config, mesh):
-  s = config.synthetic
+  ds = datasets.sources.get(config.dataset)
+  settings = ds.settings_of(config)
   if is_streamed(config):
     if config.holdout:
       raise UserError(f"--config.holdout is for the in-memory datasets; {config.dataset} "
@@ -157,14 +146,10 @@ def load_data(config, mesh):
     return datasets.streamed.load(
         config.dataset, mesh=mesh, data_dir=config.data_dir, image_size=o.image_size,
         eval_resize=o.eval_resize, threads=o.threads or None, prefetch=o.prefetch,
-        shuffle_buffer=o.shuffle_buffer, train_resize=o.resize,
-        synthetic_num_classes=s.num_classes,
-        synthetic_train_size=s.train_size, synthetic_test_size=s.test_size)
-  return datasets.load(
-      config.dataset, mesh=mesh, data_dir=config.data_dir, download=config.download,
-      holdout=config.holdout, holdout_seed=config.seed, synthetic_train_size=s.train_size,
-      synthetic_test_size=s.test_size, synthetic_num_classes=s.num_classes,
-      synthetic_image_size=s.image_size)
+        shuffle_buffer=o.shuffle_buffer, train_resize=o.resize, settings=settings)
+  return datasets.load(config.dataset, mesh=mesh, data_dir=config.data_dir,
+                       download=config.download, holdout=config.holdout,
+                       holdout_seed=config.seed, settings=settings)
 
 
 def make_feed(config, data, dtype, mesh):

@@ -31,7 +31,6 @@ from etils import epath
 from configs import from_json
 from jointrd_jax import checkpoints, datasets, evaluation, models, reporting, run_setup
 from jointrd_jax import sharding, steps, workdir as workdir_lib
-from jointrd_jax.datasets import class_names
 from jointrd_jax.errors import UserError
 
 SPLITS = ("test", "train", "holdout")
@@ -137,7 +136,7 @@ def evaluate_run(run_dir: str, split: str = "test", checkpoint_step=None,
   step = jax.jit(steps.make_eval_step(method, ("student",), confusion=True))
   out = evaluation.evaluate(step, state, None, datasets.eval_batches(
       data, batch_size=batch_size, dtype=method.student.dtype), data.num_eval)
-  names, source = class_names.for_dataset(config.dataset, data.num_classes)
+  names, source = datasets.sources.get(config.dataset).class_names(data.num_classes)
   metrics = summarize(out, names, source, split=split, dataset=data.name, meta=meta,
                       num_epochs=config.num_epochs)
   write(output_dir(run_dir, split), metrics, out["student_confusion"], names,

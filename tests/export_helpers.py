@@ -48,7 +48,7 @@ def make_run(run_dir, arch="resnet14", shortcuts="projection", dirac="reparam", 
 
 def check_data():
   x_train, _, x_test, y_test = datasets.synthetic_arrays(64, TEST_SIZE, NUM_CLASSES, 32)
-  mean, std = datasets.arrays._channel_stats(x_train)  # pylint: disable=protected-access
+  mean, std = datasets.arrays.channel_stats(x_train)
   return x_test, y_test, mean, std
 
 

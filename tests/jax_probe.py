@@ -6,7 +6,7 @@ did, for tests that check that a refusal comes before any work (what makes it fa
 RECORD.json, written however the module exits: {"events": the names of the
 `jax.monitoring` events and durations in order (tracing a function, lowering it, compiling
 it: '/jax/core/compile/...'), "datasets_loaded": how many in-memory datasets
-(`datasets.arrays.load_arrays`) were read}. `run` starts it from a test.
+(`datasets.sources.Dataset.load_arrays`) were read}. `run` starts it from a test.
 """
 import json
 import os
@@ -39,15 +39,15 @@ def _main():
   monitoring.register_event_listener(lambda name, **kw: seen["events"].append(name))
   monitoring.register_event_duration_secs_listener(
       lambda name, secs, **kw: seen["events"].append(name))
-  from jointrd_jax.datasets import arrays  # pylint: disable=g-import-not-at-top
-  load = arrays.load_arrays
+  from jointrd_jax.datasets.sources import core  # pylint: disable=g-import-not-at-top
+  load = core.Dataset.load_arrays
 
   def counted(*a, **kw):
     loaded = load(*a, **kw)
     seen["datasets_loaded"] += 1
     return loaded
 
-  arrays.load_arrays = counted
+  core.Dataset.load_arrays = counted
   sys.argv = [module, *args]
   sys.path[0] = os.getcwd()  # as `python -m`: the working directory, not tests/
   try:

@@ -239,8 +239,8 @@ def test_the_probe_sees_a_compile_and_a_dataset(tmp_path):
   compiled and a dataset read (here a synthetic one)."""
   (tmp_path / "work.py").write_text(
       "import jax, jax.numpy as jnp\n"
-      "from jointrd_jax.datasets import arrays\n"
-      "arrays.load_arrays('synthetic', synthetic_train_size=16, synthetic_test_size=8)\n"
+      "from jointrd_jax.datasets import sources\n"
+      "sources.get('synthetic').load_arrays(settings=dict(train_size=16, test_size=8))\n"
       "print(jax.jit(lambda x: x * 2)(jnp.arange(3.0)).sum())\n")
   env = dict(os.environ, PYTHONPATH=str(tmp_path))
   proc, probe = jax_probe.run(tmp_path / "probe.json", "work", [], cwd=tmp_path, env=env)

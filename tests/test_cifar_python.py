@@ -11,8 +11,8 @@ import pickle
 import numpy as np
 import pytest
 
-from jointrd_jax.datasets import arrays, cifar_python, class_names
-from jointrd_jax.deploy import card, checks
+from jointrd_jax.datasets import cifar_python, class_names, sources
+from jointrd_jax.deploy import checks
 from jointrd_jax.errors import UserError
 import cifar_archives
 
@@ -33,7 +33,7 @@ def archive(tmp_path_factory):
 
 def test_reads_the_archive_in_tfds_order(archive):
   root, (x_train, y_train), (x_test, y_test) = archive
-  a = arrays.load_arrays(f"cifar100_python:{root}")
+  a = sources.get(f"cifar100_python:{root}").load_arrays()
   assert a.num_classes == 100 and a.x_train.dtype == np.uint8
   np.testing.assert_allclose(a.mean, (0.5071, 0.4865, 0.4409))  # TFDS cifar100's constants
   for x, y, got_x, got_y, split in ((x_train, y_train, a.x_train, a.y_train, "train"),
@@ -43,7 +43,7 @@ def test_reads_the_archive_in_tfds_order(archive):
     np.testing.assert_array_equal(got_x, x[order])
     np.testing.assert_array_equal(got_y, y[order])
   # DIR may also be the extracted folder itself
-  b = arrays.load_arrays(f"cifar100_python:{root / 'cifar-100-python'}")
+  b = sources.get(f"cifar100_python:{root / 'cifar-100-python'}").load_arrays()
   np.testing.assert_array_equal(b.x_test, a.x_test)
 
 
@@ -54,8 +54,8 @@ def test_equals_tfds_cifar100_built_from_the_binary_archive(archive, tmp_path, m
   monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract",
                       lambda self, url: str(root / "binary"))  # no download: our files
   tfds.builder("cifar100", data_dir=str(tmp_path)).download_and_prepare()
-  want = arrays.load_arrays("cifar100", data_dir=str(tmp_path), download=False)
-  got = arrays.load_arrays(f"cifar100_python:{root}")
+  want = sources.get("cifar100").load_arrays(data_dir=str(tmp_path), download=False)
+  got = sources.get(f"cifar100_python:{root}").load_arrays()
   for key in ("x_train", "y_train", "x_test", "y_test"):
     np.testing.assert_array_equal(getattr(got, key), getattr(want, key), err_msg=key)
   np.testing.assert_array_equal(got.mean, want.mean)
@@ -67,17 +67,17 @@ def test_cifar10_batches_and_names_from_the_meta_file(tmp_path):
   (x, y), test = cifar_archives.images(rng, 23, 10), cifar_archives.images(rng, 9, 10)
   cifar_archives.write_python(str(tmp_path), "cifar10", (x, y), test, NAMES10)
   name = f"cifar10_python:{tmp_path}"
-  a = arrays.load_arrays(name)
+  a = sources.get(name).load_arrays()
   order = cifar_python.tfds_order("train", 23)  # over the five batches in file order
   np.testing.assert_array_equal(a.x_train, x[order])
   np.testing.assert_array_equal(a.y_train, y[order])
   np.testing.assert_allclose(a.std, (0.2470, 0.2435, 0.2616))
-  assert class_names.for_dataset(name, 10) == (NAMES10, f"meta file of {name}")
-  missing = class_names.for_dataset(f"cifar100_python:{tmp_path}/gone", 100)  # e.g. at export
+  assert sources.get(name).class_names(10) == (NAMES10, f"meta file of {name}")
+  missing = sources.get(f"cifar100_python:{tmp_path}/gone").class_names(100)  # e.g. at export
   assert missing[0] == NAMES100 and "cannot be read" in missing[1]
   assert checks.normalization("run", {}, name)[0].tolist() == pytest.approx(
       [0.4914, 0.4822, 0.4465])
-  assert card.HUB_DATASETS.get(cifar_python.tfds_name(name)) == "uoft-cs/cifar10"
+  assert sources.get(name).source.hub == "uoft-cs/cifar10"  # the model card's dataset id
 
 
 def test_tfds_order_is_tfds_writers_md5_order():
@@ -119,5 +119,5 @@ def test_bad_folders_are_one_line_naming_what_is_missing(tmp_path, case, expect)
     root = tmp_path / "cifar-100-python.tar.gz"
     root.write_bytes(b"")
   with pytest.raises(UserError) as e:
-    arrays.load_arrays(f"cifar100_python:{root}")
+    sources.get(f"cifar100_python:{root}").load_arrays()
   assert expect in str(e.value) and "\n" not in str(e.value)

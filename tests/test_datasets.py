@@ -512,8 +512,8 @@ def test_generated_image_folder_goes_to_the_cache_and_is_reused(tmp_path, monkey
   monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
   (tmp_path / "tmp").mkdir()
   monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
-  kw = dict(mesh=mesh1, image_size=16, eval_resize=16, synthetic_num_classes=2,
-            synthetic_train_size=4, synthetic_test_size=2)
+  kw = dict(mesh=mesh1, image_size=16, eval_resize=16,
+            settings=dict(num_classes=2, train_size=4, test_size=2))
   with caplog.at_level(logging.WARNING):
     streamed.load("synthetic", **kw)
   (folder,) = (tmp_path / "cache" / "generated").iterdir()
@@ -525,8 +525,7 @@ def test_generated_image_folder_goes_to_the_cache_and_is_reused(tmp_path, monkey
 
 
 def test_synthetic(mesh1, caplog):
-  kw = dict(synthetic_train_size=2000, synthetic_test_size=500, synthetic_num_classes=10,
-            synthetic_image_size=16)
+  kw = dict(settings=dict(train_size=2000, test_size=500, num_classes=10, image_size=16))
   with caplog.at_level(logging.WARNING):
     data = ip.load("synthetic", mesh=mesh1, **kw)
   assert "SYNTHETIC DATA" in caplog.text

@@ -15,7 +15,7 @@ from configs import default as default_config
 from experiments import export as export_cli
 from jointrd_jax import fold, datasets, models, workdir
 from jointrd_jax.deploy import export
-from jointrd_jax.datasets import class_names
+from jointrd_jax.datasets import class_names, sources
 from jointrd_jax.errors import UserError
 from export_helpers import (NUM_CLASSES, TEST_SIZE, assert_every_flag_ends_with_its_default,
                             check_data, make_imagenet_run, make_run)
@@ -351,7 +351,7 @@ def test_check_images_of_in_memory_data_at_224(tmp_path):
   x_train, _, x_test, y_test = datasets.synthetic_arrays(8, 6, 10, 224)
   np.testing.assert_array_equal(data.images, x_test[:4])
   np.testing.assert_array_equal(data.labels, y_test[:4])
-  mean, _ = datasets.arrays._channel_stats(x_train)  # pylint: disable=protected-access
+  mean, _ = datasets.arrays.channel_stats(x_train)
   np.testing.assert_array_equal(data.mean, mean)
   assert data.description["split"] == "test" and data.description["num_images"] == 4
   assert export.preprocessing(workdir.read_config(str(tmp_path / "run")), (224, 224, 3)) == {
@@ -420,22 +420,22 @@ def test_class_names_of_each_dataset(tmp_path):
   assert names[-3:] == ("wolf", "woman", "worm")
   assert class_names.CIFAR10 == ("airplane", "automobile", "bird", "cat", "deer", "dog",
                                  "frog", "horse", "ship", "truck")
-  assert class_names.for_dataset("cifar100", 100)[0] == names
-  assert class_names.for_dataset("CIFAR10", 10)[0][3] == "cat"
+  assert sources.get("cifar100").class_names(100)[0] == names
+  assert sources.get("CIFAR10").class_names(10)[0][3] == "cat"
   generic = tuple(f"class_{i}" for i in range(10))
   for dataset in ("synthetic", "npz:/some/file.npz"):
-    assert class_names.for_dataset(dataset, 10)[0] == generic
+    assert sources.get(dataset).class_names(10)[0] == generic
   # a count that does not fit the network: generic names, and the source says why
-  got, source = class_names.for_dataset("cifar100", 10)
+  got, source = sources.get("cifar100").class_names(10)
   assert got == generic and "100 names" in source
-  synsets, _ = class_names.for_dataset("imagenet2012", 1000)
+  synsets, _ = sources.get("imagenet2012").class_names(1000)
   assert len(synsets) == 1000 and synsets[0] == "n01440764" and synsets[-1] == "n15075141"
   for split in ("train", "val"):
     for c in ("zebra", "ant", ".hidden"):
       (tmp_path / split / c).mkdir(parents=True)
   (tmp_path / "train" / "notes.txt").write_text("not a class")
-  assert class_names.for_dataset(f"imagefolder:{tmp_path}", 3)[0] == (".hidden", "ant", "zebra")
-  assert class_names.for_dataset(f"imagefolder:{tmp_path}/missing", 3)[0] == generic[:3]
+  assert sources.get(f"imagefolder:{tmp_path}").class_names(3)[0] == (".hidden", "ant", "zebra")
+  assert sources.get(f"imagefolder:{tmp_path}/missing").class_names(3)[0] == generic[:3]
 
 
 def test_help_describes_every_flag_with_its_default(capsys):

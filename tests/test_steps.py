@@ -38,8 +38,8 @@ def mesh():
 
 @pytest.fixture(scope="module")
 def data(mesh):
-  return datasets.load("synthetic", mesh=mesh, synthetic_train_size=BATCH * 4,
-                       synthetic_test_size=BATCH, synthetic_num_classes=10)
+  return datasets.load("synthetic", mesh=mesh,
+                       settings=dict(train_size=BATCH * 4, test_size=BATCH, num_classes=10))
 
 
 def _teacher(method, mesh, seed=1):

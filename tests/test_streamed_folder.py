@@ -375,8 +375,8 @@ def test_corrupt_image_is_refused_with_its_name(tmp_path, jpeg_bytes, damage):
 
 
 def test_synthetic_is_generated_once_and_learnable(tmp_path, caplog):
-  kw = dict(mesh=_mesh(1), data_dir=str(tmp_path), image_size=SIZE, synthetic_num_classes=4,
-            synthetic_train_size=48, synthetic_test_size=24)
+  kw = dict(mesh=_mesh(1), data_dir=str(tmp_path), image_size=SIZE,
+            settings=dict(num_classes=4, train_size=48, test_size=24))
   with caplog.at_level(logging.WARNING):
     data = streamed.load("synthetic", **kw)
   assert "SYNTHETIC DATA" in caplog.text

@@ -126,7 +126,7 @@ class _Converter:
       import numpy as np  # pylint: disable=g-import-not-at-top
       from jointrd_jax import models  # pylint: disable=g-import-not-at-top
       from jointrd_jax.benchmarking import random_weights  # pylint: disable=g-import-not-at-top
-      from jointrd_jax.datasets import streamed  # pylint: disable=g-import-not-at-top
+      from jointrd_jax.datasets import sources  # pylint: disable=g-import-not-at-top
       from jointrd_jax.deploy import formats  # pylint: disable=g-import-not-at-top
       from jointrd_jax.models import fold  # pylint: disable=g-import-not-at-top
       n = self.net
@@ -137,8 +137,8 @@ class _Converter:
       self._tmp = tempfile.mkdtemp(prefix="jointrd_saved_model_")
       self._saved_model = os.path.join(self._tmp, "saved_model")
       formats.write_saved_model(self._saved_model, folded_net, folded["params"],
-                                np.asarray(streamed.IMAGENET_MEAN),
-                                np.asarray(streamed.IMAGENET_STD), n.image_shape,
+                                np.asarray(sources.IMAGENET_MEAN),
+                                np.asarray(sources.IMAGENET_STD), n.image_shape,
                                 batch=1)  # the export's lowering (deploy/export.py)
     return self._saved_model
 

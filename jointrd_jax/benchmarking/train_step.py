@@ -97,10 +97,9 @@ def fixed_batch(batch_size: int, num_classes: int, image_shape, dtype, mesh):
 def synthetic_dataset(mesh, batch_size: int, num_classes: int):
   """A 50,000-image synthetic CIFAR-size dataset on the mesh (the trainer's input)."""
   from jointrd_jax import datasets  # pylint: disable=g-import-not-at-top
-  return datasets.load("synthetic", mesh=mesh,
-                       synthetic_train_size=max(SYNTHETIC_TRAIN_SIZE, batch_size),
-                       synthetic_test_size=1, synthetic_num_classes=num_classes,
-                       synthetic_image_size=32)
+  return datasets.load("synthetic", mesh=mesh, settings=dict(
+      train_size=max(SYNTHETIC_TRAIN_SIZE, batch_size), test_size=1, num_classes=num_classes,
+      image_size=32))
 
 
 def resolve_init(init: str) -> str:

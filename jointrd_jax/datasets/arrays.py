@@ -1,7 +1,7 @@
-"""The datasets that fit in memory, as numpy arrays: CIFAR-10/100 (TFDS, or the python-version
-archives: `cifar_python.py`), a user `.npz`, and generated (synthetic) data. `load_arrays`
-returns them with their class count and per-channel normalisation statistics; `in_memory`
-puts them on the devices.
+"""Datasets that fit in memory, as numpy arrays (`Arrays`), and the loaders the in-memory
+sources (`sources/`) read them with: CIFAR from TFDS (`load_tfds`), a user `.npz`
+(`load_npz`), generated (synthetic) data (`synthetic_arrays`); `channel_stats` gives the
+per-channel normalisation statistics of images. `in_memory` puts them on the devices.
 
 TensorFlow / TFDS are imported lazily, only to read CIFAR, so synthetic and npz data work
 on machines without TensorFlow.
@@ -18,14 +18,8 @@ from etils import epath
 import numpy as np
 
 from jointrd_jax import tensorflow_support
-from jointrd_jax.datasets import cifar_python
 from jointrd_jax.errors import UserError
 
-_TFDS = {
-    "cifar100": ("CIFAR-100", 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "cifar10": ("CIFAR-10", 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-}
-_CHOICES = "cifar100, cifar10, cifar100_python:DIR, cifar10_python:DIR, npz:PATH, synthetic"
 _NPZ_FORMAT = ("expected an .npz with x_train, x_test: uint8 NHWC [N,H,W,C], C = 1, 3 or 4 "
                "(same H,W,C) and "
                "y_train, y_test: integer [N] labels 0..K-1, each class in y_train")
@@ -34,7 +28,7 @@ _SYNTHETIC_SEED = 20240917
 
 @dataclasses.dataclass(eq=False)
 class Arrays:
-  name: str  # 'cifar100', 'cifar10', 'cifar100_python:/dir', 'npz:/path', 'synthetic'
+  name: str  # the dataset's name (`sources.Dataset.name`): 'cifar100', 'npz:/path', ...
   num_classes: int
   mean: np.ndarray  # float32 (C,), [0, 1] pixel scale
   std: np.ndarray
@@ -44,48 +38,7 @@ class Arrays:
   y_test: np.ndarray
 
 
-def load_arrays(dataset: str, *, data_dir: str = "", download: bool = True,
-                synthetic_train_size: int = 50000, synthetic_test_size: int = 10000,
-                synthetic_num_classes: int = 100, synthetic_image_size: int = 32) -> Arrays:
-  """`dataset` ('cifar100', 'cifar10', 'cifar100_python:DIR', 'cifar10_python:DIR',
-  'npz:PATH' or 'synthetic') as host arrays. The python-version archives give TFDS's images
-  in TFDS's order, with its normalisation constants: a run on them is a run on TFDS's."""
-  name = str(dataset).strip()
-  key = name.lower()
-  if key in _TFDS:
-    pretty, num_classes, mean, std = _TFDS[key]
-    x_train, y_train, x_test, y_test = _load_tfds(key, pretty, data_dir, download)
-    name = key
-  elif cifar_python.parse(name):
-    x_train, y_train, x_test, y_test, names = cifar_python.load(name)
-    _, _, mean, std = _TFDS[cifar_python.tfds_name(name)]
-    num_classes = len(names)
-  elif key.startswith("npz:"):
-    x_train, y_train, x_test, y_test = _load_npz(name[len("npz:"):])
-    num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
-    mean, std = _channel_stats(x_train)
-  elif key == "synthetic":
-    x_train, y_train, x_test, y_test = synthetic_arrays(
-        synthetic_train_size, synthetic_test_size, synthetic_num_classes,
-        synthetic_image_size)
-    num_classes = int(synthetic_num_classes)
-    # The statistics of these i.i.d. images are estimated on (at most) the
-    # first 4,096, which keeps generation under a second.
-    mean, std = _channel_stats(x_train[:4096])
-    logging.warning(
-        "SYNTHETIC DATA: %d train / %d test random %dx%d images of %d classes "
-        "(class colour + pattern + noise); results say nothing about CIFAR.",
-        len(y_train), len(y_test), synthetic_image_size, synthetic_image_size,
-        num_classes)
-  else:
-    raise UserError(f"unknown dataset {dataset!r}; valid choices: {_CHOICES} "
-                    "(npz:PATH: a .npz file with x_train, y_train, x_test, y_test; "
-                    "cifar100_python:DIR: the extracted cifar-100-python/ folder).")
-  return Arrays(name, num_classes, np.asarray(mean, np.float32), np.asarray(std, np.float32),
-                x_train, y_train.astype(np.int32), x_test, y_test.astype(np.int32))
-
-
-def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Per-channel mean and std of uint8 images, in [0, 1] pixel scale (exact)."""
   c = x.shape[-1]
   counts = np.zeros((c, 256), np.int64)  # per-channel histogram
@@ -102,9 +55,8 @@ def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return mean.astype(np.float32), std.astype(np.float32)
 
 
-# Where TFDS downloads each dataset from: probed (seconds) before a download is tried, as
-# TFDS itself retries an unreachable host for minutes.
-_DOWNLOAD_HOSTS = {"cifar10": "www.cs.toronto.edu", "cifar100": "www.cs.toronto.edu"}
+# The seconds a download host is probed for before a download is tried, as TFDS itself
+# retries an unreachable host for minutes.
 _PROBE_TIMEOUT_S = 5.0
 
 
@@ -128,8 +80,9 @@ def _listing(root: epath.Path) -> set:
   return out
 
 
-def _load_tfds(name: str, pretty: str, data_dir: str, download: bool):
-  """CIFAR from TFDS as numpy (x_train, y_train, x_test, y_test)."""
+def load_tfds(name: str, pretty: str, data_dir: str, download: bool, host: str = ""):
+  """A TFDS image dataset (CIFAR) as numpy (x_train, y_train, x_test, y_test); `host`: where
+  TFDS downloads it from, probed first."""
   tfds = tensorflow_support.import_tfds()
   data_dir = data_dir or None
   builder = tfds.builder(name, data_dir=data_dir)
@@ -142,7 +95,6 @@ def _load_tfds(name: str, pretty: str, data_dir: str, download: bool):
     if not download:
       raise UserError(f"{pretty} is not prepared in {where} and --config.download=False; "
                       f"{offline}.")
-    host = _DOWNLOAD_HOSTS.get(name)
     if host and not _reachable(host):
       raise UserError(f"{pretty} is not prepared in {where} and its download source {host} "
                       f"cannot be reached (no network?); {offline}.")
@@ -178,7 +130,7 @@ def _load_tfds(name: str, pretty: str, data_dir: str, download: bool):
   return tuple(arrays)
 
 
-def _load_npz(path: str):
+def load_npz(path: str):
   """Validated (x_train, y_train, x_test, y_test) from an .npz file."""
   where = f"npz:{path}"
   if not path or not os.path.isfile(path):

@@ -18,14 +18,16 @@ TEST_SIZE = 360
 SPLIT_SEED = 0
 SCALE = 4  # 8x8 -> 32x32
 CLASS_NAMES = tuple(str(d) for d in range(10))
+MISSING = "the digits dataset needs scikit-learn: pip install scikit-learn"
 
 
 def arrays() -> dict[str, np.ndarray]:
   """x_train/x_test (uint8 NHWC, 32x32x3) and y_train/y_test (int64), as described above."""
   try:
+    # scikit-learn (heavy, optional: scipy) only where the digits are read
     from sklearn import datasets, model_selection  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise UserError("the digits dataset needs scikit-learn: pip install scikit-learn") from None
+    raise UserError(MISSING) from None
   d = datasets.load_digits()
   images = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)           # [N, 8, 8]
   images = images.repeat(SCALE, axis=1).repeat(SCALE, axis=2)             # [N, 32, 32]

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 import numpy as np
 
-from jointrd_jax.datasets import arrays
+from jointrd_jax.datasets import sources
 from jointrd_jax.errors import UserError
 from jointrd_jax.sharding import batch_sharded, check_batch_size, replicated
 
@@ -94,19 +94,17 @@ def _check_label_sets(name: str, y_train, y_test) -> None:
 
 
 def load(dataset: str, *, mesh: Mesh, data_dir: str = "", download: bool = True,
-         holdout: int = 0, holdout_seed: int = 0, synthetic_train_size: int = 50000,
-         synthetic_test_size: int = 10000, synthetic_num_classes: int = 100,
-         synthetic_image_size: int = 32) -> Data:
-  """Loads `dataset` ('cifar100', 'cifar10', 'npz:PATH' or 'synthetic').
+         holdout: int = 0, holdout_seed: int = 0, settings=None) -> Data:
+  """Loads an in-memory `dataset` ('cifar100', 'cifar10', 'npz:PATH', 'synthetic', ...:
+  `sources`); `settings`: the source's own (`sources.Dataset.settings`: its `Settings`, or
+  a mapping such as the config section `synthetic`).
 
   With `holdout` > 0, a random subset (seeded by `holdout_seed`) of that many
   training examples is removed from the training set and becomes the eval
   split (`eval_split='holdout'`); the test split is then not used.
   """
-  a = arrays.load_arrays(
-      dataset, data_dir=data_dir, download=download,
-      synthetic_train_size=synthetic_train_size, synthetic_test_size=synthetic_test_size,
-      synthetic_num_classes=synthetic_num_classes, synthetic_image_size=synthetic_image_size)
+  ds = sources.get(dataset)
+  a = ds.load_arrays(data_dir=data_dir, download=download, settings=settings)
   name, num_classes, mean, std = a.name, a.num_classes, a.mean, a.std
   x_train, y_train, x_test, y_test = a.x_train, a.y_train, a.x_test, a.y_test
   eval_split = "test"
@@ -129,7 +127,7 @@ def load(dataset: str, *, mesh: Mesh, data_dir: str = "", download: bool = True,
     shown = f"only class {present[0]}" if len(present) else "no class"
     raise UserError(f"{name}: {where} hold {shown}; a classifier needs at least 2 classes "
                     f"({'lower the holdout or ' if holdout else ''}check the labels).")
-  if dataset.startswith("npz:"):  # K from the labels (a named dataset has its own classes)
+  if ds.source.labels_from_data:  # K from the labels (a named dataset has its own classes)
     _check_label_sets(name, a.y_train, a.y_test)  # the file's own splits
   h = x_train.shape[1]
   return Data(

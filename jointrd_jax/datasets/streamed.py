@@ -43,30 +43,24 @@ adds its shuffle buffer of encoded images).
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Iterator
 
-from absl import logging
 import jax
 from jax.sharding import Mesh
 import numpy as np
 
-from jointrd_jax import caches
-from jointrd_jax.datasets import imagefolder
-from jointrd_jax.datasets import synthetic_folder
+from jointrd_jax.datasets import imagefolder, sources
 from jointrd_jax.datasets.device_prefetch import DevicePrefetcher, local_rows
 from jointrd_jax.errors import UserError
 from jointrd_jax.sharding import check_batch_size
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CHOICES = "imagefolder:PATH, imagenet2012, synthetic"
 RESIZES = ("antialias", "fast")  # = image_ops.RESIZES, without importing TensorFlow
 
 
 def _tf():
   """TensorFlow, GPUs hidden (importing image_ops hides them before TF uses a device)."""
+  # image_ops imports TensorFlow (heavy, optional): only when batches are made
   from jointrd_jax.datasets import image_ops  # pylint: disable=g-import-not-at-top
   return image_ops.tf
 
@@ -146,6 +140,7 @@ class StreamedData:
     elements, names = self._source.train_elements(
         seed=seed, epoch=epoch, batch_size=batch_size, start_step=start_step, rows=rows,
         process_index=p, process_count=count, shuffle_buffer=self.options.shuffle_buffer)
+    # image_ops imports TensorFlow (heavy, optional): only when batches are made
     from jointrd_jax.datasets import image_ops  # pylint: disable=g-import-not-at-top
     o = self.options
 
@@ -179,6 +174,7 @@ class StreamedData:
       raise UserError(f"eval batch size {batch_size} must be positive.")
     elements, names = self._source.eval_elements(batch_size=batch_size, rows=rows,
                                                  process_index=p, process_count=count)
+    # image_ops imports TensorFlow (heavy, optional): only when batches are made
     from jointrd_jax.datasets import image_ops  # pylint: disable=g-import-not-at-top
     tf = _tf()
     o = self.options
@@ -251,16 +247,16 @@ def _host_batches(elements, transform, local: int, o: PipelineOptions, names, so
 def load(dataset: str, *, mesh: Mesh, data_dir: str = "", download: bool = False,
          image_size: int = 224, eval_resize: int = 256, num_parallel_calls: int = AUTOTUNE,
          threads: int | None = None, prefetch: int = 2, device_prefetch: int = 2,
-         train_resize: str = "antialias",
-         shuffle_buffer: int = 8192, synthetic_num_classes: int = 10,
-         synthetic_train_size: int = 1280, synthetic_test_size: int = 200,
-         synthetic_seed: int = 0) -> StreamedData:
-  """'imagefolder:PATH', 'imagenet2012' (TFDS, prepared in `data_dir`) or 'synthetic'.
+         train_resize: str = "antialias", shuffle_buffer: int = 8192,
+         settings=None) -> StreamedData:
+  """'imagefolder:PATH', 'imagenet2012' (TFDS, prepared in `data_dir`) or 'synthetic'
+  (`sources`); `settings`: the source's own (`sources.Dataset.settings`: its `Settings`,
+  or a mapping such as the config section `synthetic`).
 
   Every check of the data happens here (one-line `UserError`s), before training.
   'synthetic' generates a small ImageNet-like image folder once into `data_dir` (default:
-  `caches.generated(...)`, reused by later runs) and streams it. `download` is accepted for symmetry with `datasets.load`:
-  ImageNet is never downloaded (it needs a manual download).
+  `caches.generated(...)`, reused by later runs) and streams it. `download` is accepted for
+  symmetry with `datasets.load`: ImageNet is never downloaded (it needs a manual download).
   """
   del download
   if int(image_size) <= 0 or int(eval_resize) < int(image_size):
@@ -280,53 +276,12 @@ def load(dataset: str, *, mesh: Mesh, data_dir: str = "", download: bool = False
       num_parallel_calls=int(num_parallel_calls), threads=threads, prefetch=int(prefetch),
       device_prefetch=int(device_prefetch), train_resize=str(train_resize),
       shuffle_buffer=int(shuffle_buffer))
-  name = str(dataset).strip()
-  key = name.lower()
-  if key.startswith("imagefolder:"):
-    path = name[len("imagefolder:"):]
-    source = imagefolder.FolderSource(imagefolder.scan(path, dataset=name), name)
-  elif key == "synthetic":
-    folder = _synthetic(data_dir, synthetic_num_classes, synthetic_train_size,
-                        synthetic_test_size, synthetic_seed)
-    source = imagefolder.FolderSource(folder, "synthetic")
-    name = "synthetic"
-  elif key == "imagenet2012":
-    from jointrd_jax.datasets import imagenet_tfds  # pylint: disable=g-import-not-at-top
-    tfds_data = imagenet_tfds.open_builder(data_dir)
-    source = imagenet_tfds.TfdsSource(tfds_data, "imagenet2012")
-    name = "imagenet2012"
-  else:
-    raise UserError(f"unknown streamed dataset {dataset!r}; valid choices: {CHOICES}.")
-  if isinstance(source, imagefolder.FolderSource):
-    classes, n_train, n_eval, split = (source.folder.classes, len(source.folder.train),
-                                       len(source.folder.val), "val")
-    if len(classes) < 2:
-      raise UserError(f"{name}: {len(classes)} class folder ({classes[0]}); a classifier needs "
-                      "at least 2 class folders under train/ and val/.")
-  else:
-    classes, n_train, n_eval, split = (tfds_data.class_names, tfds_data.num_train,
-                                       tfds_data.num_eval, "validation")
+  ds = sources.get(dataset)
+  stream = ds.open_stream(data_dir=data_dir, settings=settings)
+  mean, std = ds.normalization(streamed=True)
   return StreamedData(
-      name=name, num_classes=len(classes), class_names=tuple(classes),
+      name=ds.name, num_classes=len(stream.class_names), class_names=stream.class_names,
       image_shape=(options.image_size, options.image_size, 3),
-      mean=np.asarray(IMAGENET_MEAN, np.float32), std=np.asarray(IMAGENET_STD, np.float32),
-      num_train=int(n_train), num_eval=int(n_eval), eval_split=split, mesh=mesh,
-      options=options, _source=source)
-
-
-def _synthetic(data_dir: str, num_classes: int, train_size: int, test_size: int, seed: int):
-  num_classes = int(num_classes)
-  if num_classes <= 0:
-    raise UserError(f"synthetic_num_classes={num_classes} must be positive.")
-  per_train = max(1, int(train_size) // num_classes)
-  per_val = max(1, int(test_size) // num_classes)
-  name = f"jointrd_synthetic_imagefolder_{num_classes}x{per_train}x{per_val}_seed{seed}"
-  directory = os.path.join(data_dir, name) if data_dir else caches.generated(name)
-  synthetic_folder.ensure_image_folder(directory, num_classes=num_classes,
-                                       train_per_class=per_train, val_per_class=per_val,
-                                       seed=int(seed))
-  logging.warning("SYNTHETIC DATA: %d train / %d val generated images of %d classes in %s "
-                  "(kept for later runs; class colour + noise); results say nothing about "
-                  "ImageNet.",
-                  per_train * num_classes, per_val * num_classes, num_classes, directory)
-  return imagefolder.scan(directory, dataset="synthetic")
+      mean=np.asarray(mean, np.float32), std=np.asarray(std, np.float32),
+      num_train=int(stream.num_train), num_eval=int(stream.num_eval),
+      eval_split=stream.eval_split, mesh=mesh, options=options, _source=stream.reader)

@@ -104,8 +104,7 @@ def calibration_images(run_dir: str, num_images: int, image_shape,
   dataset = str(cfg.get("dataset", "")).strip()
   if checks.is_streamed(cfg):
     return _streamed(run_dir, cfg, dataset, num_images, image_shape)
-  load = checks._load_arrays  # pylint: disable=protected-access
-  a = load(run_dir, cfg, dataset, "calibration images", hint=DIR_HINT)
+  a = checks.load_arrays(run_dir, cfg, dataset, "calibration images", hint=DIR_HINT)
   if tuple(a.x_train.shape[1:]) != image_shape:
     raise UserError(f"the training images of {a.name!r} are {tuple(a.x_train.shape[1:])} but "
                     f"the network in {run_dir} was trained on {image_shape}.")

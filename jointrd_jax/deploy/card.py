@@ -17,7 +17,7 @@ import re
 
 from jointrd_jax import models, reporting, results
 from jointrd_jax import workdir as workdir_lib
-from jointrd_jax.datasets import cifar_python
+from jointrd_jax.datasets import sources
 from jointrd_jax.deploy import checks as checks_lib
 from jointrd_jax.deploy.files import (CARD_FILE, CHECKSUMS_FILE, LABELS_FILE, ONNX_FILE,
                                       ONNX_INT8_FILE, PARAMS_FILE, REPORT_FILE,
@@ -27,8 +27,6 @@ from jointrd_jax.deploy.files import (CARD_FILE, CHECKSUMS_FILE, LABELS_FILE, ON
 from jointrd_jax.errors import UserError
 from jointrd_jax.methods import identity
 
-HUB_DATASETS = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100",
-                "imagenet2012": "ILSVRC/imagenet-1k"}
 CHECK_NAMES = {"fold": "folded JAX network", "saved_model": "TensorFlow SavedModel",
                "tflite": "TFLite fp32", "tflite_int8": "TFLite int8", "onnx": "ONNX fp32",
                "onnx_int8": "ONNX int8"}
@@ -89,7 +87,7 @@ def network_words(which: str, who, net) -> str:
 def _front_matter(report: dict, cfg: dict, info: dict, who, net) -> str:
   from huggingface_hub import EvalResult, ModelCardData  # pylint: disable=g-import-not-at-top
   dataset = str(cfg.get("dataset") or "")
-  hub = HUB_DATASETS.get(cifar_python.tfds_name(dataset) or dataset.lower())
+  hub = (sources.get(dataset).source.hub or None) if dataset else None
   arch = (cfg.get("model") or {}).get("arch")
   tags = list(dict.fromkeys(t for t in (
       "jax", "flax", "tflite", "safetensors", "image-classification",

@@ -11,14 +11,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jointrd_jax import models
+from jointrd_jax import datasets, models
 from jointrd_jax import workdir as workdir_lib
+from jointrd_jax.datasets import sources, streamed
 from jointrd_jax.deploy import predict, runtimes
 from jointrd_jax.errors import UserError
+from jointrd_jax.sharding import make_mesh
 
 RTOL = 1e-4  # max |diff| allowed, relative to the largest |logit| of the reference
 CHECK_IMAGES = ("test", "random")
@@ -75,7 +78,6 @@ def _in_batches(fn, images: np.ndarray, batch: int | None = None) -> np.ndarray:
 
 def inference_fn(net: models.ResNet, variables, mean, std):
   """jitted uint8 NHWC images -> float32 logits, normalisation inside (as deployed)."""
-  from jointrd_jax import datasets  # pylint: disable=g-import-not-at-top
   mean = np.asarray(mean, np.float32)
   std = np.asarray(std, np.float32)
 
@@ -107,14 +109,17 @@ class CheckData:
   description: dict  # export.json `check_data` (without the accuracy)
 
 
+def _family(cfg: dict) -> str | None:
+  """The run's arch family ('cifar', 'imagenet'), None when its arch is unknown."""
+  arch = models.ARCHS.get((cfg.get("model") or {}).get("arch"))
+  return arch[0] if arch else None
+
+
 def is_streamed(cfg: dict) -> bool:
   """Whether the run's data was streamed (ImageNet-style: imagefolder:PATH, imagenet2012,
-  synthetic with an imagenet_* arch), by the trainer's own rule (`train.is_streamed`)."""
-  import types  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import train  # pylint: disable=g-import-not-at-top
-  model = cfg.get("model") or {}
-  return train.is_streamed(types.SimpleNamespace(
-      dataset=str(cfg.get("dataset", "")), model=types.SimpleNamespace(arch=model.get("arch"))))
+  synthetic with an imagenet_* arch): its source says, for its arch's family."""
+  dataset = str(cfg.get("dataset") or "")
+  return bool(dataset) and sources.get(dataset).streamed(_family(cfg))
 
 
 def preprocessing(cfg: dict, image_shape) -> dict:
@@ -138,7 +143,6 @@ def _tfds_quiet(active: bool):
   if not active:
     yield
     return
-  from absl import logging  # pylint: disable=g-import-not-at-top
   level = logging.get_verbosity()
   logging.set_verbosity(logging.ERROR)
   try:
@@ -172,64 +176,53 @@ def _once(key, load):
   return _loaded[key]
 
 
-def _load_arrays(run_dir: str, cfg: dict, dataset: str, why: str, hint: str | None = None):
-  """The run's dataset as host arrays (CIFAR, npz, synthetic), `download=False`; `hint`
+def load_arrays(run_dir: str, cfg: dict, dataset: str, why: str, hint: str | None = None):
+  """The run's in-memory dataset as host arrays (`sources`), `download=False`; `hint`
   ends the error line when they cannot be loaded."""
-  from jointrd_jax.datasets import arrays  # pylint: disable=g-import-not-at-top
-  syn = cfg.get("synthetic") or {}
-  kw = {f"synthetic_{k}": syn[k] for k in ("train_size", "test_size", "num_classes",
-                                           "image_size") if k in syn}
+  ds = sources.get(dataset)
+  settings = ds.settings_of(cfg)
+  data_dir = cfg.get("data_dir", "")
   try:
-    with _tfds_quiet(dataset.lower() in arrays._TFDS):  # pylint: disable=protected-access
-      return _once(("arrays", dataset, cfg.get("data_dir", ""), tuple(sorted(kw.items()))),
-                   lambda: arrays.load_arrays(dataset, data_dir=cfg.get("data_dir", ""),
-                                              download=False, **kw))
+    with _tfds_quiet(ds.source.tfds):
+      return _once(("arrays", ds.name, data_dir, settings),
+                   lambda: ds.load_arrays(data_dir=data_dir, download=False,
+                                          settings=settings))
   except UserError as e:
-    tfds = dataset.lower() in arrays._TFDS  # pylint: disable=protected-access
     if hint is None:
       hint = (" Or check the export on random images: --check_images=random."
-              if why == "check images" and tfds else "")
+              if why == "check images" and ds.source.tfds else "")
     raise UserError(f"the {why} of {run_dir} (dataset {dataset!r} from its config.json) "
                     f"cannot be loaded: {e}{hint}") from None
 
 
 def normalization(run_dir: str, cfg: dict, dataset: str):
-  """The run's per-channel (mean, std), without loading images where it is known:
-  CIFAR's TFDS constants (also for its python-version archives), ImageNet's for streamed
-  runs (`datasets.streamed`); in-memory npz and synthetic data are loaded (statistics of
-  their training images)."""
-  # pylint: disable-next=g-import-not-at-top
-  from jointrd_jax.datasets import arrays, cifar_python, streamed
-  key = dataset.lower()
-  tfds_key = cifar_python.tfds_name(key) or key
-  if is_streamed(cfg):
-    mean, std = streamed.IMAGENET_MEAN, streamed.IMAGENET_STD
-  elif tfds_key in arrays._TFDS:  # pylint: disable=protected-access
-    # CIFAR from TFDS or from its python-version archive: the same images, the same constants
-    _, _, mean, std = arrays._TFDS[tfds_key]  # pylint: disable=protected-access
-  else:
-    a = _load_arrays(run_dir, cfg, dataset, "normalisation statistics")
-    mean, std = a.mean, a.std
+  """The run's per-channel (mean, std), without loading images where its source knows
+  them (`sources`: CIFAR's TFDS constants, also for its python-version archives;
+  ImageNet's for streamed runs); others (npz, in-memory synthetic, digits) are loaded
+  (statistics of their training images)."""
+  ds = sources.get(dataset)
+  known = ds.normalization(ds.streamed(_family(cfg)))
+  if known is None:
+    a = load_arrays(run_dir, cfg, dataset, "normalisation statistics")
+    known = a.mean, a.std
+  mean, std = known
   return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
 
 def open_streamed(cfg: dict, dataset: str, image_shape):
   """The streamed (ImageNet-style) dataset of a run, as its config read it
   (`datasets.streamed.load`); UserError when it is not here or not of `image_shape`."""
-  from jointrd_jax.datasets import streamed  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.sharding import make_mesh  # pylint: disable=g-import-not-at-top
   _tf()  # imported quietly before the input pipeline imports it
+  ds = sources.get(dataset)
+  settings = ds.settings_of(cfg)
   o = cfg.get("streamed") or {}
-  syn = cfg.get("synthetic") or {}
-  kw = {f"synthetic_{k}": syn[k] for k in ("train_size", "test_size", "num_classes")
-        if k in syn}
   size, resize = int(o.get("image_size", image_shape[0])), int(o.get("eval_resize", 256))
-  with _tfds_quiet(dataset.lower() == "imagenet2012"):
-    data = _once(("streamed", dataset, cfg.get("data_dir", ""), size, resize,
-                  tuple(sorted(kw.items()))),
+  data_dir = cfg.get("data_dir", "")
+  with _tfds_quiet(ds.source.tfds):
+    data = _once(("streamed", ds.name, data_dir, size, resize, settings),
                  lambda: streamed.load(dataset, mesh=make_mesh(jax.devices()[:1]),
-                                       data_dir=cfg.get("data_dir", ""), image_size=size,
-                                       eval_resize=resize, **kw))
+                                       data_dir=data_dir, image_size=size,
+                                       eval_resize=resize, settings=settings))
   if tuple(data.image_shape) != tuple(image_shape):
     raise UserError(f"its evaluation images are {tuple(data.image_shape)} but the network "
                     f"was trained on {tuple(image_shape)}.")
@@ -313,7 +306,7 @@ def check_images(run_dir: str, num_images: int | None, image_shape, images: str 
                        f"upsampled + noise); the normalisation is {dataset}'s"})
   if is_streamed(cfg):
     return _streamed_check_images(run_dir, cfg, dataset, num_images, image_shape)
-  a = _load_arrays(run_dir, cfg, dataset, "check images")
+  a = load_arrays(run_dir, cfg, dataset, "check images")
   if tuple(a.x_test.shape[1:]) != image_shape:
     raise UserError(f"the images of dataset {a.name!r} are {tuple(a.x_test.shape[1:])} but "
                     f"the network in {run_dir} was trained on {image_shape}.")

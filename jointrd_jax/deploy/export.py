@@ -45,7 +45,7 @@ Steps (`export()`):
      images (`calibration`), raw uint8 images in, float32 logits out (`quantize`);
    - `labels.txt`: the class names, one per line in label order (CIFAR-100/10 names,
      imagenet2012 synset ids, imagefolder class folders; `class_<i>` for synthetic and
-     npz data), see `datasets/class_names.py`; also in export.json `classes`;
+     npz data), see `datasets/sources/` (`class_names`); also in export.json `classes`;
    - `export.json`: architecture, input spec, normalisation, the preprocessing a caller
      should apply (`preprocessing`: `center_crop` with `resize` for streamed ImageNet-style
      runs, as their evaluation; `resize` for in-memory CIFAR-style data;
@@ -98,7 +98,7 @@ import numpy as np
 
 from jointrd_jax import checkpoints, models
 from jointrd_jax import workdir as workdir_lib
-from jointrd_jax.datasets import class_names as class_names_lib
+from jointrd_jax.datasets import sources as sources_lib
 from jointrd_jax.deploy import (calibration, card, checks as checks_lib, package, qat,
                                 quantize as quantize_lib, runtimes, staging)
 from jointrd_jax.deploy.checks import (CHECK_IMAGES, RANDOM_SEED, RTOL, CheckData,  # noqa: F401
@@ -302,7 +302,7 @@ def export(run_dir: str, out_dir: str, *, num_images: int | None = None,
                                            calibration_dir)
     calib_seconds = time.perf_counter() - t
   images, mean, std, dataset = data.images, data.mean, data.std, data.dataset
-  names, names_source = class_names_lib.for_dataset(dataset, net.num_classes)
+  names, names_source = sources_lib.get(dataset).class_names(net.num_classes)
   folded_net, folded = fold.fold(net, variables)
 
   reference = _in_batches(inference_fn(net, variables, mean, std), images)

@@ -16,10 +16,11 @@ for the ImageNet one, whose loss settings differ (e.g. JointRD's dc 5e-3).
 import dataclasses
 import functools
 import importlib
-import types
 from typing import Mapping, Optional, Sequence, Tuple
 
+from jointrd_jax import models
 from jointrd_jax import workdir as workdir_lib
+from jointrd_jax.datasets import sources
 from jointrd_jax.methods import compose, presets, terms as terms_lib
 
 # A conv kind (`models.CONVS`) as an adjective of the network.
@@ -145,12 +146,11 @@ def _conv(cfg: Mapping) -> str:
 
 def is_imagenet_recipe(cfg: Mapping) -> bool:
   """Whether a run (its config as a dict) follows the ImageNet recipe (configs/imagenet/):
-  streamed data, by the trainer's own rule (`run_setup.is_streamed`: imagefolder:PATH,
+  streamed data, as its data source says for its arch (`datasets.sources`: imagefolder:PATH,
   imagenet2012, or synthetic with an imagenet_* arch, as configs/imagenet/default.py sets)."""
-  from jointrd_jax import run_setup  # pylint: disable=g-import-not-at-top (it imports methods)
-  return run_setup.is_streamed(types.SimpleNamespace(
-      dataset=str(cfg.get("dataset") or ""),
-      model=types.SimpleNamespace(arch=(cfg.get("model") or {}).get("arch"))))
+  dataset = str(cfg.get("dataset") or "")
+  arch = models.ARCHS.get((cfg.get("model") or {}).get("arch"))
+  return bool(dataset) and sources.get(dataset).streamed(arch[0] if arch else None)
 
 
 def preset_file(method: str, imagenet: bool) -> str:

@@ -9,7 +9,7 @@ and parameters (`loss.<term>.<key>`), and `terms` changes or extends the list.
 import dataclasses
 from typing import Any, Mapping, Optional, Tuple, Union
 
-from jointrd_jax.errors import UserError
+from jointrd_jax.registry import Registry
 
 TermEntry = Union[str, Tuple[str, Mapping[str, Any]]]
 
@@ -38,7 +38,7 @@ class Preset:
 
 
 P = Preset
-METHODS = {
+METHODS = Registry("method", {
     # The methods of the paper's Table 12 and beside it.
     "resnet": P("all", "none", ("ce",), "the ResNet baseline (also how every teacher is "
                 "trained)", label="ResNet (with shortcuts)", paper_top1=(78.39, 0.40)),
@@ -84,13 +84,10 @@ METHODS = {
                           teacher=True, label="KD(logits) + RepVGG"),
     "jointrd_repvgg": P("projection", "repvgg", ("jointrd",), "Residual Distillation into a "
                         "RepVGG-style student", teacher=True, label="JointRD + RepVGG"),
-}
+})
 TEACHER_TRAIN = ("frozen", "joint")
 # The teacher's config settings (`teacher.*`) unset: where a method without one leaves them.
 TEACHER_UNSET = {"checkpoint": "", "arch": "", "width": 0, "train": "frozen", "fold": True}
 
 
-def get_spec(name: str) -> Preset:
-  if name not in METHODS:
-    raise UserError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}.")
-  return METHODS[name]
+get_spec = METHODS.get  # the preset of a method name

@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, Optional, Tuple
 import jax
 
 from jointrd_jax.errors import UserError
+from jointrd_jax.registry import Registry
 
 Array = jax.Array
 NEEDS = ("student_feats", "teacher_logits", "teacher_feats", "hybrid_logits", "epoch")
@@ -133,20 +134,12 @@ class Term:
     return bool(self.needs & TEACHER_NEEDS)
 
 
-TERMS = {}
+TERMS = Registry("loss term")
+get = TERMS.get
 
 
 def register(term: Term) -> Term:
-  if term.name in TERMS:
-    raise ValueError(f"loss term {term.name!r} is registered twice")
-  TERMS[term.name] = term
-  return term
-
-
-def get(name: str) -> Term:
-  if name not in TERMS:
-    raise UserError(f"unknown loss term {name!r}; choose one of {', '.join(sorted(TERMS))}.")
-  return TERMS[name]
+  return TERMS.register(term.name, term)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,9 +22,9 @@ from typing import Callable, Optional, Tuple
 
 import jax.numpy as jnp
 
-from jointrd_jax.errors import UserError
 from jointrd_jax.models import dirac as dirac_lib
 from jointrd_jax.models.layers import BN_EPSILON, ConvBN
+from jointrd_jax.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,20 +39,12 @@ class ConvKind:
     return self.kernel_sizes is None or kernel_size in self.kernel_sizes
 
 
-CONVS = {}
+CONVS = Registry("conv")
+get = CONVS.get
 
 
 def register(kind: ConvKind) -> ConvKind:
-  if kind.name in CONVS:
-    raise ValueError(f"conv kind {kind.name!r} is registered twice")
-  CONVS[kind.name] = kind
-  return kind
-
-
-def get(name: str) -> ConvKind:
-  if name not in CONVS:
-    raise UserError(f"unknown conv {name!r}; choose one of {', '.join(CONVS)}.")
-  return CONVS[name]
+  return CONVS.register(kind.name, kind)
 
 
 def bn_affine(bn: dict, stats: dict, eps: float = BN_EPSILON):
