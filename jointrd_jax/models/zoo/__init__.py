@@ -51,13 +51,14 @@ def scaled(channels: int, width: int) -> int:
   """`channels` of the reference network at `width` (64: the reference's)."""
   if (channels * width) % REFERENCE_WIDTH:
     raise UserError(f"width {width} scales {channels} channels to a fraction; choose a "
-                    f"multiple of 16 (64: the reference network).")
+                    f"multiple of 4 (64: the reference network).")
   return channels * width // REFERENCE_WIDTH
 
 
 def build(arch: str, shortcuts: str, conv: str, num_classes: int, width: int,
           folded: bool = False, dtype=None, param_dtype=None):
   """The network of zoo arch `arch` (the caller has checked the choices' names)."""
+  scaled(16, width)  # the fewest channels of a zoo network's conv
   kw = {k: v for k, v in (("dtype", dtype), ("param_dtype", param_dtype)) if v is not None}
   return ZOO[arch].make(shortcuts=shortcuts, conv=conv, num_classes=num_classes, width=width,
                         folded=folded, **kw)
