@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from jointrd_jax import methods, models
+import run_helpers
+from jointrd_jax import checkpoints, methods, models, train
 from jointrd_jax.errors import UserError
 from jointrd_jax.models import fold
 from jointrd_jax.models.zoo.wrn import PreActWRN
@@ -219,3 +220,20 @@ def test_build_refuses_bad_choices_in_one_line(kwargs, message):
   with pytest.raises(UserError, match=message) as e:
     models.build(**kwargs)
   assert "\n" not in str(e.value)
+
+
+def test_kd_smoke_run_with_a_zoo_teacher_and_student(tmp_path):
+  """The trainer takes zoo archs: a resnet20 teacher trained first, then a plain resnet8
+  (kd_logits' `projection` student) distilled from it (folded, as by default); both stored
+  with their descriptions and rebuilt from them."""
+  config = run_helpers.preset_config(
+      "kd_logits", arg="smoke", **{"model.arch": "resnet8", "teacher.arch": "resnet20",
+                                   "num_epochs": 1, "synthetic.train_size": 128,
+                                   "synthetic.test_size": 64, "eval_batch_size": 64})
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary["epochs_done"] == 1
+  student, _, _ = checkpoints.load_network(str(tmp_path))
+  teacher, variables, _ = checkpoints.load_network(str(tmp_path / "teacher"))
+  assert (student.zoo_arch, student.shortcuts, student.width) == ("resnet8", "projection", 16)
+  assert (teacher.zoo_arch, teacher.shortcuts) == ("resnet20", "all")
+  assert models.num_params(variables["params"]) == _count(teacher)
