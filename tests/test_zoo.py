@@ -10,6 +10,7 @@ import pytest
 
 import run_helpers
 from jointrd_jax import checkpoints, methods, models, train
+from jointrd_jax.deploy import card
 from jointrd_jax.errors import UserError
 from jointrd_jax.models import fold
 from jointrd_jax.models.zoo.wrn import PreActWRN
@@ -237,3 +238,14 @@ def test_kd_smoke_run_with_a_zoo_teacher_and_student(tmp_path):
   assert (student.zoo_arch, student.shortcuts, student.width) == ("resnet8", "projection", 16)
   assert (teacher.zoo_arch, teacher.shortcuts) == ("resnet20", "all")
   assert models.num_params(variables["params"]) == _count(teacher)
+
+
+def test_model_card_names_the_zoo_arch():
+  net = models.build("vgg8", width=16, num_classes=10)
+  shapes = jax.eval_shape(lambda: models.init(net, jax.random.key(0)))
+  report = {"architecture": dict(models.describe(net), num_params_folded=1)}
+  text = card._architecture(  # pylint: disable=protected-access
+      report, {"model": {"arch": "vgg8"}}, net, shapes)
+  line = text.splitlines()[2]
+  assert line.startswith("- `vgg8` (width 16): the distillation zoo's `vgg8`, shortcuts `none`")
+  assert "None" not in line
