@@ -91,6 +91,23 @@ def ref_vgg(cfg):
   return total + linear(512)
 
 
+def ref_mobile_half():
+  """RepDistiller models/mobilenetv2.py `mobile_half` = `MobileNetV2(T=6, width_mult=0.5)`:
+  conv_bn(3, 16); per `InvertedResidual(inp, oup, s, t)` pw conv1x1 + bn, dw conv3x3 with
+  groups = inp * t (9 weights per channel) + bn, pw-linear conv1x1 + bn; conv_1x1_bn(160,
+  1280); Linear(1280)."""
+  setting = [(1, 16, 1), (6, 24, 2), (6, 32, 3), (6, 64, 4), (6, 96, 3), (6, 160, 3),
+             (6, 320, 1)]
+  cin = int(32 * 0.5)
+  total = conv(3, cin, 3) + bn(cin)
+  for t, c, n in setting:
+    for _ in range(n):
+      h, out = cin * t, int(c * 0.5)
+      total += conv(cin, h, 1) + bn(h) + 9 * h + bn(h) + conv(h, out, 1) + bn(out)
+      cin = out
+  return total + conv(cin, 1280, 1) + bn(1280) + linear(1280)
+
+
 RESNETS = {"resnet8": (8, (16, 16, 32, 64)), "resnet14_cifar": (14, (16, 16, 32, 64)),
            "resnet20": (20, (16, 16, 32, 64)), "resnet32": (32, (16, 16, 32, 64)),
            "resnet44": (44, (16, 16, 32, 64)), "resnet56": (56, (16, 16, 32, 64)),
@@ -99,7 +116,8 @@ RESNETS = {"resnet8": (8, (16, 16, 32, 64)), "resnet14_cifar": (14, (16, 16, 32,
 WRNS = {"wrn_16_2": (16, 2), "wrn_40_1": (40, 1), "wrn_40_2": (40, 2)}
 REFERENCE = {**{a: ref_resnet(*spec) for a, spec in RESNETS.items()},
              **{a: ref_wrn(*spec) for a, spec in WRNS.items()},
-             **{a: ref_vgg(cfg) for a, cfg in VGG_CFG.items()}}
+             **{a: ref_vgg(cfg) for a, cfg in VGG_CFG.items()},
+             "mobilenetv2": ref_mobile_half()}
 
 
 def _count(net):
@@ -148,7 +166,8 @@ def test_plain_wrn_is_the_reference_less_its_shortcuts(arch):
 # ------------------------------------------------------- Stages, descriptions, fold
 
 SMALL = [("resnet8x4", "none", "repvgg"), ("wrn_16_2", "all", "none"),
-         ("wrn_16_2", "projection", "reparam"), ("vgg8", "none", "reparam")]
+         ("wrn_16_2", "projection", "reparam"), ("vgg8", "none", "reparam"),
+         ("mobilenetv2", "all", "none")]
 
 
 def _small(arch, shortcuts, conv):
@@ -216,6 +235,7 @@ def test_jointrd_refuses_unequal_stages_and_kd_takes_them(student, teacher):
     (dict(arch="resnet9"), "unknown arch 'resnet9'"),
     (dict(arch="wrn_40_2", conv="reparam"), "pre-activation reference"),
     (dict(arch="resnet8", width=10), "width 10 scales"),
+    (dict(arch="mobilenetv2", shortcuts="none"), "its own shortcuts and plain convs only"),
 ])
 def test_build_refuses_bad_choices_in_one_line(kwargs, message):
   with pytest.raises(UserError, match=message) as e:
