@@ -15,13 +15,12 @@ Stages (`feats`, JointRD's cut points): the reference's f1..f4, after its block 
 from typing import Any, Optional, Tuple
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from jointrd_jax.errors import UserError
 from jointrd_jax.models import zoo
-from jointrd_jax.models.layers import batch_norm, conv_init
 from jointrd_jax.models.zoo import common
+from jointrd_jax.models.zoo.common import GroupConvBN
 
 # (expansion t, channels c, blocks n, stride s) of the reference, at width multiplier 1.
 SETTING = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
@@ -29,51 +28,6 @@ SETTING = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3
 STAGES = ((0, 1), (2,), (3, 4), (5, 6))  # the block groups of each stage
 WIDTH_MULT = 0.5  # mobile_half
 STEM, LAST = 32, 1280  # the stem's channels (x width_mult) and the last conv's (kept 1280)
-
-
-class GroupConv(nn.Module):
-  """A conv of `groups` groups with PyTorch's padding (k // 2), biased or not."""
-  features: int
-  kernel_size: int
-  strides: int = 1
-  groups: int = 1
-  use_bias: bool = False
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    k, pad = self.kernel_size, self.kernel_size // 2
-    kernel = self.param("kernel", conv_init, (k, k, x.shape[-1] // self.groups, self.features),
-                        self.param_dtype)
-    y = jax.lax.conv_general_dilated(
-        x.astype(self.dtype), kernel.astype(self.dtype), (self.strides,) * 2,
-        ((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=self.groups)
-    if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,),
-                         self.param_dtype).astype(self.dtype)
-    return y
-
-
-class GroupConvBN(nn.Module):
-  """`GroupConv` + BN, children `conv`, `bn`; folded: the biased conv only (the fold of
-  `convs.fold_conv_bn`)."""
-  features: int
-  kernel_size: int
-  strides: int = 1
-  groups: int = 1
-  folded: bool = False
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train: bool):
-    y = GroupConv(self.features, self.kernel_size, self.strides, self.groups, self.folded,
-                  self.dtype, self.param_dtype, name="conv")(x)
-    if self.folded:
-      return y
-    return batch_norm(train, self.dtype, self.param_dtype, "bn")(y)
 
 
 def channels(c: int, width: int) -> int:
