@@ -286,6 +286,7 @@ def test_build_refuses_bad_choices_in_one_line(kwargs, message):
   assert "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_kd_smoke_run_with_a_zoo_teacher_and_student(tmp_path):
   """The trainer takes zoo archs: a resnet20 teacher trained first, then a plain resnet8
   (kd_logits' `projection` student) distilled from it (folded, as by default); both stored
