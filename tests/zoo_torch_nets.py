@@ -1,0 +1,65 @@
+"""PyTorch transcriptions of the zoo's reference modules, for the forward-equality tests
+(tests/test_zoo_torch.py): written from RepDistiller `models/resnet.py` (`ResNet` with
+`BasicBlock`), with its module names, so a `state_dict` has the reference checkpoints' keys
+(`conv1`, `bn1`, `layer{1,2,3}.{block}.conv{1,2}` / `bn{1,2}` / `downsample.{0,1}`, `fc`).
+torch is imported by the caller's `pytest.importorskip`."""
+import torch  # pylint: disable=g-import-not-at-top
+from torch import nn
+from torch.nn import functional as F
+
+
+class BasicBlock(nn.Module):
+  """conv3x3 (stride) + BN + ReLU, conv3x3 + BN, plus the input (or its downsample); ReLU."""
+
+  def __init__(self, inplanes, planes, stride=1, downsample=None):
+    super().__init__()
+    self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+    self.bn1 = nn.BatchNorm2d(planes)
+    self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+    self.bn2 = nn.BatchNorm2d(planes)
+    self.downsample = downsample
+
+  def forward(self, x):
+    out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+    return F.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class CifarResNet(nn.Module):
+  """`ResNet(depth, filters, 'basicblock', num_classes)`: stem, three layers of (depth - 2)
+  / 6 blocks (stride 2 from the second), a 1x1 conv + BN downsample where the shape changes,
+  average pool, fc."""
+
+  def __init__(self, depth, filters, num_classes=100):
+    super().__init__()
+    n, inplanes = (depth - 2) // 6, filters[0]
+    self.conv1 = nn.Conv2d(3, filters[0], 3, padding=1, bias=False)
+    self.bn1 = nn.BatchNorm2d(filters[0])
+    for i, planes in enumerate(filters[1:]):
+      stride = 1 if i == 0 else 2
+      downsample = None
+      if stride != 1 or inplanes != planes:
+        downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False),
+                                   nn.BatchNorm2d(planes))
+      blocks = [BasicBlock(inplanes, planes, stride, downsample)]
+      blocks += [BasicBlock(planes, planes) for _ in range(n - 1)]
+      setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+      inplanes = planes
+    self.fc = nn.Linear(filters[-1], num_classes)
+
+  def forward(self, x):
+    x = F.relu(self.bn1(self.conv1(x)))
+    x = self.layer3(self.layer2(self.layer1(x)))
+    return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def randomise_bn(net, seed=0):
+  """Non-trivial BN affine and running statistics (a trained network's, not init's)."""
+  g = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for m in net.modules():
+      if isinstance(m, nn.BatchNorm2d):
+        m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
+        m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
+        m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
+        m.running_var.copy_(0.5 + 1.5 * torch.rand(m.running_var.shape, generator=g))
+  return net
