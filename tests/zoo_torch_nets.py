@@ -1,7 +1,9 @@
 """PyTorch transcriptions of the zoo's reference modules, for the forward-equality tests
 (tests/test_zoo_torch.py): written from RepDistiller `models/resnet.py` (`ResNet` with
-`BasicBlock`), with its module names, so a `state_dict` has the reference checkpoints' keys
-(`conv1`, `bn1`, `layer{1,2,3}.{block}.conv{1,2}` / `bn{1,2}` / `downsample.{0,1}`, `fc`).
+`BasicBlock`) and `models/wrn.py` (`WideResNet`), with their module names, so a
+`state_dict` has the reference checkpoints' keys (ResNet: `conv1`, `bn1`,
+`layer{1,2,3}.{block}.conv{1,2}` / `bn{1,2}` / `downsample.{0,1}`, `fc`; WRN: `conv1`,
+`block{1,2,3}.layer.{block}.bn1` / `conv1` / `bn2` / `conv2` / `convShortcut`, `bn1`, `fc`).
 torch is imported by the caller's `pytest.importorskip`."""
 import torch  # pylint: disable=g-import-not-at-top
 from torch import nn
@@ -50,6 +52,56 @@ class CifarResNet(nn.Module):
     x = F.relu(self.bn1(self.conv1(x)))
     x = self.layer3(self.layer2(self.layer1(x)))
     return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class WideBlock(nn.Module):
+  """BN + ReLU, conv3x3 (stride), BN + ReLU, conv3x3; plus the input, or a 1x1 conv of the
+  activated input where the channels change."""
+
+  def __init__(self, cin, cout, stride):
+    super().__init__()
+    self.bn1 = nn.BatchNorm2d(cin)
+    self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+    self.bn2 = nn.BatchNorm2d(cout)
+    self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+    shortcut = nn.Conv2d(cin, cout, 1, stride, bias=False) if cin != cout else None
+    self.convShortcut = shortcut  # pylint: disable=invalid-name
+
+  def forward(self, x):
+    h = F.relu(self.bn1(x))
+    out = self.conv2(F.relu(self.bn2(self.conv1(h))))
+    return out + (x if self.convShortcut is None else self.convShortcut(h))
+
+
+class WideGroup(nn.Module):
+  """The reference's `NetworkBlock`: its blocks in `layer`."""
+
+  def __init__(self, n, cin, cout, stride):
+    super().__init__()
+    self.layer = nn.Sequential(*[WideBlock(cin if j == 0 else cout, cout,
+                                           stride if j == 0 else 1) for j in range(n)])
+
+  def forward(self, x):
+    return self.layer(x)
+
+
+class WideResNet(nn.Module):
+  """`WideResNet(depth, num_classes, widen_factor)`: conv1, three groups of (depth - 4) / 6
+  blocks with 16k, 32k, 64k channels (stride 2 from the second), BN + ReLU, pool, fc."""
+
+  def __init__(self, depth, k, num_classes=100):
+    super().__init__()
+    n, ch = (depth - 4) // 6, (16, 16 * k, 32 * k, 64 * k)
+    self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+    self.block1 = WideGroup(n, ch[0], ch[1], 1)
+    self.block2 = WideGroup(n, ch[1], ch[2], 2)
+    self.block3 = WideGroup(n, ch[2], ch[3], 2)
+    self.bn1 = nn.BatchNorm2d(ch[3])
+    self.fc = nn.Linear(ch[3], num_classes)
+
+  def forward(self, x):
+    x = self.block3(self.block2(self.block1(self.conv1(x))))
+    return self.fc(torch.flatten(F.adaptive_avg_pool2d(F.relu(self.bn1(x)), 1), 1))
 
 
 def randomise_bn(net, seed=0):
