@@ -31,6 +31,17 @@ def wrn_key(path) -> str:
   return prefix + (BN[leaf] if leaf in BN else "weight")
 
 
+def vgg_key(path) -> str:
+  """`stage{i}_conv{j}/conv` -> `block{i - 1}.{3 j}`, `/bn` -> `block{i - 1}.{3 j + 1}`;
+  `head` -> `classifier`."""
+  _, top, *rest = path
+  if top == "head":
+    return "classifier." + {"kernel": "weight"}.get(rest[0], rest[0])
+  (i, j), (module, leaf) = re.fullmatch(r"stage(\d)_conv(\d)", top).groups(), rest
+  index = 3 * int(j) + (module == "bn")
+  return f"block{int(i) - 1}.{index}." + BN.get(leaf, {"kernel": "weight"}.get(leaf, leaf))
+
+
 def resnet_key(path) -> str:
   layout = torch_import._layout("torchvision", {})  # pylint: disable=protected-access
   return torch_import._torch_key(path, layout)  # pylint: disable=protected-access
@@ -44,9 +55,13 @@ def convert(net, sd, torch_key):
   def leaf(path, shape):
     key = torch_key(tuple(str(getattr(p, "key", p)) for p in path))
     used.add(key)
+    if sd[key].ndim == 2:  # a Linear's [out, in] (`_convert` knows the name fc only)
+      return sd[key].T
     return torch_import._convert(key, sd[key], shape.shape)  # pylint: disable=protected-access
 
   variables = jax.tree_util.tree_map_with_path(leaf, shapes)
+  assert jax.tree_util.tree_map(np.shape, variables) == jax.tree_util.tree_map(
+      lambda s: s.shape, shapes)
   assert used == {k for k in sd if not k.endswith("num_batches_tracked")}
   return variables
 
@@ -55,6 +70,7 @@ def convert(net, sd, torch_key):
     ("resnet8x4", 8, lambda: zoo_torch_nets.CifarResNet(8, (32, 64, 128, 256))),
     ("resnet20", 20, lambda: zoo_torch_nets.CifarResNet(20, (16, 16, 32, 64))),
     ("wrn_16_2", 16, lambda: zoo_torch_nets.WideResNet(16, 2)),
+    ("vgg8", 8, lambda: zoo_torch_nets.VGG([[64], [128], [256], [512], [512]])),
 ])
 def test_forward_equals_the_reference_module(arch, depth, reference):
   """float32 both, sums in another order: 4 sqrt(L K) u of the largest logit, L = depth
@@ -66,7 +82,8 @@ def test_forward_equals_the_reference_module(arch, depth, reference):
   x = np.random.RandomState(0).randn(2, 32, 32, 3).astype(np.float32)
   with torch.no_grad():
     want = ref(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
-  variables = convert(net, sd, wrn_key if arch.startswith("wrn") else resnet_key)
+  key = {"wrn": wrn_key, "vgg": vgg_key}.get(arch[:3], resnet_key)
+  variables = convert(net, sd, key)
   got = np.asarray(jax.jit(net.apply)(variables, x)[0])
   scale = float(np.abs(want).max())
   assert scale > 1e-2

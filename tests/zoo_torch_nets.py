@@ -1,9 +1,11 @@
 """PyTorch transcriptions of the zoo's reference modules, for the forward-equality tests
 (tests/test_zoo_torch.py): written from RepDistiller `models/resnet.py` (`ResNet` with
-`BasicBlock`) and `models/wrn.py` (`WideResNet`), with their module names, so a
+`BasicBlock`), `models/wrn.py` (`WideResNet`) and `models/vgg.py` (`VGG(cfg,
+batch_norm=True)`), with their module names, so a
 `state_dict` has the reference checkpoints' keys (ResNet: `conv1`, `bn1`,
 `layer{1,2,3}.{block}.conv{1,2}` / `bn{1,2}` / `downsample.{0,1}`, `fc`; WRN: `conv1`,
-`block{1,2,3}.layer.{block}.bn1` / `conv1` / `bn2` / `conv2` / `convShortcut`, `bn1`, `fc`).
+`block{1,2,3}.layer.{block}.bn1` / `conv1` / `bn2` / `conv2` / `convShortcut`, `bn1`, `fc`;
+VGG: `block{0..4}.{3 j}` conv j of a block, `block{0..4}.{3 j + 1}` its BN, `classifier`).
 torch is imported by the caller's `pytest.importorskip`."""
 import torch  # pylint: disable=g-import-not-at-top
 from torch import nn
@@ -102,6 +104,29 @@ class WideResNet(nn.Module):
   def forward(self, x):
     x = self.block3(self.block2(self.block1(self.conv1(x))))
     return self.fc(torch.flatten(F.adaptive_avg_pool2d(F.relu(self.bn1(x)), 1), 1))
+
+
+class VGG(nn.Module):
+  """Five blocks of conv3x3 (bias) + BN, ReLU between (none after a block's last); ReLU and
+  a 2x2 max-pool between blocks (none before the fifth at 32 pixels); ReLU, pool, linear."""
+
+  def __init__(self, cfg, num_classes=100):
+    super().__init__()
+    cin = 3
+    for i, stage in enumerate(cfg):
+      layers = []
+      for v in stage:
+        layers += [nn.Conv2d(cin, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU()]
+        cin = v
+      setattr(self, f"block{i}", nn.Sequential(*layers[:-1]))
+    self.classifier = nn.Linear(512, num_classes)
+
+  def forward(self, x):
+    for i in range(5):
+      x = getattr(self, f"block{i}")(F.relu(x) if i else x)
+      if i < 3:
+        x = F.max_pool2d(F.relu(x), 2, 2)
+    return self.classifier(torch.flatten(F.adaptive_avg_pool2d(F.relu(x), 1), 1))
 
 
 def randomise_bn(net, seed=0):
