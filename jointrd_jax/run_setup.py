@@ -14,8 +14,8 @@ def validate(config) -> None:
     raise UserError(f"unknown method {config.method!r}; choose one of "
                     f"{', '.join(methods.METHODS)} (--config.method).")
   for key, arch in (("model.arch", config.model.arch), ("teacher.arch", config.teacher.arch)):
-    if arch and arch not in models.ARCHS:
-      raise UserError(f"unknown arch {arch!r}; choose one of {', '.join(models.ARCHS)} "
+    if arch and arch not in models.arch_names():
+      raise UserError(f"unknown arch {arch!r}; choose one of {', '.join(models.arch_names())} "
                       f"(--config.{key}).")
   for key in ("num_epochs", "batch_size", "eval_batch_size", "log_every_steps",
               "checkpoint_every_epochs", "keep_checkpoints"):

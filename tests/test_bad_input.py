@@ -82,6 +82,11 @@ CASES = {
                              ["loss term 'kd' needs a teacher", "method 'plain_dirac'"]),
     "loss_setting_wrong_type": ([f"--config={KD}", "--config.loss.kd.temperature=hot"],
                                 ["--config.loss.kd.temperature=hot", "to float"]),
+    "unknown_arch": ([f"--config={KD}", "--config.teacher.arch=wrn_40_3"],
+                     ["unknown arch 'wrn_40_3'", "wrn_40_2", "--config.teacher.arch"]),
+    "jointrd_unequal_stages": (["--config=configs/jointrd.py:smoke",
+                               "--config.model.arch=resnet8", "--config.teacher.arch=resnet8x4"],
+                              ["same shapes", "teacher resnet8x4", "pair archs of equal stages"]),
     "unknown_conv": ([f"--config={SMOKE}", "--config.model.conv=rep"],
                      ["unknown conv 'rep'", "--config.model.conv"]),
     "streamed_resize_typo": (["--config=configs/imagenet/plain.py:smoke",
@@ -181,8 +186,9 @@ CASES = {
 # The refusals that need the dataset: its class count (the loss terms and the teacher are
 # checked as the method is built for it) or its labels. They read the data (the smoke
 # configs' small synthetic set, a tiny .npz), still compiling nothing.
-READ_THE_DATA = {"term_needs_a_teacher", "missing_teacher", "teacher_other_arch",
-                 "teacher_other_classes", "npz_one_class", "npz_test_labels_never_trained"}
+READ_THE_DATA = {"term_needs_a_teacher", "jointrd_unequal_stages", "missing_teacher",
+                 "teacher_other_arch", "teacher_other_classes", "npz_one_class",
+                 "npz_test_labels_never_trained"}
 
 
 @pytest.fixture(scope="module")

@@ -156,11 +156,13 @@ def _architecture(report: dict, cfg: dict, net, variables) -> str:
   inp, out = report.get("input") or {}, report.get("output") or {}
   kept = ("biased convolutions and the shortcuts" if net.shortcuts == "all"
           else "plain biased convolutions")
+  layout = (f"the distillation zoo's `{a['zoo_arch']}`" if "zoo_arch" in a else
+            f"{a.get('variant')} {a.get('kind')} ResNet layout, stages {a.get('stage_sizes')}")
   return "\n".join([
       "## Architecture", "",
-      f"- `{model.get('arch')}` (width {a.get('width')}): {a.get('variant')} {a.get('kind')} "
-      f"ResNet layout, stages {a.get('stage_sizes')}, shortcuts `{a.get('shortcuts')}`, "
-      f"trained convolution `{a.get('conv', a.get('dirac'))}`, {a.get('num_classes')} classes",
+      f"- `{model.get('arch')}` (width {a.get('width')}): {layout}, shortcuts "
+      f"`{a.get('shortcuts')}`, trained convolution `{a.get('conv', a.get('dirac'))}`, "
+      f"{a.get('num_classes')} classes",
       f"- Deployed form: folded ({kept}, no BatchNorm, no branches): "
       f"{a.get('num_params_folded', 0):,} parameters ({trained:,} trained)",
       f"- Input `{inp.get('name')}`: {inp.get('dtype')} {inp.get('layout')} "

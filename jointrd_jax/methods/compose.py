@@ -196,5 +196,6 @@ def build(name: str, *, arch: str, num_classes: int, width: int = 64, shortcuts:
           f"{name} needs the student's and teacher's stage outputs to have the same shapes; "
           f"student {arch} width {width} has {student.stage_channels()}, teacher "
           f"{teacher_arch or arch} width {teacher_width or width} has "
-          f"{teacher.stage_channels()}.")
+          f"{teacher.stage_channels()}; pair archs of equal stages (e.g. resnet32x4 and a plain "
+          "resnet32x4) or use a logit method (e.g. kd_logits).")
   return Method(name, student, teacher, teacher_train, weighted, num_epochs)

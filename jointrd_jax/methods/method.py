@@ -26,20 +26,21 @@ EVAL_HEADS = ("student", "teacher", "hybrid")
 
 
 def hybrid_logits(teacher: models.ResNet, teacher_vars, feats):
-  """JointRD's hybrid paths, inference-mode teacher: logits of path k = 1..3.
+  """JointRD's hybrid paths, inference-mode teacher: logits of path k = 1..S-1 (S stages:
+  4 for the ResNets, 3 or 5 for the zoo's; the examples below are for S = 4).
 
-  Path k feeds the student's stage-k output through the teacher's stages k+1..4 and
+  Path k feeds the student's stage-k output through the teacher's stages k+1..S and
   head. With the teacher's BN in inference mode every example is independent, so the
   paths are batched stage by stage: stage 2 sees path 1, stage 3 paths 1-2, stage 4 and
   the head paths 1-3 (one large call each instead of six small ones).
   """
-  batch = feats[0].shape[0]
+  batch, stages = feats[0].shape[0], len(feats)
   h = None
-  for k in range(1, models.NUM_STAGES):  # teacher stage k + 1 (0-based index k)
+  for k in range(1, stages):  # teacher stage k + 1 (0-based index k)
     x = feats[k - 1] if h is None else jnp.concatenate([h, feats[k - 1].astype(h.dtype)])
     _, (h,) = teacher.apply(teacher_vars, x, train=False, start_stage=k, end_stage=k + 1)
-  z, _ = teacher.apply(teacher_vars, h, train=False, start_stage=models.NUM_STAGES)
-  return tuple(z[i * batch:(i + 1) * batch] for i in range(models.NUM_STAGES - 1))
+  z, _ = teacher.apply(teacher_vars, h, train=False, start_stage=stages)
+  return tuple(z[i * batch:(i + 1) * batch] for i in range(stages - 1))
 
 
 def _accuracy(logits, labels):

@@ -5,7 +5,9 @@
   module per further kind, e.g. `repvgg.py`), each with its fold;
 - `layers.py`, `batchnorm.py`, `dirac.py`: the building blocks;
 - `archs.py`: architectures by name, `build`, `init`, `describe` / `from_description`;
-- `fold.py`: the deployment form.
+- `fold.py`: the deployment form;
+- `zoo/`: the CIFAR-100 distillation zoo (RepDistiller / mdistiller archs), one module per
+  family.
 
 Every module of this package is imported here, so a conv kind registers itself by being a
 module of the package.
@@ -14,8 +16,8 @@ import importlib
 import pkgutil
 
 from jointrd_jax.models import batchnorm, convs, dirac, fold, layers, resnet
-from jointrd_jax.models.archs import (ARCHS, DESCRIPTION_FIELDS, SHORTCUTS, build,
-                                      check_choice, describe, from_description, init,
+from jointrd_jax.models.archs import (ARCHS, DESCRIPTION_FIELDS, SHORTCUTS, arch_names,
+                                      build, check_choice, describe, from_description, init,
                                       num_params)
 from jointrd_jax.models.convs import CONVS
 from jointrd_jax.models.layers import (BN_EPSILON, BN_MOMENTUM, DIRAC_MODES, Conv, ConvBN,

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from jointrd_jax.errors import UserError
-from jointrd_jax.models import convs
+from jointrd_jax.models import convs, zoo
 from jointrd_jax.models.resnet import NUM_CLASSES, ResNet
 
 ARCHS = {
@@ -29,6 +29,12 @@ SHORTCUTS = ("all", "projection", "none")
 # The fields that identify a network (stored with checkpoints and exports).
 DESCRIPTION_FIELDS = ("variant", "kind", "stage_sizes", "num_classes", "shortcuts", "conv",
                       "width")
+assert not set(ARCHS) & set(zoo.ZOO), "a zoo arch has the name of a ResNet arch"
+
+
+def arch_names() -> tuple:
+  """Every arch `build` takes: the ResNet family's (`ARCHS`) and the zoo's (`zoo.ZOO`)."""
+  return (*ARCHS, *zoo.ZOO)
 
 
 def check_choice(what: str, value, choices) -> None:
@@ -46,19 +52,24 @@ def build(arch: str, shortcuts: str = "all", dirac: Optional[str] = None,
 
   `conv`: the student's convolution kind (`convs.CONVS`: none, init, reparam, repvgg, ...);
   `dirac` is its former name (either may be given). `num_classes` None: the variant's
-  (100 CIFAR, 1000 ImageNet).
+  (100 CIFAR, 1000 ImageNet). A zoo arch (`zoo.ZOO`) scales its reference channels by
+  `width / 64`.
   """
   if dirac is not None and conv is not None and dirac != conv:
     raise UserError(f"conv {conv!r} and dirac {dirac!r} disagree; give conv only.")
   conv = conv or dirac or "none"
-  check_choice("arch", arch, ARCHS)
+  check_choice("arch", arch, arch_names())
   check_choice("shortcut policy", shortcuts, SHORTCUTS)
   check_choice("conv", conv, convs.CONVS)
-  variant, kind, sizes = ARCHS[arch]
+  variant, kind, sizes = ARCHS.get(arch, ("cifar", None, None))
   if num_classes is None:
     num_classes = NUM_CLASSES[variant]
   if width <= 0 or num_classes <= 0:
     raise UserError(f"width ({width}) and num_classes ({num_classes}) must be positive.")
+  if arch in zoo.ZOO:
+    net = zoo.build(arch, shortcuts, conv, num_classes, width, folded, dtype, param_dtype)
+    _check_conv_applies(net, arch)
+    return net
   net = ResNet(kind=kind, stage_sizes=sizes, num_classes=num_classes, shortcuts=shortcuts,
                conv=conv, width=width, folded=folded, dtype=dtype, param_dtype=param_dtype,
                variant=variant)
@@ -91,6 +102,8 @@ def num_params(params) -> int:
 
 def describe(net: ResNet) -> dict:
   """The fields that identify a network (stored with checkpoints, checked on load)."""
+  if zoo.is_zoo(getattr(net, "zoo_arch", None)):
+    return zoo.describe(net)
   d = {name: getattr(net, name) for name in DESCRIPTION_FIELDS}
   d["stage_sizes"] = list(d["stage_sizes"])
   return d
@@ -99,6 +112,8 @@ def describe(net: ResNet) -> dict:
 def from_description(desc: dict, dtype=None, **overrides) -> ResNet:
   """The network `describe` described (also a description written before conv kinds had
   their own name, whose `dirac` field is the conv kind), with `overrides` of any field."""
+  if zoo.is_zoo(desc):
+    return zoo.from_description(desc, dtype, **overrides)
   kw = dict(desc, **overrides)
   if "dirac" in kw:
     kw.setdefault("conv", kw.pop("dirac"))

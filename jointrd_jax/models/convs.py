@@ -57,13 +57,15 @@ def fold_conv_bn(params: dict, stats: dict) -> dict:
   """A `ConvBN` unit (plain or Dirac conv) as one biased conv:
 
       W_eff = a * delta + b * W  (Dirac reparam, else W);  s = g / sqrt(v + eps)
-      W' = W_eff * s  (per output channel);  bias' = beta - mu * s
+      W' = W_eff * s  (per output channel);  bias' = beta - mu * s (+ c * s: a conv bias c)
   """
   conv = params["conv"]
   kernel = jnp.asarray(conv["kernel"], jnp.float32)
   if dirac_lib.A_NAME in conv:
     kernel = dirac_lib.effective_kernel(kernel, conv[dirac_lib.A_NAME], conv[dirac_lib.B_NAME])
   s, t = bn_affine(params["bn"], stats["bn"])
+  if "bias" in conv:  # a biased conv (the zoo's VGG): BN(W x + c) = s W x + t + s c
+    t = t + jnp.asarray(conv["bias"], jnp.float32) * s
   return {"conv": {"kernel": kernel * s, "bias": t}}
 
 

@@ -28,6 +28,8 @@ def fold(net: ResNet, variables):
   """Returns `(folded_net, {'params': folded_params})`, equal in inference mode."""
   if net.folded:
     raise ValueError("the network is already folded")
+  if hasattr(net, "fold_variables"):  # a network with a fold of its own (zoo/wrn.py)
+    return net.fold_variables(variables)
   params = _to_dict(variables["params"])
   stats = _to_dict(variables.get("batch_stats", {}))
   units = net.units()
