@@ -388,11 +388,8 @@ def test_bf16_compute_keeps_fp32_params():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"arch": "resnet51"}, "unknown arch 'resnet51'; choose one of resnet18, resnet34, "
-     "resnet50, resnet10, resnet14, imagenet_resnet18, imagenet_resnet34, imagenet_resnet50, "
-     "imagenet_resnet10, imagenet_resnet14, resnet8, resnet14_cifar, resnet20, resnet32, "
-     "resnet44, resnet56, resnet110, resnet8x4, resnet32x4, vgg8, vgg11, vgg13, vgg16, vgg19, "
-     "wrn_16_2, wrn_40_1, wrn_40_2."),
+    ({"arch": "resnet51"}, f"unknown arch 'resnet51'; choose one of "
+     f"{', '.join(models.arch_names())}."),
     ({"arch": "resnet18", "shortcuts": "some"},
      "unknown shortcut policy 'some'; choose one of all, projection, none."),
     ({"arch": "resnet18", "dirac": "yes"},
@@ -403,6 +400,12 @@ def test_bf16_compute_keeps_fp32_params():
 ])
 def test_build_rejects_unknown_choices_without_naming_a_flag(kwargs, message):
   """The library names the valid choices; each tool adds its own flag (--arch, ...)."""
+  # The choices named are every arch, the zoo's included.
+  assert {"resnet18", "resnet50", "imagenet_resnet50", "resnet10", "resnet14", "resnet8",
+          "resnet14_cifar", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
+          "resnet8x4", "resnet32x4", "vgg8", "vgg11", "vgg13", "vgg16", "vgg19", "wrn_16_2",
+          "wrn_40_1", "wrn_40_2", "mobilenetv2", "shufflenetv1", "shufflenetv2"} <= set(
+              models.arch_names())
   with pytest.raises(UserError) as e:
     models.build(**kwargs)
   assert str(e.value) == message
