@@ -9,9 +9,9 @@ r"""Training-step throughput of every method: the trainer's own jitted, donated 
   # batch 32; about a minute), said on the first line; give them to time others:
   python -m experiments.benchmark --arch=resnet10 --width=16 --batch_sizes=32,128
 
-What is timed, per (method, batch size): `train.make_train_step(method, tx, schedule)`
-built exactly as `train.train_and_evaluate` builds it (`train.build_method`,
-`train.create_optimizer`, the state of `train.create_state`) and jitted as the trainer
+What is timed, per (method, batch size): `steps.make_train_step(method, tx, schedule)`
+built exactly as `train.train_and_evaluate` builds it (`run_setup.build_method`,
+`optim.create_optimizer`, the state of `steps.create_state`) and jitted as the trainer
 jits it, `jax.jit(step, donate_argnums=(0,))`, called as the trainer calls it
 (`step(state, teacher_vars, batch, np.int32(epoch))`). The distillation methods get a
 frozen, randomly initialised ResNet teacher of the same arch and width (its weights do not
@@ -48,10 +48,10 @@ change the cost).
   1,281,167 images / `images_per_s`: training steps only (evaluation, compilation,
   checkpoints, and a distillation method's teacher training are excluded).
 
-Initial state (`--init`): `jax` = `train.create_state` and a jitted `models.init` for the
+Initial state (`--init`): `jax` = `steps.create_state` and a jitted `models.init` for the
 teacher (the trainer's way); `numpy` = the same trees drawn with numpy at the same scales
 (XLA:CPU takes many seconds to compile the threefry init), checked against
-`train.create_state`'s shapes and dtypes. `auto` = `numpy` on CPU, `jax` elsewhere.
+`steps.create_state`'s shapes and dtypes. `auto` = `numpy` on CPU, `jax` elsewhere.
 
 Defaults: on GPU/TPU ResNet-50 width 64 at batch 128 and 512; on a CPU (where that takes
 hours) resnet10 width 8 at batch 32 for every flag of those three not given, said on the

@@ -150,7 +150,7 @@ def setup_logging() -> None:
   Python) records and Python warnings as `[hh:mm:ss] warning: ...` on stderr; absl's INFO
   records (e.g. JAX's backend probing) hidden."""
   from absl import logging  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import reporting  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import reporting  # pylint: disable=g-import-not-at-top
   reporting.use_one_log_format()
   logging.set_verbosity(logging.WARNING)
 

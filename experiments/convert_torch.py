@@ -78,7 +78,8 @@ def parse_args(argv):
 def check_args(args) -> str:
   """Validates --out, --arch, --shortcuts and --dataset before the file is read (UserError
   naming the flag); returns the dataset to record."""
-  from jointrd_jax import models, workdir  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import models  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import workdir  # pylint: disable=g-import-not-at-top
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   problem = workdir.writable_problem(args.out)
   if problem:
@@ -108,7 +109,7 @@ def check_args(args) -> str:
 def config_dict(dataset: str, num_classes: int) -> dict:
   """configs/resnet.py's config as a dict, with the dataset (and synthetic classes) set."""
   from configs import resnet  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import workdir  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import workdir  # pylint: disable=g-import-not-at-top
   c = resnet.get_config()
   c.dataset = dataset
   if dataset == "synthetic":

@@ -115,7 +115,7 @@ def main_in_memory(args):
 
 
 def main_imagenet(args):
-  from jointrd_jax import reporting  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import reporting  # pylint: disable=g-import-not-at-top
   from jointrd_jax.benchmarking import input_throughput, machine  # pylint: disable=g-import-not-at-top
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   folder = args.folder

@@ -45,7 +45,7 @@ def hide_gpus_from_tensorflow():
 
 def setup():
   f = flags.FLAGS
-  from jointrd_jax import reporting  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import reporting  # pylint: disable=g-import-not-at-top
   reporting.use_one_log_format()
   if not f["verbosity"].present:
     # Orbax and TFDS log every file at INFO; our progress lines go to stdout instead.

@@ -336,7 +336,7 @@ def _deployment(args, out):
 def _pareto(args, out):
   import os  # pylint: disable=g-import-not-at-top
   from jointrd_jax.benchmarking import deployment, machine, pareto, tables  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import workdir  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import workdir  # pylint: disable=g-import-not-at-top
   from jointrd_jax.benchmarking import runtime_case  # pylint: disable=g-import-not-at-top
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   precisions = _csv("precisions", args.precisions or "fp32,int8", deployment.PRECISIONS)

@@ -129,11 +129,11 @@ def main(argv=None) -> dict:
 def _main(args) -> dict:
   cli.setup_logging()  # the trainer's lines as experiments.main prints them
   check_args(args)
-  from jointrd_jax import train  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import run_setup, train  # pylint: disable=g-import-not-at-top
   from jointrd_jax.benchmarking import run_efficiency, tables  # pylint: disable=g-import-not-at-top
   from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   c = config(args)
-  train.validate(c)
+  run_setup.validate(c)
   if args.workdir:
     if args.overwrite:
       for sub in (run_efficiency.RUN_SUBDIR, run_efficiency.TEACHER_SUBDIR):

@@ -74,7 +74,7 @@ def _apply_shorthands(config):
 
 def main(argv):
   del argv
-  from jointrd_jax import reporting  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import reporting  # pylint: disable=g-import-not-at-top
   reporting.use_one_log_format()  # initialises no JAX backend
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)

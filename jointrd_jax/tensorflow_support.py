@@ -29,9 +29,6 @@ def stderr_silenced():
     os.close(devnull)
 
 
-_stderr_silenced = stderr_silenced  # the former private name
-
-
 # JAX sets TF_CPP_MIN_LOG_LEVEL to 1 when it is imported (unless it is set): this value
 # is taken for "not chosen by the user".
 _JAX_DEFAULT_LEVEL = "1"

@@ -25,7 +25,7 @@ import importlib.metadata
 import jax
 import pytest
 
-from jointrd_jax import reporting
+from jointrd_jax.training import reporting
 
 FIXTURE = pathlib.Path(__file__).resolve().parent / "fixtures" / "smoke_metrics.json"
 RECORD = bool(os.environ.get("RECORD_SMOKE_FIXTURE"))

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jointrd_jax import losses
+from jointrd_jax.methods import losses
 
 SETTINGS = settings(deadline=None, max_examples=15)
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from etils import epath
 
-from jointrd_jax import checkpoints, feeds, methods, reporting, sharding, train
+from jointrd_jax import errors, methods, sharding
+from jointrd_jax.training import checkpoints, feeds, optim, reporting, train
 from jointrd_jax.errors import UserError
 import run_helpers
 import smoke_fixture
@@ -88,7 +89,7 @@ def _digest(directory):
 def test_smoke_config_trains_every_method_on_synthetic_data(method, smoke_runs):
   tmp_path, summary = smoke_runs(method)
   assert summary["epochs_done"] == 2 and summary["method"] == method
-  # A preset run, unchanged: the preset's own name, label and description (methods.identity).
+  # A preset run, unchanged: the preset's own name, label and description (training.identity).
   preset = methods.METHODS[method]
   assert (summary["name"], summary["label"], summary["changes"]) == (
       method, preset.label or method, [])
@@ -167,7 +168,7 @@ def test_resume_mid_epoch_gives_the_uninterrupted_result(smoke_runs, teacher_dir
   epoch = 1
   with monkeypatch.context() as m:
     run_helpers.sigterm_at(m, feeds.MemoryFeed, epoch, stop_step)
-    with pytest.raises(train.Preempted):
+    with pytest.raises(errors.Preempted):
       train.train_and_evaluate(config, str(tmp_path / "resumed"))
   _, meta = _final_params(tmp_path / "resumed")
   assert meta["step"] == epoch * 16 + stop_step + 1
@@ -238,14 +239,14 @@ def test_optimizer_schedule_and_decay_mask():
   config = smoke("plain_dirac")
   config.num_epochs = 200
   config.optimizer.learning_rate = 0.1
-  tx, schedule = train.create_optimizer(config, steps_per_epoch=10)
+  tx, schedule = optim.create_optimizer(config, steps_per_epoch=10)
   assert float(schedule(999)) == pytest.approx(0.1)
   assert float(schedule(1000)) == pytest.approx(0.01)
   assert float(schedule(1499)) == pytest.approx(0.01)
   assert float(schedule(1500)) == pytest.approx(0.001)
   params = {"conv": {"kernel": jnp.ones(3), "dirac_a": jnp.ones(3), "dirac_b": jnp.ones(3)},
             "bn": {"scale": jnp.ones(3)}}
-  mask = train.weight_decay_mask(params)
+  mask = optim.weight_decay_mask(params)
   assert mask == {"conv": {"kernel": True, "dirac_a": False, "dirac_b": False},
                   "bn": {"scale": True}}
   # One step from zero momentum with zero gradient: only weight decay moves parameters.

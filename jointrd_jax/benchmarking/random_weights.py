@@ -40,10 +40,11 @@ def _abstract(tree):
 
 
 def numpy_state(method, tx, image_shape, mesh, seed: int = 0):
-  """A TrainState of `train.create_state`'s structure, shapes and dtypes, its networks
+  """A TrainState of `steps.create_state`'s structure, shapes and dtypes, its networks
   drawn with numpy (`random_variables`), replicated on `mesh`."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import sharding, steps  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import sharding  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import steps  # pylint: disable=g-import-not-at-top
 
   params, stats = {}, {}
   for i, name in enumerate(method.trained):
@@ -61,7 +62,7 @@ def numpy_state(method, tx, image_shape, mesh, seed: int = 0):
   want = steps.abstract_state(method, tx, image_shape)
   if (jax.tree_util.tree_structure(state) != jax.tree_util.tree_structure(want)
       or _abstract(state) != _abstract(want)):
-    raise AssertionError("numpy_state no longer matches train.create_state; use --init=jax")
+    raise AssertionError("numpy_state no longer matches steps.create_state; use --init=jax")
   return state
 
 
@@ -82,9 +83,9 @@ def write_random_teacher(config, run_dir: str, image_shape=(32, 32, 3)) -> None:
   """A teacher run (config.json + one checkpoint) of `config`'s teacher with random
   weights in `run_dir`, for `config.teacher.checkpoint`: a distillation run that loads it
   costs what it would with a trained teacher, and no teacher is trained."""
-  from jointrd_jax import checkpoints, train, workdir  # pylint: disable=g-import-not-at-top
-  t = train.teacher_config(config)
-  net = train.build_method(t, config.synthetic.num_classes).student
+  from jointrd_jax.training import checkpoints, run_setup, steps, teachers, workdir  # pylint: disable=g-import-not-at-top
+  t = teachers.teacher_config(config)
+  net = run_setup.build_method(t, config.synthetic.num_classes).student
   variables = jax.device_get(models.init(net, jax.random.key(1), image_shape))
   checkpoints.save_network(run_dir, net, variables, image_shape=image_shape,
                            config_dict=workdir.config_to_dict(t))

@@ -1,7 +1,7 @@
 """One training-step case (method x batch size) timed as the trainer runs it: the record of
 `experiments.benchmark` (what each field means: that script's docstring).
 
-What is timed: `train.make_train_step(method, tx, schedule)` built as
+What is timed: `steps.make_train_step(method, tx, schedule)` built as
 `train.train_and_evaluate` builds it and jitted as the trainer jits it (donated state),
 either on one pre-built device-resident batch (`data='fixed'`: the bare step) or through
 the trainer's own dispatch (`data='trainer'`: `steps_per_dispatch` steps per call, each
@@ -57,8 +57,8 @@ class _Section(types.SimpleNamespace):
 
 
 def stand_in_config(method: str, *, arch: str, width: int, half_precision=None):
-  """The fields of the training config that `train.build_method` and
-  `train.create_optimizer` read, without ml_collections (absent on the GPU machine).
+  """The fields of the training config that `run_setup.build_method` and
+  `optim.create_optimizer` read, without ml_collections (absent on the GPU machine).
   `half_precision`: None = auto (bf16 off CPU), True or False."""
   from jointrd_jax import methods  # pylint: disable=g-import-not-at-top
   r = RECIPE
@@ -110,18 +110,19 @@ def resolve_init(init: str) -> str:
 def _build(method_name: str, opts: Options, num_classes: int, image_shape, mesh):
   """(config, method, tx, schedule, state, teacher variables, init, seconds to build)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import sharding, train  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import sharding  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import optim, run_setup, steps, train  # pylint: disable=g-import-not-at-top
   from jointrd_jax.benchmarking import random_weights  # pylint: disable=g-import-not-at-top
   config = stand_in_config(method_name, arch=opts.arch, width=opts.width,
                            half_precision=opts.half_precision)
-  method = train.build_method(config, num_classes)
-  tx, schedule = train.create_optimizer(config, RECIPE["steps_per_epoch"])
+  method = run_setup.build_method(config, num_classes)
+  tx, schedule = optim.create_optimizer(config, RECIPE["steps_per_epoch"])
   init = resolve_init(opts.init)
   t = time.perf_counter()
   if init == "numpy":
     state = random_weights.numpy_state(method, tx, image_shape, mesh)
   else:
-    state = train.create_state(method, tx, jax.random.key(0), image_shape, mesh)
+    state = steps.create_state(method, tx, jax.random.key(0), image_shape, mesh)
   teacher_vars = random_weights.teacher_variables(method, image_shape, mesh, init)
   if teacher_vars is not None and opts.fold_teacher:  # as the trainer does
     from jointrd_jax.models import fold  # pylint: disable=g-import-not-at-top
@@ -137,9 +138,9 @@ def _step_function(config, method, tx, schedule, teacher_vars, opts: Options, ba
   """(jitted step, zero-argument function of its arguments after the state, steps per call)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import feeds, steps, train  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import feeds, optim, run_setup, steps, train  # pylint: disable=g-import-not-at-top
   epoch = np.int32(0)
-  train_step = train.make_train_step(method, tx, schedule)
+  train_step = steps.make_train_step(method, tx, schedule)
   if opts.data == "fixed":  # the bare step
     batch = fixed_batch(batch_size, num_classes, image_shape, method.student.dtype, mesh)
     return jax.jit(train_step, donate_argnums=(0,)), lambda: (teacher_vars, batch, epoch), 1
@@ -148,7 +149,7 @@ def _step_function(config, method, tx, schedule, teacher_vars, opts: Options, ba
   feed = feeds.MemoryFeed(data, batch_size, method.student.dtype)
   feed.start_epoch(0, 0)
   config.steps_per_dispatch = opts.steps_per_dispatch  # 0: the trainer's default
-  per_call = min(train.steps_per_dispatch(config, mesh), feed.steps_per_epoch)
+  per_call = min(run_setup.steps_per_dispatch(config, mesh), feed.steps_per_epoch)
   jitted = jax.jit(steps.make_multi_step(train_step, feed.batch_fn, per_call),
                    donate_argnums=(0,))
   calls = {"i": 0}

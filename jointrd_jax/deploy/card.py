@@ -15,8 +15,9 @@ import pathlib
 import platform
 import re
 
-from jointrd_jax import models, reporting, results
-from jointrd_jax import workdir as workdir_lib
+from jointrd_jax import models
+from jointrd_jax.training import reporting, results
+from jointrd_jax.training import workdir as workdir_lib
 from jointrd_jax.datasets import cifar_python
 from jointrd_jax.deploy import checks as checks_lib
 from jointrd_jax.deploy.files import (CARD_FILE, CHECKSUMS_FILE, LABELS_FILE, ONNX_FILE,
@@ -25,7 +26,7 @@ from jointrd_jax.deploy.files import (CARD_FILE, CHECKSUMS_FILE, LABELS_FILE, ON
                                       SAVED_MODEL_DIR, TFLITE_FILE, TFLITE_INT8_FILE,
                                       TRAINING_CONFIG_FILE)
 from jointrd_jax.errors import UserError
-from jointrd_jax.methods import identity
+from jointrd_jax.training import identity
 
 HUB_DATASETS = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100",
                 "imagenet2012": "ILSVRC/imagenet-1k"}
@@ -71,7 +72,7 @@ def _method_name(cfg: dict) -> str:
 
 
 def run_identity(cfg: dict, summary):
-  """What the run trains (`methods.identity`), or None for a config this version cannot
+  """What the run trains (`training.identity`), or None for a config this version cannot
   resolve (a method or loss term it lacks): then the card names the method only."""
   try:
     return identity.of_run(cfg, summary)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jointrd_jax import models
-from jointrd_jax import workdir as workdir_lib
+from jointrd_jax.training import workdir as workdir_lib
 from jointrd_jax.deploy import predict, runtimes
 from jointrd_jax.errors import UserError
 
@@ -24,11 +24,6 @@ RTOL = 1e-4  # max |diff| allowed, relative to the largest |logit| of the refere
 CHECK_IMAGES = ("test", "random")
 DEFAULT_NUM_IMAGES = 1000  # check images of streamed data and random images (in-memory: all)
 RANDOM_SEED = 0
-
-
-def _tf():
-  """TensorFlow, imported on first use, quietly, and kept off the accelerators."""
-  return runtimes.tf_quiet()
 
 
 # ------------------------------------------------------------------ numerics
@@ -68,9 +63,9 @@ def compare(reference: np.ndarray, logits: np.ndarray, rtol: float = RTOL) -> di
   }
 
 
-def _in_batches(fn, images: np.ndarray, batch: int | None = None) -> np.ndarray:
+def in_batches(fn, images: np.ndarray, batch: int | None = None) -> np.ndarray:
   """`fn` over `images` in batches (default: `runtimes.batch_size`, a pixel budget)."""
-  return runtimes.run_in_batches(fn, images, batch or runtimes.batch_size(images.shape[1:]))
+  return runtimes.runin_batches(fn, images, batch or runtimes.batch_size(images.shape[1:]))
 
 
 def inference_fn(net: models.ResNet, variables, mean, std):
@@ -109,11 +104,11 @@ class CheckData:
 
 def is_streamed(cfg: dict) -> bool:
   """Whether the run's data was streamed (ImageNet-style: imagefolder:PATH, imagenet2012,
-  synthetic with an imagenet_* arch), by the trainer's own rule (`train.is_streamed`)."""
+  synthetic with an imagenet_* arch), by the trainer's own rule (`run_setup.is_streamed`)."""
   import types  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import train  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import run_setup  # pylint: disable=g-import-not-at-top
   model = cfg.get("model") or {}
-  return train.is_streamed(types.SimpleNamespace(
+  return run_setup.is_streamed(types.SimpleNamespace(
       dataset=str(cfg.get("dataset", "")), model=types.SimpleNamespace(arch=model.get("arch"))))
 
 
@@ -218,7 +213,7 @@ def open_streamed(cfg: dict, dataset: str, image_shape):
   (`datasets.streamed.load`); UserError when it is not here or not of `image_shape`."""
   from jointrd_jax.datasets import streamed  # pylint: disable=g-import-not-at-top
   from jointrd_jax.sharding import make_mesh  # pylint: disable=g-import-not-at-top
-  _tf()  # imported quietly before the input pipeline imports it
+  runtimes.tf_quiet()  # imported quietly before the input pipeline imports it
   o = cfg.get("streamed") or {}
   syn = cfg.get("synthetic") or {}
   kw = {f"synthetic_{k}": syn[k] for k in ("train_size", "test_size", "num_classes")

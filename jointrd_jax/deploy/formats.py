@@ -27,7 +27,7 @@ import numpy as np
 
 from jointrd_jax import models, tensorflow_support
 from jointrd_jax.deploy import runtimes
-from jointrd_jax.deploy.checks import _in_batches, _tf
+from jointrd_jax.deploy.checks import in_batches
 from jointrd_jax.deploy.files import INPUT_NAME, OUTPUT_NAME
 from jointrd_jax.models import fold
 from jointrd_jax.errors import UserError
@@ -61,7 +61,7 @@ def write_saved_model(path: str, folded_net: models.ResNet, params, mean, std,
   """SavedModel: uint8 `images` [b, H, W, C] -> float32 `logits` [b, C] (see module doc);
   `batch`: None for a symbolic batch dimension, else that static batch size (the TFLite
   models are converted from a batch-1 SavedModel)."""
-  tf = _tf()
+  tf = runtimes.tf_quiet()
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
   from jointrd_jax import datasets  # pylint: disable=g-import-not-at-top
   mean = np.asarray(mean, np.float32)
@@ -99,7 +99,7 @@ def _plain(tree):
 
 def run_saved_model(path: str, images: np.ndarray) -> np.ndarray:
   """Logits of the SavedModel at `path` (its `serving_default` signature)."""
-  return _in_batches(runtimes.SavedModel(path), images)
+  return in_batches(runtimes.SavedModel(path), images)
 
 
 def conversion_error(what: str, e: Exception) -> UserError:
@@ -113,7 +113,7 @@ def conversion_error(what: str, e: Exception) -> UserError:
 
 def write_tflite(saved_model_dir: str, path: str) -> int:
   """Converts the SavedModel to TFLite builtins; returns the file size in bytes."""
-  tf = _tf()
+  tf = runtimes.tf_quiet()
   converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
   try:
@@ -128,7 +128,7 @@ def write_tflite(saved_model_dir: str, path: str) -> int:
 
 def run_tflite(path: str, images: np.ndarray, batch: int | None = None) -> np.ndarray:
   """Logits of the TFLite model at `path` (tf.lite.Interpreter, resized per batch)."""
-  return _in_batches(runtimes.TFLiteModel(path), images, batch)
+  return in_batches(runtimes.TFLiteModel(path), images, batch)
 
 
 
@@ -194,4 +194,4 @@ def write_onnx(tflite_path: str, path: str, opset: int = 17) -> int:
 
 def run_onnx(path: str, images: np.ndarray, batch: int | None = None) -> np.ndarray:
   """Logits of the ONNX model at `path` (ONNX Runtime, CPU)."""
-  return _in_batches(runtimes.OnnxModel(path), images, batch)
+  return in_batches(runtimes.OnnxModel(path), images, batch)

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jointrd_jax import losses
+from jointrd_jax.methods import losses
 from jointrd_jax.datasets import in_memory
 from jointrd_jax.models import layers
 from jointrd_jax.errors import UserError
@@ -75,7 +75,7 @@ def check_epochs(epochs) -> int:
 
 def check_run(run_dir: str) -> None:
   """QAT trains on in-memory data; a streamed (ImageNet-style) run is refused in one line."""
-  from jointrd_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from jointrd_jax.deploy import checks  # pylint: disable=g-import-not-at-top
   if checks.is_streamed(workdir_lib.read_config(run_dir)):
     raise UserError(f"--qat_epochs: {run_dir} trained on streamed (ImageNet-style) data; "

@@ -44,7 +44,8 @@ from typing import Optional
 import jax
 import numpy as np
 
-from jointrd_jax import checkpoints, models, workdir as workdir_lib
+from jointrd_jax import models
+from jointrd_jax.training import checkpoints, workdir as workdir_lib
 from jointrd_jax.models import dirac as dirac_lib
 from jointrd_jax.errors import UserError
 

@@ -29,8 +29,10 @@ import numpy as np
 from etils import epath
 
 from configs import from_json
-from jointrd_jax import checkpoints, datasets, evaluation, models, reporting, run_setup
-from jointrd_jax import sharding, steps, workdir as workdir_lib
+from jointrd_jax import datasets, models
+from jointrd_jax.training import checkpoints, evaluation, reporting, run_setup
+from jointrd_jax import sharding
+from jointrd_jax.training import steps, workdir as workdir_lib
 from jointrd_jax.datasets import class_names
 from jointrd_jax.errors import UserError
 

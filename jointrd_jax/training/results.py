@@ -14,7 +14,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from etils import epath
 
-from jointrd_jax import methods, recipes, reporting
+from jointrd_jax import methods
+from jointrd_jax.training import recipes, reporting
 
 RESULTS_MD = "results.md"
 RESULTS_CSV = "results.csv"
@@ -55,7 +56,7 @@ def method_row(method: str, summaries: Sequence[Mapping]) -> dict:
   final_mean, final_std = mean_std(final)
   best_mean, best_std = mean_std(best)
   first = summaries[0] if summaries else {}
-  # The runs' own label (summary.json, `methods.identity`): the preset's, or the preset's
+  # The runs' own label (summary.json, `training.identity`): the preset's, or the preset's
   # and what the runs changed, in which case the paper's number is not theirs.
   changed = bool(first.get("changes"))
   paper = (None, None) if changed else PAPER.get(method, (None, None))

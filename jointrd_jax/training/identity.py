@@ -19,8 +19,10 @@ import importlib
 import types
 from typing import Mapping, Optional, Sequence, Tuple
 
-from jointrd_jax import workdir as workdir_lib
+from jointrd_jax import compat
 from jointrd_jax.methods import compose, presets, terms as terms_lib
+from jointrd_jax.training import run_setup
+from jointrd_jax.training import workdir as workdir_lib
 
 # A conv kind (`models.CONVS`) as an adjective of the network.
 CONV_WORDS = {"none": "plain", "init": "Dirac-initialised", "reparam": "Dirac",
@@ -140,14 +142,13 @@ def _get(cfg: Mapping, *keys, default=""):
 
 
 def _conv(cfg: Mapping) -> str:
-  return _get(cfg, "model", "conv") or _get(cfg, "model", "dirac")
+  return compat.conv_of_model(cfg.get("model") or {})
 
 
 def is_imagenet_recipe(cfg: Mapping) -> bool:
   """Whether a run (its config as a dict) follows the ImageNet recipe (configs/imagenet/):
   streamed data, by the trainer's own rule (`run_setup.is_streamed`: imagefolder:PATH,
   imagenet2012, or synthetic with an imagenet_* arch, as configs/imagenet/default.py sets)."""
-  from jointrd_jax import run_setup  # pylint: disable=g-import-not-at-top (it imports methods)
   return run_setup.is_streamed(types.SimpleNamespace(
       dataset=str(cfg.get("dataset") or ""),
       model=types.SimpleNamespace(arch=(cfg.get("model") or {}).get("arch"))))
