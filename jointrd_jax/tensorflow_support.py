@@ -51,7 +51,7 @@ def import_tensorflow():
   else:
     quiet_cpp_logs()
     with stderr_silenced():
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      import tensorflow as tf  # TensorFlow: imported where needed
   try:
     tf.config.set_visible_devices([], "GPU")
   except RuntimeError:  # TF already initialised its devices (then it was hidden before)
@@ -63,5 +63,5 @@ def import_tfds():
   """`tensorflow_datasets`, after `import_tensorflow()`."""
   import_tensorflow()
   with stderr_silenced():
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds  # TensorFlow: imported where needed
   return tfds

@@ -15,18 +15,18 @@ import pathlib
 import platform
 import re
 
+from huggingface_hub import EvalResult, ModelCardData
+
+import jointrd_jax
 from jointrd_jax import models
-from jointrd_jax.training import reporting, results
-from jointrd_jax.training import workdir as workdir_lib
 from jointrd_jax.datasets import cifar_python
 from jointrd_jax.deploy import checks as checks_lib
 from jointrd_jax.deploy.files import (CARD_FILE, CHECKSUMS_FILE, LABELS_FILE, ONNX_FILE,
-                                      ONNX_INT8_FILE, PARAMS_FILE, REPORT_FILE,
-                                      SAFETENSORS_FOLDED, SAFETENSORS_TRAINED,
-                                      SAVED_MODEL_DIR, TFLITE_FILE, TFLITE_INT8_FILE,
-                                      TRAINING_CONFIG_FILE)
+                                      ONNX_INT8_FILE, PARAMS_FILE, REPORT_FILE, SAFETENSORS_FOLDED,
+                                      SAFETENSORS_TRAINED, SAVED_MODEL_DIR, TFLITE_FILE,
+                                      TFLITE_INT8_FILE, TRAINING_CONFIG_FILE)
 from jointrd_jax.errors import UserError
-from jointrd_jax.training import identity
+from jointrd_jax.training import identity, reporting, results, workdir as workdir_lib
 
 HUB_DATASETS = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100",
                 "imagenet2012": "ILSVRC/imagenet-1k"}
@@ -88,7 +88,6 @@ def network_words(which: str, who, net) -> str:
 
 
 def _front_matter(report: dict, cfg: dict, info: dict, who, net) -> str:
-  from huggingface_hub import EvalResult, ModelCardData  # pylint: disable=g-import-not-at-top
   dataset = str(cfg.get("dataset") or "")
   hub = HUB_DATASETS.get(cifar_python.tfds_name(dataset) or dataset.lower())
   arch = (cfg.get("model") or {}).get("arch")
@@ -392,7 +391,6 @@ def _version(dist: str):
 
 
 def _versions(report: dict) -> str:
-  import jointrd_jax  # pylint: disable=g-import-not-at-top
   v = {"python": platform.python_version(), "jointrd-jax": jointrd_jax.__version__}
   for dist in ("jax", "jaxlib", "flax", "numpy", "safetensors"):
     v[dist] = _version(dist)

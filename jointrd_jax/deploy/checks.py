@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
-from jointrd_jax import models
-from jointrd_jax.training import workdir as workdir_lib
+from jointrd_jax import datasets, models
+from jointrd_jax.datasets import arrays, cifar_python, streamed
 from jointrd_jax.deploy import predict, runtimes
 from jointrd_jax.errors import UserError
+from jointrd_jax.sharding import make_mesh
+from jointrd_jax.training import run_setup, workdir as workdir_lib
 
 RTOL = 1e-4  # max |diff| allowed, relative to the largest |logit| of the reference
 CHECK_IMAGES = ("test", "random")
@@ -70,7 +74,6 @@ def in_batches(fn, images: np.ndarray, batch: int | None = None) -> np.ndarray:
 
 def inference_fn(net: models.ResNet, variables, mean, std):
   """jitted uint8 NHWC images -> float32 logits, normalisation inside (as deployed)."""
-  from jointrd_jax import datasets  # pylint: disable=g-import-not-at-top
   mean = np.asarray(mean, np.float32)
   std = np.asarray(std, np.float32)
 
@@ -105,8 +108,6 @@ class CheckData:
 def is_streamed(cfg: dict) -> bool:
   """Whether the run's data was streamed (ImageNet-style: imagefolder:PATH, imagenet2012,
   synthetic with an imagenet_* arch), by the trainer's own rule (`run_setup.is_streamed`)."""
-  import types  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.training import run_setup  # pylint: disable=g-import-not-at-top
   model = cfg.get("model") or {}
   return run_setup.is_streamed(types.SimpleNamespace(
       dataset=str(cfg.get("dataset", "")), model=types.SimpleNamespace(arch=model.get("arch"))))
@@ -133,7 +134,6 @@ def _tfds_quiet(active: bool):
   if not active:
     yield
     return
-  from absl import logging  # pylint: disable=g-import-not-at-top
   level = logging.get_verbosity()
   logging.set_verbosity(logging.ERROR)
   try:
@@ -170,7 +170,6 @@ def _once(key, load):
 def _load_arrays(run_dir: str, cfg: dict, dataset: str, why: str, hint: str | None = None):
   """The run's dataset as host arrays (CIFAR, npz, synthetic), `download=False`; `hint`
   ends the error line when they cannot be loaded."""
-  from jointrd_jax.datasets import arrays  # pylint: disable=g-import-not-at-top
   syn = cfg.get("synthetic") or {}
   kw = {f"synthetic_{k}": syn[k] for k in ("train_size", "test_size", "num_classes",
                                            "image_size") if k in syn}
@@ -194,7 +193,6 @@ def normalization(run_dir: str, cfg: dict, dataset: str):
   runs (`datasets.streamed`); in-memory npz and synthetic data are loaded (statistics of
   their training images)."""
   # pylint: disable-next=g-import-not-at-top
-  from jointrd_jax.datasets import arrays, cifar_python, streamed
   key = dataset.lower()
   tfds_key = cifar_python.tfds_name(key) or key
   if is_streamed(cfg):
@@ -211,8 +209,6 @@ def normalization(run_dir: str, cfg: dict, dataset: str):
 def open_streamed(cfg: dict, dataset: str, image_shape):
   """The streamed (ImageNet-style) dataset of a run, as its config read it
   (`datasets.streamed.load`); UserError when it is not here or not of `image_shape`."""
-  from jointrd_jax.datasets import streamed  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.sharding import make_mesh  # pylint: disable=g-import-not-at-top
   runtimes.tf_quiet()  # imported quietly before the input pipeline imports it
   o = cfg.get("streamed") or {}
   syn = cfg.get("synthetic") or {}

@@ -87,6 +87,7 @@ this module's lines.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -97,8 +98,6 @@ import jax
 import numpy as np
 
 from jointrd_jax import models
-from jointrd_jax.training import checkpoints
-from jointrd_jax.training import workdir as workdir_lib
 from jointrd_jax.datasets import class_names as class_names_lib
 from jointrd_jax.deploy import (calibration, card, checks as checks_lib, package_writer, qat,
                                 quantize as quantize_lib, runtimes, staging)
@@ -110,8 +109,9 @@ from jointrd_jax.deploy.files import (INPUT_NAME, LABELS_FILE, ONNX_FILE,  # noq
 from jointrd_jax.deploy.formats import (load_npz, run_onnx, run_saved_model,  # noqa: F401
                                         run_tflite, save_npz, write_onnx, write_saved_model,
                                         write_tflite)
-from jointrd_jax.models import fold
 from jointrd_jax.errors import UserError
+from jointrd_jax.models import fold
+from jointrd_jax.training import checkpoints, workdir as workdir_lib
 
 EVAL_BATCH = runtimes.MAX_BATCH  # images per call at 32x32; fewer for larger images
 QUANTIZE = ("none", "int8")
@@ -120,7 +120,6 @@ QAT_DIR = ".qat"  # the fine-tuned weights' batch-1 SavedModel and fp32 TFLite/O
 
 
 def _versions(*names) -> dict:
-  import importlib.metadata  # pylint: disable=g-import-not-at-top
   out = {}
   for name in names:
     try:

@@ -25,12 +25,12 @@ import re
 
 import numpy as np
 
-from jointrd_jax import models, tensorflow_support
+from jointrd_jax import datasets, models, tensorflow_support
 from jointrd_jax.deploy import runtimes
 from jointrd_jax.deploy.checks import in_batches
 from jointrd_jax.deploy.files import INPUT_NAME, OUTPUT_NAME
-from jointrd_jax.models import fold
 from jointrd_jax.errors import UserError
+from jointrd_jax.models import fold
 
 
 # ------------------------------------------------------------------ npz
@@ -62,8 +62,7 @@ def write_saved_model(path: str, folded_net: models.ResNet, params, mean, std,
   `batch`: None for a symbolic batch dimension, else that static batch size (the TFLite
   models are converted from a batch-1 SavedModel)."""
   tf = runtimes.tf_quiet()
-  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import datasets  # pylint: disable=g-import-not-at-top
+  from jax.experimental import jax2tf  # jax2tf imports TensorFlow
   mean = np.asarray(mean, np.float32)
   std = np.asarray(std, np.float32)
   h, w, c = (int(d) for d in image_shape)
@@ -156,7 +155,7 @@ def _symbolic_batch(model) -> None:
 
 
 def _unknown_ops(model) -> list:
-  import onnx  # pylint: disable=g-import-not-at-top
+  import onnx  # ONNX: imported where needed
   return sorted({n.op_type for n in model.graph.node
                  if n.domain not in ("", "ai.onnx") or not onnx.defs.has(n.op_type)})
 
@@ -169,8 +168,8 @@ def write_onnx(tflite_path: str, path: str, opset: int = 17) -> int:
   whole network in one XlaCallModule op), and jax2onnx pins orbax-checkpoint below our
   checkpoint library's version; the TFLite model is the converter's clean builtin graph."""
   try:
-    import onnx  # pylint: disable=g-import-not-at-top
-    from tf2onnx import convert  # pylint: disable=g-import-not-at-top
+    import onnx  # ONNX: imported where needed
+    from tf2onnx import convert  # tf2onnx: imported where needed
   except ImportError as e:
     raise UserError(f"the ONNX export needs tf2onnx and onnx: pip install tf2onnx onnx "
                     f"(import failed: {e}).") from None

@@ -41,10 +41,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jointrd_jax.methods import losses
 from jointrd_jax.datasets import in_memory
-from jointrd_jax.models import layers
+from jointrd_jax.deploy import checks
 from jointrd_jax.errors import UserError
+from jointrd_jax.methods import losses
+from jointrd_jax.models import layers
+from jointrd_jax.training import workdir as workdir_lib
 
 # Adam, not the recipe's SGD: the folded network has no BatchNorm, so its gradients differ
 # by orders of magnitude between layers (a RepVGG-style student's folded 3x3 kernels most);
@@ -75,8 +77,6 @@ def check_epochs(epochs) -> int:
 
 def check_run(run_dir: str) -> None:
   """QAT trains on in-memory data; a streamed (ImageNet-style) run is refused in one line."""
-  from jointrd_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.deploy import checks  # pylint: disable=g-import-not-at-top
   if checks.is_streamed(workdir_lib.read_config(run_dir)):
     raise UserError(f"--qat_epochs: {run_dir} trained on streamed (ImageNet-style) data; "
                     "quantization-aware fine-tuning runs on in-memory data (CIFAR, npz, "
@@ -85,7 +85,6 @@ def check_run(run_dir: str) -> None:
 
 def train_data(run_dir: str, cfg: dict, image_shape) -> TrainData:
   """The run's training images and labels (its config.json dataset, `download=False`)."""
-  from jointrd_jax.deploy import checks  # pylint: disable=g-import-not-at-top
   dataset = str(cfg.get("dataset", "")).strip()
   load = checks._load_arrays  # pylint: disable=protected-access
   a = load(run_dir, cfg, dataset, "QAT training images")

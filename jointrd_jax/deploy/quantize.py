@@ -27,7 +27,7 @@ import os
 import numpy as np
 
 from jointrd_jax import tensorflow_support
-from jointrd_jax.deploy import runtimes
+from jointrd_jax.deploy import formats, runtimes
 from jointrd_jax.deploy.files import INPUT_NAME
 from jointrd_jax.errors import UserError
 
@@ -59,7 +59,6 @@ def write_tflite_int8(saved_model_dir: str, path: str, calibration_images: np.nd
                       batch: int | None = None) -> int:
   """Full-integer int8 TFLite of the SavedModel; returns the file size in bytes.
   `batch`: the SavedModel's static batch size (None: read from its signature)."""
-  from jointrd_jax.deploy import formats  # pylint: disable=g-import-not-at-top
   tf = runtimes.tf_quiet()
   if batch is None:
     batch = _saved_model_batch(saved_model_dir) or CALIBRATION_BATCH
@@ -83,7 +82,7 @@ def write_tflite_int8(saved_model_dir: str, path: str, calibration_images: np.nd
 def write_onnx_int8(onnx_path: str, path: str, calibration_images: np.ndarray) -> int:
   """ONNX Runtime static int8 quantization (QDQ) of `onnx_path`; returns the file size."""
   try:
-    from onnxruntime import quantization as q  # pylint: disable=g-import-not-at-top
+    from onnxruntime import quantization as q  # onnxruntime: imported where needed
   except ImportError as e:
     raise UserError("the int8 ONNX export needs ONNX Runtime: pip install onnxruntime "
                     f"(import failed: {e}).") from None

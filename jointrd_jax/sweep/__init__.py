@@ -18,8 +18,8 @@
 4. **tracks** them (`tracking`): a status table (done / running / waiting / failed, epoch,
    ETA, where each run is) on stdout on every change and every `status_every_s`, also in
    `DIR/status.txt` and `status.json`;
-5. **aggregates** the finished runs into `DIR/results.{md,csv,png}` (`jointrd_jax.training.results`),
-   also when some runs failed or the sweep was interrupted.
+5. **aggregates** the finished runs into `DIR/results.{md,csv,png}`
+   (`jointrd_jax.training.results`), also when some runs failed or the sweep was interrupted.
 
 The teacher: one ResNet for the whole sweep, as the paper (one pretrained teacher; the seeds
 measure the spread of the student given it). It is `teacher_checkpoint` when given, else it

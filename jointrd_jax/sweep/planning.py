@@ -11,8 +11,8 @@ from typing import Any, List, Optional
 from etils import epath
 
 from jointrd_jax import methods as methods_lib
-from jointrd_jax.training import workdir as workdir_lib
 from jointrd_jax.errors import UserError
+from jointrd_jax.training import run_setup, teachers, workdir as workdir_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]  # holds experiments/ and configs/
 FROM_JSON = ROOT / "configs" / "from_json.py"
@@ -198,7 +198,6 @@ def is_finished(workdir: str, config) -> bool:
 
 def plan(sc, workdir: str) -> Plan:
   """The runs of the sweep config `sc` under `workdir`, teacher first, then seed by seed."""
-  from jointrd_jax.training import run_setup, teachers  # pylint: disable=g-import-not-at-top
 
   check_sweep_config(sc)
   wd = os.path.abspath(workdir)
