@@ -69,7 +69,7 @@ def compare(reference: np.ndarray, logits: np.ndarray, rtol: float = RTOL) -> di
 
 def in_batches(fn, images: np.ndarray, batch: int | None = None) -> np.ndarray:
   """`fn` over `images` in batches (default: `runtimes.batch_size`, a pixel budget)."""
-  return runtimes.runin_batches(fn, images, batch or runtimes.batch_size(images.shape[1:]))
+  return runtimes.run_in_batches(fn, images, batch or runtimes.batch_size(images.shape[1:]))
 
 
 def inference_fn(net: models.ResNet, variables, mean, std):
