@@ -72,11 +72,12 @@ def network_fields(desc: Mapping) -> dict:
   return kw
 
 
-def conv_of_model(model: Mapping, what: str = "model") -> str:
-  """The conv kind a config's `model` section sets: `conv`, or its former key `dirac`
-  (deprecated: write model.conv); '' when neither is set. Both set and different is an
-  error."""
-  conv, dirac = model.get("conv") or "", model.get("dirac") or ""
+def conv_of_model(model, what: str = "model") -> str:
+  """The conv kind a config's `model` section (a dict, or a ConfigDict or other object with
+  attributes) sets: `conv`, or its former key `dirac` (deprecated: write model.conv); ''
+  when neither is set. Both set and different is an error."""
+  get = model.get if isinstance(model, Mapping) else lambda k: getattr(model, k, "")
+  conv, dirac = get("conv") or "", get("dirac") or ""
   if conv and dirac and conv != dirac:
     raise UserError(f"{what}.conv {conv!r} and {what}.dirac {dirac!r} disagree; "
                     "set conv only.")

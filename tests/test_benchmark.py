@@ -80,7 +80,7 @@ def test_bf16_step_matches_fp32_step(cli):
   del cli
   mesh = sharding.make_mesh(jax.devices()[:1])
   image_shape = (32, 32, 3)
-  steps, args, labels = [], [], []
+  step_fns, args, labels = [], [], []
   # Two methods cover every path of a step: the frozen teacher's full forward and KD's KL
   # (kd_logits), the hybrid paths through the teacher's stages and Dirac convs (jointrd).
   names = ("kd_logits", "jointrd")
@@ -96,10 +96,10 @@ def test_bf16_step_matches_fp32_step(cli):
         teacher = random_weights.teacher_variables(method, image_shape, mesh, "numpy")
       # The same images: fp32, and fp32 rounded to bf16 (what the pipeline feeds bf16).
       batch = train_step.fixed_batch(16, 10, image_shape, method.student.dtype, mesh)
-      steps.append(steps.make_train_step(method, tx, schedule))
+      step_fns.append(steps.make_train_step(method, tx, schedule))
       args.append((state, teacher, batch, np.int32(0)))
       labels.append((name, half))
-  results = jax.jit(lambda a: [step(*x) for step, x in zip(steps, a)])(args)
+  results = jax.jit(lambda a: [step(*x) for step, x in zip(step_fns, a)])(args)
   losses = {}
   for (name, half), (state, _, batch, _), (new_state, metrics) in zip(labels, args, results):
     assert batch["image"].dtype == (jnp.bfloat16 if half else jnp.float32)

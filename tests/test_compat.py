@@ -1,6 +1,7 @@
 """The former names that still work (jointrd_jax/compat.py): each gives the thing under its
 new name, with a DeprecationWarning where a user's code calls it."""
 import importlib
+import types
 
 import pytest
 
@@ -43,6 +44,8 @@ def test_the_config_key_model_dirac_is_the_conv_kind():
   assert compat.conv_of_model({"conv": "repvgg", "dirac": ""}) == "repvgg"
   assert compat.conv_of_model({"conv": "init", "dirac": "init"}) == "init"
   assert compat.conv_of_model({}) == ""
+  assert compat.conv_of_model(types.SimpleNamespace(conv="", dirac="init")) == "init"
+  assert compat.conv_of_model(types.SimpleNamespace(conv="none")) == "none"
   with pytest.raises(UserError, match="model.conv 'init' and model.dirac 'reparam' disagree"):
     compat.conv_of_model({"conv": "init", "dirac": "reparam"})
 
