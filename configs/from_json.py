@@ -12,7 +12,7 @@ import json
 import ml_collections
 
 from configs import default
-from jointrd_jax import workdir
+from jointrd_jax.training import workdir
 
 
 def _merge(node: ml_collections.ConfigDict, data: dict, prefix: str) -> None:

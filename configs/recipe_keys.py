@@ -1,13 +1,13 @@
 """The config files' recipe keys: `recipe` and the training keys it sets
-(`jointrd_jax.recipes.RECIPE_KEYS`), each an ml_collections reference computed lazily from
+(`jointrd_jax.training.recipes.RECIPE_KEYS`), each an ml_collections reference computed lazily from
 `recipe`, so that a key set explicitly (a `:smoke` variant, the command line) wins whatever
-the order. The recipes' values live in `jointrd_jax.recipes`."""
+the order. The recipes' values live in `jointrd_jax.training.recipes`."""
 import functools
 
 import ml_collections
 from ml_collections.config_dict import config_dict
 
-from jointrd_jax.recipes import DEFAULT, RECIPE_KEYS, RECIPES
+from jointrd_jax.training.recipes import DEFAULT, RECIPE_KEYS, RECIPES
 
 # A reference's lazily computed op (what FieldReference.to_int and the like build).
 _OP = config_dict._Op  # pylint: disable=protected-access

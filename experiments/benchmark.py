@@ -9,9 +9,9 @@ r"""Training-step throughput of every method: the trainer's own jitted, donated 
   # batch 32; about a minute), said on the first line; give them to time others:
   python -m experiments.benchmark --arch=resnet10 --width=16 --batch_sizes=32,128
 
-What is timed, per (method, batch size): `train.make_train_step(method, tx, schedule)`
-built exactly as `train.train_and_evaluate` builds it (`train.build_method`,
-`train.create_optimizer`, the state of `train.create_state`) and jitted as the trainer
+What is timed, per (method, batch size): `steps.make_train_step(method, tx, schedule)`
+built exactly as `train.train_and_evaluate` builds it (`run_setup.build_method`,
+`optim.create_optimizer`, the state of `steps.create_state`) and jitted as the trainer
 jits it, `jax.jit(step, donate_argnums=(0,))`, called as the trainer calls it
 (`step(state, teacher_vars, batch, np.int32(epoch))`). The distillation methods get a
 frozen, randomly initialised ResNet teacher of the same arch and width (its weights do not
@@ -48,10 +48,10 @@ change the cost).
   1,281,167 images / `images_per_s`: training steps only (evaluation, compilation,
   checkpoints, and a distillation method's teacher training are excluded).
 
-Initial state (`--init`): `jax` = `train.create_state` and a jitted `models.init` for the
+Initial state (`--init`): `jax` = `steps.create_state` and a jitted `models.init` for the
 teacher (the trainer's way); `numpy` = the same trees drawn with numpy at the same scales
 (XLA:CPU takes many seconds to compile the threefry init), checked against
-`train.create_state`'s shapes and dtypes. `auto` = `numpy` on CPU, `jax` elsewhere.
+`steps.create_state`'s shapes and dtypes. `auto` = `numpy` on CPU, `jax` elsewhere.
 
 Defaults: on GPU/TPU ResNet-50 width 64 at batch 128 and 512; on a CPU (where that takes
 hours) resnet10 width 8 at batch 32 for every flag of those three not given, said on the
@@ -66,6 +66,7 @@ import os
 import sys
 
 from experiments import cli
+from jointrd_jax.errors import UserError
 
 # The defaults of --arch, --width and --batch_sizes: on GPU/TPU, and on a CPU (a case of
 # about a minute: ResNet-50 at batch 128 runs at ~1 image/s on a 2-core CPU).
@@ -74,7 +75,7 @@ CPU_DEFAULTS = {"arch": "resnet10", "width": 8, "batch_sizes": [32]}
 
 
 def parser() -> cli.ArgumentParser:
-  from jointrd_jax.benchmarking import train_step  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.benchmarking import train_step  # deferred: loads JAX, --help stays fast
   p = cli.ArgumentParser("python -m experiments.benchmark", __doc__)
   p.add_argument("--methods", type=cli.csv, default=list(train_step.DEFAULT_METHODS),
                  help=f"comma-separated methods (default: {','.join(train_step.DEFAULT_METHODS)})")
@@ -114,7 +115,7 @@ def parser() -> cli.ArgumentParser:
 def parse_args(argv):
   """The flags, checked (each mistake one line naming its flag, exit status 2); arch,
   width and batch sizes not given stay None (`apply_defaults` fills them)."""
-  from jointrd_jax import methods, models  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import methods, models  # deferred: loads JAX, --help stays fast
   p = parser()
   args = p.parse_args(argv)
   for m in args.methods:
@@ -155,7 +156,7 @@ def apply_defaults(args, platform: str):
 
 
 def options(args):
-  from jointrd_jax.benchmarking import train_step  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.benchmarking import train_step  # deferred: loads JAX, --help stays fast
   return train_step.Options(
       arch=args.arch, width=args.width, num_classes=args.num_classes,
       half_precision=args.half_precision, steps=args.steps, steps_per_block=args.steps_per_block,
@@ -165,7 +166,6 @@ def options(args):
 
 def check_batch_sizes(flag: str, batch_sizes, num_devices: int) -> None:
   """A UserError naming `flag` for a batch size that does not split over the devices."""
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   for b in batch_sizes:
     if b % num_devices:
       raise UserError(f"{flag}: {b} does not divide over {num_devices} devices; use a "
@@ -181,9 +181,9 @@ def main(argv=None, out=None) -> list:
 def _main(argv, out) -> list:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   cli.setup_logging()
-  import jax  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import sharding  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.benchmarking import tables, train_step  # pylint: disable=g-import-not-at-top
+  import jax  # deferred: loads JAX, --help stays fast
+  from jointrd_jax import sharding  # deferred: loads JAX, --help stays fast
+  from jointrd_jax.benchmarking import tables, train_step  # deferred: loads JAX, --help stays fast
   d = jax.devices()[0]
   note = apply_defaults(args, d.platform)
   check_batch_sizes("--batch_sizes", args.batch_sizes, jax.device_count())

@@ -30,7 +30,13 @@ key's name in both forms. Old spellings still work, with one warning line each:
 """
 import argparse
 import contextlib
+import shutil
 import sys
+import tempfile
+
+from absl import logging
+
+from jointrd_jax.errors import UserError
 
 BOOL_TRUE = ("true", "t", "1")
 BOOL_FALSE = ("false", "f", "0")
@@ -149,8 +155,7 @@ def setup_logging() -> None:
   """The one log format for a script outside absl's `app.run`: absl's (and every library's
   Python) records and Python warnings as `[hh:mm:ss] warning: ...` on stderr; absl's INFO
   records (e.g. JAX's backend probing) hidden."""
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import reporting  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import reporting  # deferred: loads JAX, --help stays fast
   reporting.use_one_log_format()
   logging.set_verbosity(logging.WARNING)
 
@@ -158,7 +163,6 @@ def setup_logging() -> None:
 def warn(message: str) -> None:
   """One warning line in the one format."""
   setup_logging()
-  from absl import logging  # pylint: disable=g-import-not-at-top
   logging.warning("%s", message)
 
 
@@ -170,7 +174,6 @@ def fail(message: str, code: int = 2):
 
 def guarded(fn, *args, **kw):
   """`fn(*args, **kw)`, a `UserError` becoming the one-line error (exit status 2)."""
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   try:
     return fn(*args, **kw)
   except UserError as e:
@@ -182,8 +185,6 @@ def private_tempdir(tool: str):
   """Python's temporary files of this process, the libraries' included, in a private
   directory removed at the end: TFDS leaves an empty `tmp*tfds` directory in the system
   temp directory each time it looks up a dataset that is not prepared."""
-  import shutil  # pylint: disable=g-import-not-at-top
-  import tempfile  # pylint: disable=g-import-not-at-top
   saved = tempfile.tempdir
   path = tempfile.mkdtemp(prefix=f"jointrd_{tool}_")
   tempfile.tempdir = path

@@ -31,6 +31,9 @@ checkpoint that would run code when unpickled is refused.
 import argparse
 import sys
 
+from experiments import cli
+from jointrd_jax.errors import UserError
+
 # The datasets a converted run may record, per model variant: the data sources
 # (jointrd_jax/datasets/sources/) held in memory for a CIFAR arch (32x32 images), those
 # streamed for an ImageNet arch (224x224).
@@ -39,7 +42,6 @@ _VARIANT_NAME = {"cifar": "CIFAR", "imagenet": "ImageNet"}
 
 
 def parser() -> argparse.ArgumentParser:
-  from experiments import cli  # pylint: disable=g-import-not-at-top
   p = cli.OneLineErrorParser(
       prog="python -m experiments.convert_torch",
       description="Convert a PyTorch ResNet checkpoint (torchvision or JointRD release) into "
@@ -76,9 +78,9 @@ def parse_args(argv):
 def check_args(args) -> str:
   """Validates --out, --arch, --shortcuts and --dataset before the file is read (UserError
   naming the flag); returns the dataset to record."""
-  from jointrd_jax import models, workdir  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.datasets import sources  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import models  # deferred: loads JAX, --help stays fast
+  from jointrd_jax.datasets import sources  # deferred: loads JAX, --help stays fast
+  from jointrd_jax.training import workdir  # deferred: loads JAX, --help stays fast
   problem = workdir.writable_problem(args.out)
   if problem:
     raise UserError(f"cannot write to --out={args.out} ({problem}); choose a writable "
@@ -110,9 +112,9 @@ def check_args(args) -> str:
 
 def config_dict(dataset: str, num_classes: int) -> dict:
   """configs/resnet.py's config as a dict, with the dataset (and synthetic classes) set."""
-  from configs import resnet  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import workdir  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.datasets import sources  # pylint: disable=g-import-not-at-top
+  from configs import resnet  # deferred: loads JAX, --help stays fast
+  from jointrd_jax.datasets import sources  # deferred: loads JAX, --help stays fast
+  from jointrd_jax.training import workdir  # deferred: loads JAX, --help stays fast
   c = resnet.get_config()
   c.dataset = dataset
   if sources.get(dataset).source.name == "synthetic":
@@ -122,10 +124,8 @@ def config_dict(dataset: str, num_classes: int) -> dict:
 
 def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  from experiments import cli  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.datasets import sources  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.deploy import torch_import  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.datasets import sources  # deferred: loads JAX, --help stays fast
+  from jointrd_jax.deploy import torch_import  # deferred: loads JAX, --help stays fast
   cli.setup_logging()
   try:
     dataset = check_args(args)

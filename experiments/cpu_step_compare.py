@@ -33,7 +33,7 @@ LAYOUTS = ("nchw", "nhwc")
 
 
 def parser() -> cli.ArgumentParser:
-  from jointrd_jax.benchmarking import cpu_compare  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.benchmarking import cpu_compare  # deferred: loads JAX, --help stays fast
   p = cli.ArgumentParser("python -m experiments.cpu_step_compare", __doc__)
   p.add_argument("--arch", default="resnet50", help="CIFAR network")
   p.add_argument("--width", type=int, default=8, help="stem width")
@@ -56,8 +56,8 @@ def parser() -> cli.ArgumentParser:
 
 def parse_args(argv):
   """The flags, checked: each mistake one line naming its flag, exit status 2."""
-  from jointrd_jax import models  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.benchmarking import cpu_compare  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import models  # deferred: loads JAX, --help stays fast
+  from jointrd_jax.benchmarking import cpu_compare  # deferred: loads JAX, --help stays fast
   p = parser()
   args = p.parse_args(argv)
   if args.arch not in models.ARCHS or models.ARCHS[args.arch][0] != "cifar":
@@ -84,7 +84,7 @@ def parse_args(argv):
 
 def parse_variant(p, text: str) -> dict:
   """`key=value+key=value` -> {key: value}; a malformed one is a one-line error."""
-  from jointrd_jax.benchmarking import cpu_compare  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.benchmarking import cpu_compare  # deferred: loads JAX, --help stays fast
   out = {}
   for item in text.split("+"):
     key, sep, value = item.partition("=")
@@ -108,8 +108,9 @@ def _main(argv, out) -> dict:
     cli.fail("PyTorch is not installed: the comparison times the release's PyTorch modules; "
              "pip install torch (the CPU wheel) and run again.")
   cli.setup_logging()
-  from jointrd_jax import sharding  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.benchmarking import cpu_compare, machine  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import sharding  # deferred: loads JAX, --help stays fast
+  # deferred: loads JAX, --help stays fast:
+  from jointrd_jax.benchmarking import cpu_compare, machine
   default_threads = torch.get_num_threads()
   mesh = sharding.make_mesh()
   print(f"# machine: {machine.describe_line(machine.describe())}; torch {torch.__version__} "

@@ -32,6 +32,7 @@ import subprocess
 import sys
 
 from experiments import cli
+from jointrd_jax.errors import UserError
 
 PROG = "python -m experiments.data_throughput"
 # Set (to the --cores value) in the measuring child processes of --pipeline=imagenet.
@@ -73,8 +74,8 @@ def parser() -> cli.ArgumentParser:
 
 def check_args(args) -> None:
   """Every flag, before any work: a UserError naming it."""
-  from jointrd_jax.benchmarking import input_throughput, machine  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  # deferred: loads JAX, --help stays fast:
+  from jointrd_jax.benchmarking import input_throughput, machine
   if not args.batch_sizes or min(args.batch_sizes) < 1:
     raise UserError("--batch_sizes must be positive integers, e.g. --batch_sizes=128,512.")
   usable = machine.usable_cpus()
@@ -99,11 +100,11 @@ def check_args(args) -> None:
 
 
 def main_in_memory(args):
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import datasets  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.benchmarking import input_throughput  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.sharding import make_mesh  # pylint: disable=g-import-not-at-top
+  import jax  # deferred: loads JAX, --help stays fast
+  import jax.numpy as jnp  # deferred: loads JAX, --help stays fast
+  from jointrd_jax import datasets  # deferred: loads JAX, --help stays fast
+  from jointrd_jax.benchmarking import input_throughput  # deferred: loads JAX, --help stays fast
+  from jointrd_jax.sharding import make_mesh  # deferred: loads JAX, --help stays fast
   mesh = make_mesh()
   data = datasets.load(args.dataset, mesh=mesh, data_dir=args.data_dir, download=False)
   print(f"dataset={data.name} train={data.num_train} image={data.image_shape} "
@@ -115,9 +116,9 @@ def main_in_memory(args):
 
 
 def main_imagenet(args):
-  from jointrd_jax import reporting  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.benchmarking import input_throughput, machine  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import reporting  # deferred: loads JAX, --help stays fast
+  # deferred: loads JAX, --help stays fast:
+  from jointrd_jax.benchmarking import input_throughput, machine
   folder = args.folder
   if not folder:
     h, w = args.image_shape
@@ -140,7 +141,7 @@ def main_imagenet(args):
 
 def child_imagenet(args, cores: str):
   """Measures one `cores` setting in this (pinned) process and prints the rows."""
-  from jointrd_jax.benchmarking import input_throughput  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.benchmarking import input_throughput  # deferred: loads JAX, --help stays fast
   n = input_throughput.pin_cores(cores)  # before TF or JAX start threads
   rows = input_throughput.streamed_rows(args.folder, cores, n, args.batch_size, args.repeats,
                                         args.seconds)

@@ -12,7 +12,9 @@ from absl import app, flags, logging
 from ml_collections.config_flags import config_flags as ml_config_flags
 
 from experiments import cli
-from jointrd_jax import caches
+from jointrd_jax import caches, tensorflow_support
+from jointrd_jax.errors import Preempted, UserError
+from jointrd_jax.training import reporting
 
 flags.DEFINE_bool("multihost", False, "Multi-host run (Cloud TPU pod slice, SLURM): call "
                   "jax.distributed.initialize(), which finds the coordinator and process ids "
@@ -36,7 +38,6 @@ def define_distributed_flags():
 def hide_gpus_from_tensorflow():
   if jax.default_backend() != "gpu":
     return  # only GPUs can be grabbed by TF; skip importing it (seconds) elsewhere
-  from jointrd_jax import tensorflow_support  # pylint: disable=g-import-not-at-top
   try:
     tensorflow_support.import_tensorflow()
   except ImportError:
@@ -45,7 +46,6 @@ def hide_gpus_from_tensorflow():
 
 def setup():
   f = flags.FLAGS
-  from jointrd_jax import reporting  # pylint: disable=g-import-not-at-top
   reporting.use_one_log_format()
   if not f["verbosity"].present:
     # Orbax and TFDS log every file at INFO; our progress lines go to stdout instead.
@@ -69,7 +69,6 @@ def run_guarded(fn):
   """Runs `fn()`; a `UserError` exits 2 and a run stopped by a signal exits as
   `Preempted` says, each with one line on stderr; so does a Ctrl-C outside the training
   loop (before it starts, or a second Ctrl-C while a checkpoint is being saved)."""
-  from jointrd_jax.errors import Preempted, UserError  # pylint: disable=g-import-not-at-top
   try:
     return fn()
   except UserError as e:

@@ -35,7 +35,7 @@ def parser() -> cli.ArgumentParser:
 def main(argv=None) -> int:
   args = parser().parse_args(sys.argv[1:] if argv is None else argv)
   cli.setup_logging()
-  from jointrd_jax import scoring  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import scoring  # deferred: loads JAX, --help stays fast
   with cli.private_tempdir("evaluate"):
     m = cli.guarded(scoring.evaluate_run, args.workdir, args.split, args.checkpoint_step,
                     args.overwrite)

@@ -32,6 +32,7 @@ Flags use argparse (not absl), so this tool can be imported next to the trainer 
 import sys
 
 from experiments import cli
+from jointrd_jax.errors import UserError
 
 
 def parser() -> cli.OneLineErrorParser:
@@ -76,8 +77,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  from jointrd_jax.deploy import export  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.deploy import export  # deferred: loads JAX, --help stays fast
   cli.setup_logging()
   try:
     with cli.private_tempdir("export"):

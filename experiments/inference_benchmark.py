@@ -108,10 +108,13 @@ The measurement and the model are library code (`jointrd_jax/benchmarking/infere
 `deployment.py`, `runtime_case.py`, `pareto.py`); this script parses the flags and prints.
 The XLA path does not import TensorFlow (it measures JAX/XLA only).
 """
+import os
 import sys
 import time
 
 from experiments import cli
+from jointrd_jax.benchmarking import runtime_case
+from jointrd_jax.errors import UserError
 
 XLA_DEFAULTS = {"arch": "resnet50", "width": 64, "batch_sizes": "1,64"}
 # The deployment runtimes run on the CPU: a case of about a minute (once converted).
@@ -121,7 +124,7 @@ TABLE_FLAGS = ("arch", "width", "batch_sizes", "image_size", "num_classes", "sho
 
 
 def parser() -> cli.OneLineErrorParser:
-  from jointrd_jax.benchmarking.inference import CASES  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.benchmarking.inference import CASES  # deferred: loads JAX, --help stays fast
   p = cli.OneLineErrorParser(
       prog="python -m experiments.inference_benchmark",
       description="Inference latency and memory of the folded ResNet teacher vs the plain "
@@ -166,8 +169,7 @@ def parse_args(argv):
 
 def _runtime(args):
   """The runtime (checked), and refusals of flags that do not apply to it."""
-  from jointrd_jax.benchmarking import deployment  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.benchmarking import deployment  # deferred: loads JAX, --help stays fast
   runtime = args.runtime or ("litert" if args.runs else "xla")
   if runtime not in deployment.RUNTIMES:
     raise UserError(f"--runtime={runtime} is not one of {', '.join(deployment.RUNTIMES)}.")
@@ -196,7 +198,6 @@ def _runtime(args):
 
 
 def _csv(flag, text, choices):
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   values = cli.csv(text)
   bad = [v for v in values if v not in choices]
   if not values or bad:
@@ -206,8 +207,7 @@ def _csv(flag, text, choices):
 
 
 def _threads(text):
-  from jointrd_jax.benchmarking import deployment, machine  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.benchmarking import deployment, machine  # deferred: loads JAX, --help stays fast
   try:
     out = [deployment.resolve_threads(t, machine.usable_cpus()) for t in cli.csv(text)]
   except ValueError:
@@ -221,9 +221,8 @@ def check_args(args):
   """`(batches, policies, image_size, num_classes)` from the flags; a UserError naming the
   flag for a bad value (the library's messages name none). Fills the defaults of
   --arch/--width/--batch_sizes for the runtime (`args.runtime`)."""
-  from jointrd_jax import models  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.benchmarking.inference import CASES  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from jointrd_jax import models  # deferred: loads JAX, --help stays fast
+  from jointrd_jax.benchmarking.inference import CASES  # deferred: loads JAX, --help stays fast
   defaults = XLA_DEFAULTS if args.runtime in (None, "xla") else RUNTIME_DEFAULTS
   for name, value in defaults.items():
     if getattr(args, name) is None:
@@ -273,7 +272,8 @@ def _main(args, out):
 
 
 def _xla(args, out):
-  from jointrd_jax.benchmarking import inference, machine, tables  # pylint: disable=g-import-not-at-top
+  # deferred: loads JAX, --help stays fast:
+  from jointrd_jax.benchmarking import inference, machine, tables
   batches, policies, image_size, num_classes = check_args(args)
   cli.setup_logging()
   mach = machine.describe()
@@ -300,8 +300,8 @@ def _logger(out):
 
 
 def _deployment(args, out):
-  from jointrd_jax.benchmarking import deployment, machine, tables  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.benchmarking import runtime_case  # pylint: disable=g-import-not-at-top
+  # deferred: loads JAX, --help stays fast:
+  from jointrd_jax.benchmarking import deployment, machine, tables
   chosen = {k: v for k, v in RUNTIME_DEFAULTS.items() if getattr(args, k) is None}
   batches, policies, image_size, num_classes = check_args(args)
   precisions = _csv("precisions", args.precisions or "fp32,int8", deployment.PRECISIONS)
@@ -334,11 +334,9 @@ def _deployment(args, out):
 
 
 def _pareto(args, out):
-  import os  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.benchmarking import deployment, machine, pareto, tables  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import workdir  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.benchmarking import runtime_case  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  # deferred: loads JAX, --help stays fast:
+  from jointrd_jax.benchmarking import deployment, machine, pareto, tables
+  from jointrd_jax.training import workdir  # deferred: loads JAX, --help stays fast
   precisions = _csv("precisions", args.precisions or "fp32,int8", deployment.PRECISIONS)
   threads = _threads(args.threads or "1")[0]
   for flag, value, least in (("--iters", args.iters, 1), ("--warmup", args.warmup, 0)):

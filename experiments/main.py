@@ -24,7 +24,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   entry.setup()
-  from jointrd_jax import train  # after the backends are configured
+  from jointrd_jax.training import train  # after the backends are configured
   entry.run_guarded(lambda: train.train_and_evaluate(FLAGS.config, FLAGS.workdir))
 
 

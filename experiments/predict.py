@@ -18,7 +18,11 @@ import argparse
 import json
 import sys
 
+import numpy as np
+
 from experiments import cli
+from jointrd_jax.deploy import predict
+from jointrd_jax.errors import UserError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -55,9 +59,6 @@ def format_text(path: str, predictions: list) -> str:
 def main(argv=None) -> int:
   args = parser().parse_args(sys.argv[1:] if argv is None else argv)
   cli.setup_logging()
-  from jointrd_jax.deploy import predict  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   try:
     if args.top < 1:
       raise UserError(f"--top={args.top} must be at least 1.")

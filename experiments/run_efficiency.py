@@ -32,6 +32,7 @@ import sys
 import tempfile
 
 from experiments import cli
+from jointrd_jax.errors import UserError
 
 PROG = "python -m experiments.run_efficiency"
 
@@ -64,9 +65,8 @@ def parse_args(argv):
 
 def check_args(args) -> None:
   """Every flag, before any work: a UserError naming this tool's flag."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import methods, models  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  import jax  # deferred: loads JAX, --help stays fast
+  from jointrd_jax import methods, models  # deferred: loads JAX, --help stays fast
   if args.method not in methods.METHODS:
     raise UserError(f"--method: unknown method {args.method!r}; choose one of "
                     f"{', '.join(methods.METHODS)}.")
@@ -94,8 +94,7 @@ def check_args(args) -> None:
 
 
 def _check_workdir(workdir: str, overwrite: bool) -> None:
-  from jointrd_jax.benchmarking import run_efficiency  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.benchmarking import run_efficiency  # deferred: loads JAX, --help stays fast
   if not workdir or not os.path.lexists(workdir):
     return
   if not os.path.isdir(workdir):
@@ -109,7 +108,7 @@ def _check_workdir(workdir: str, overwrite: bool) -> None:
 def config(args):
   """The training config of the run: the method's preset config (configs/<method>.py) with
   this tool's flags."""
-  from jointrd_jax.methods import identity  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import identity  # deferred: loads JAX, --help stays fast
   c = identity.preset_config(args.method, imagenet=False)
   c.dataset = "synthetic"
   c.synthetic.update(dict(train_size=args.train_size, test_size=args.test_size,
@@ -129,11 +128,11 @@ def main(argv=None) -> dict:
 def _main(args) -> dict:
   cli.setup_logging()  # the trainer's lines as experiments.main prints them
   check_args(args)
-  from jointrd_jax import train  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.benchmarking import run_efficiency, tables  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import run_setup  # deferred: loads JAX, --help stays fast
+  # deferred: loads JAX, --help stays fast:
+  from jointrd_jax.benchmarking import run_efficiency, tables
   c = config(args)
-  train.validate(c)
+  run_setup.validate(c)
   if args.workdir:
     if args.overwrite:
       for sub in (run_efficiency.RUN_SUBDIR, run_efficiency.TEACHER_SUBDIR):

@@ -23,7 +23,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from experiments import entry
-from jointrd_jax import reporting
+from jointrd_jax.training import reporting
 from jointrd_jax.sweep import study
 
 FLAGS = flags.FLAGS

@@ -27,6 +27,8 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from experiments import entry
+from jointrd_jax.errors import UserError
+from jointrd_jax.training import reporting
 
 FLAGS = flags.FLAGS
 # No default file: with one, ml_collections would apply --config.* overrides at import
@@ -57,7 +59,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _apply_shorthands(config):
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   if FLAGS.methods is not None:
     config.methods = tuple(FLAGS.methods)
   if FLAGS.seeds is not None:
@@ -74,7 +75,6 @@ def _apply_shorthands(config):
 
 def main(argv):
   del argv
-  from jointrd_jax import reporting  # pylint: disable=g-import-not-at-top
   reporting.use_one_log_format()  # initialises no JAX backend
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
@@ -82,7 +82,7 @@ def main(argv):
   # would hold every GPU's memory); the runs are subprocesses that do.
 
   def sweep_all():
-    from jointrd_jax import sweep  # pylint: disable=g-import-not-at-top
+    from jointrd_jax import sweep  # deferred: loads JAX, --help stays fast
     _apply_shorthands(FLAGS.config)
     return sweep.run(FLAGS.config, FLAGS.workdir, only_report=FLAGS.report_only)
 

@@ -29,9 +29,6 @@ def stderr_silenced():
     os.close(devnull)
 
 
-_stderr_silenced = stderr_silenced  # the former private name
-
-
 # JAX sets TF_CPP_MIN_LOG_LEVEL to 1 when it is imported (unless it is set): this value
 # is taken for "not chosen by the user".
 _JAX_DEFAULT_LEVEL = "1"
@@ -54,7 +51,7 @@ def import_tensorflow():
   else:
     quiet_cpp_logs()
     with stderr_silenced():
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      import tensorflow as tf  # TensorFlow: imported where needed
   try:
     tf.config.set_visible_devices([], "GPU")
   except RuntimeError:  # TF already initialised its devices (then it was hidden before)
@@ -66,5 +63,5 @@ def import_tfds():
   """`tensorflow_datasets`, after `import_tensorflow()`."""
   import_tensorflow()
   with stderr_silenced():
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds  # TensorFlow: imported where needed
   return tfds

@@ -48,7 +48,7 @@ def _check_absl(tool: str, argv: list) -> str:
     sys.argv = [f"experiments.{tool}"] + argv
     entry._parse_flags(sys.argv)  # pylint: disable=protected-access
     if tool == "main":
-      from jointrd_jax import run_setup  # pylint: disable=g-import-not-at-top
+      from jointrd_jax.training import run_setup  # pylint: disable=g-import-not-at-top
       run_setup.validate(flags.FLAGS.config)
     elif tool == "study":  # the cells and each cell's sweep config (not its data: hours away)
       from jointrd_jax.sweep import planning, study  # pylint: disable=g-import-not-at-top

@@ -7,7 +7,8 @@ import jax
 import numpy as np
 
 from configs import default as default_config
-from jointrd_jax import checkpoints, datasets, models, workdir
+from jointrd_jax import datasets, models
+from jointrd_jax.training import checkpoints, workdir
 
 NUM_CLASSES = 10
 TEST_SIZE = 32

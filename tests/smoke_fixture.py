@@ -30,7 +30,8 @@ import tempfile
 
 import pytest
 
-from jointrd_jax import methods, reporting
+from jointrd_jax import methods
+from jointrd_jax.training import reporting
 
 FIXTURE = pathlib.Path(__file__).resolve().parent / "fixtures" / "smoke_metrics.json"
 RECORD = bool(os.environ.get("RECORD_SMOKE_FIXTURE"))

@@ -11,7 +11,8 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from configs import table12_extended
-from jointrd_jax import checkpoints, methods, reporting, train
+from jointrd_jax import methods
+from jointrd_jax.training import checkpoints, reporting, train
 import run_helpers
 import smoke_fixture
 

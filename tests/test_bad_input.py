@@ -14,7 +14,8 @@ import jax
 import numpy as np
 import pytest
 
-from jointrd_jax import checkpoints, models, train, workdir as workdir_lib
+from jointrd_jax import models
+from jointrd_jax.training import checkpoints, run_setup, workdir as workdir_lib
 import jax_probe  # tests/
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -31,7 +32,7 @@ def inputs(tmp_path_factory):
   config = _smoke("resnet")
   for name, width, classes in (("teacher_wide", 32, 10), ("teacher_100", 16, 100)):
     config.model.width = width
-    net = train.build_method(config, classes).student
+    net = run_setup.build_method(config, classes).student
     shapes = jax.eval_shape(lambda n=net: models.init(n, jax.random.key(0), (32, 32, 3)))
     variables = jax.tree_util.tree_map(lambda s: np.ones(s.shape, s.dtype), shapes)
     checkpoints.save_network(str(root / name), net, variables, image_shape=(32, 32, 3),
@@ -274,7 +275,7 @@ def test_scripts_log_in_the_one_format():
   install logging.basicConfig's plain handler ('WARNING:absl:...'); use_one_log_format,
   called first, gives the script the run's format."""
   def stderr_lines(setup):
-    code = (f"from absl import logging; from jointrd_jax import reporting; {setup}"
+    code = (f"from absl import logging; from jointrd_jax.training import reporting; {setup}"
             "logging.warning('one'); logging.vlog(1, 'hidden'); logging.warning('two')")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=120, check=True)

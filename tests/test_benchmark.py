@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from experiments import benchmark
-from jointrd_jax import sharding, train
+from jointrd_jax import sharding
+from jointrd_jax.training import optim, run_setup, steps
 from jointrd_jax.benchmarking import random_weights, tables, train_step
 from jointrd_jax.benchmarking import run_efficiency as run_efficiency_lib
 
@@ -72,14 +73,14 @@ def test_bf16_step_matches_fp32_step(cli):
   step the state keeps its dtypes (parameters, statistics and momenta float32), so the
   donated step never retraces.
 
-  The eight steps (4 methods x 2 dtypes, each `train.make_train_step` of a method built by
-  `train.build_method`) run inside ONE jit: XLA:CPU's per-program compile overhead makes
+  The eight steps (4 methods x 2 dtypes, each `steps.make_train_step` of a method built by
+  `run_setup.build_method`) run inside ONE jit: XLA:CPU's per-program compile overhead makes
   that ~3x faster than eight jits, and the arithmetic of each step is unchanged. First in
   the file: it starts the `cli` subprocess, which runs meanwhile."""
   del cli
   mesh = sharding.make_mesh(jax.devices()[:1])
   image_shape = (32, 32, 3)
-  steps, args, labels = [], [], []
+  step_fns, args, labels = [], [], []
   # Two methods cover every path of a step: the frozen teacher's full forward and KD's KL
   # (kd_logits), the hybrid paths through the teacher's stages and Dirac convs (jointrd).
   names = ("kd_logits", "jointrd")
@@ -87,18 +88,18 @@ def test_bf16_step_matches_fp32_step(cli):
     state = teacher = None
     for half in (False, True):
       config = train_step.stand_in_config(name, arch="resnet10", width=4, half_precision=half)
-      method = train.build_method(config, 10)
+      method = run_setup.build_method(config, 10)
       assert method.student.dtype == (jnp.bfloat16 if half else jnp.float32)
-      tx, schedule = train.create_optimizer(config, 390)
+      tx, schedule = optim.create_optimizer(config, 390)
       if state is None:  # one initial state and teacher for both dtypes: float32 in both
         state = random_weights.numpy_state(method, tx, image_shape, mesh, seed=0)
         teacher = random_weights.teacher_variables(method, image_shape, mesh, "numpy")
       # The same images: fp32, and fp32 rounded to bf16 (what the pipeline feeds bf16).
       batch = train_step.fixed_batch(16, 10, image_shape, method.student.dtype, mesh)
-      steps.append(train.make_train_step(method, tx, schedule))
+      step_fns.append(steps.make_train_step(method, tx, schedule))
       args.append((state, teacher, batch, np.int32(0)))
       labels.append((name, half))
-  results = jax.jit(lambda a: [step(*x) for step, x in zip(steps, a)])(args)
+  results = jax.jit(lambda a: [step(*x) for step, x in zip(step_fns, a)])(args)
   losses = {}
   for (name, half), (state, _, batch, _), (new_state, metrics) in zip(labels, args, results):
     assert batch["image"].dtype == (jnp.bfloat16 if half else jnp.float32)

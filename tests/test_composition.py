@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from configs import default
-from jointrd_jax import losses, methods, models
+from jointrd_jax import methods, models
 from jointrd_jax.errors import UserError
+from jointrd_jax.methods import losses
 from jointrd_jax.methods import method as method_lib
+from jointrd_jax.training import identity
 
 ARCH, WIDTH, C = "resnet10", 4, 10
 
@@ -83,9 +85,6 @@ def test_settings_precedence_term_preset_config_and_terms_string():
   with pytest.raises(UserError, match="loss term 'kd' has no setting 'alpha'; its settings: "
                                       "weight, tau, temperature"):
     methods.resolve_terms("kd_logits", "", {"kd": {"alpha": 1.0}})
-  # The former flat record still works through build.
-  m = _build("kd_logits", loss_config=methods.LossConfig(kd_tau=0.5))
-  assert m.terms[0].params["tau"] == 0.5
 
 
 def test_a_term_that_needs_a_teacher_is_refused_in_a_method_without_one():
@@ -147,7 +146,7 @@ def test_a_composed_loss_is_the_weighted_sum_of_its_terms():
   np.testing.assert_allclose(float(metrics["jointrd"]), float(j), rtol=1e-5)
   np.testing.assert_allclose(float(metrics["kd"]), float(k), rtol=1e-5)
   assert {"ce_student", "ce_hybrid1", "m", "kl", "ce", "loss", "accuracy"} <= set(metrics)
-  assert methods.identity.of_built(m).description.endswith("; loss jointrd + 0.5 kd")
+  assert identity.of_built(m).description.endswith("; loss jointrd + 0.5 kd")
 
 
 def test_the_config_has_every_terms_settings_unset_by_default():

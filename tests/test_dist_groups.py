@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jointrd_jax import losses, methods, run_setup
+from jointrd_jax import methods
+from jointrd_jax.methods import losses
+from jointrd_jax.training import run_setup
 from jointrd_jax.errors import UserError
 from logit_refs import (SETTINGS, U32, dist_bounds, draw, lim_st, ref_dist, seed_st, temp_st)
 from tests.run_helpers import preset_config

@@ -7,9 +7,11 @@ import chex
 import jax.numpy as jnp
 import pytest
 
-from jointrd_jax import losses, methods, run_setup, train, workdir
+from jointrd_jax import methods
+from jointrd_jax.methods import losses
+from jointrd_jax.training import run_setup, train, workdir
 from jointrd_jax.errors import UserError
-from jointrd_jax.methods import identity
+from jointrd_jax.training import identity
 from tests.run_helpers import preset_config
 
 
@@ -61,7 +63,7 @@ def test_a_shorter_run_scales_them_and_the_absolute_setting_overrides():
 def test_a_run_of_another_length_is_still_the_preset_and_says_its_epochs():
   c = preset_config("jointrd_dkd", num_epochs=100)
   assert identity.of_config(c).changes == ()  # the method is the fractions
-  m = train.build_method(c, 10)
+  m = run_setup.build_method(c, 10)
   data = types.SimpleNamespace(name="synthetic", num_train=512, num_eval=200,
                                eval_split="test", image_shape=(32, 32, 3), num_classes=10)
   assert train.start_line(c, data, m, 1, 16, 1).endswith(
@@ -70,7 +72,7 @@ def test_a_run_of_another_length_is_still_the_preset_and_says_its_epochs():
   # An absolute horizon other than the recipe's (60) is a change of the method.
   c = preset_config("jointrd", num_epochs=100, **{"loss.jointrd.decay_epochs": 20})
   assert identity.of_config(c).changes == ("jointrd.decay_epochs=20",)
-  assert train.start_line(c, data, train.build_method(c, 10), 1, 16, 1).endswith(
+  assert train.start_line(c, data, run_setup.build_method(c, 10), 1, 16, 1).endswith(
       "; in epochs: jointrd.decay_epochs = 20 (set in epochs)")
 
 

@@ -15,7 +15,8 @@ import pytest
 
 from configs import resnet
 from experiments import evaluate as evaluate_cli
-from jointrd_jax import datasets, reporting, scoring, sharding, steps, train, workdir
+from jointrd_jax import datasets, sharding
+from jointrd_jax.training import reporting, scoring, steps, train, workdir
 import cifar_archives
 
 NAMES = tuple(f"kind{i}" for i in range(10))

@@ -13,10 +13,12 @@ import pytest
 
 from configs import default as default_config
 from experiments import export as export_cli
-from jointrd_jax import fold, datasets, models, workdir
-from jointrd_jax.deploy import export
+from jointrd_jax import datasets, models
 from jointrd_jax.datasets import class_names, sources
+from jointrd_jax.deploy import checks, export, runtimes
 from jointrd_jax.errors import UserError
+from jointrd_jax.models import fold
+from jointrd_jax.training import checkpoints, workdir
 from export_helpers import (NUM_CLASSES, TEST_SIZE, assert_every_flag_ends_with_its_default,
                             check_data, make_imagenet_run, make_run)
 
@@ -47,7 +49,7 @@ def test_report_records_passing_checks(exported):
   for name, c in report["checks"].items():
     assert c["passed"] and c["num_images"] == 20, name
     assert c["top1_agreement"] == 1.0 and c["top1_changed"] == 0
-    assert c["max_abs_diff"] <= export.RTOL * c["max_abs_logit"]
+    assert c["max_abs_diff"] <= checks.RTOL * c["max_abs_logit"]
     assert c["max_abs_logit"] > 0.1  # the logits are not trivially small
   arch = report["architecture"]
   assert (arch["kind"], arch["shortcuts"], arch["conv"], arch["width"], arch["num_classes"]) == (
@@ -105,7 +107,7 @@ def test_tflite_and_saved_model_predict_the_same_classes(exported):
   # The deployed models take raw uint8 images, any batch size: the TFLite model is
   # lowered at batch 1 (so that the converter fuses bias and ReLU into CONV_2D and no
   # op depends on the batch size) and resized by the interpreter (batch 7 above).
-  tf = export._tf()  # pylint: disable=protected-access
+  tf = runtimes.tf_quiet()
   with warnings.catch_warnings():  # its deprecation notice
     warnings.simplefilter("ignore")
     interpreter = tf.lite.Interpreter(model_path=str(out / "model.tflite"))
@@ -153,21 +155,21 @@ def test_failed_fold_check_exports_nothing(tmp_path, monkeypatch):
 
 def test_compare_flags_changed_predictions():
   ref = np.array([[1.0, 0.0], [0.0, 2.0]], np.float32)
-  assert export.compare(ref, ref + 1e-6)["passed"]
-  c = export.compare(ref, ref + np.array([[0.0, 0.0], [2.5, 0.0]], np.float32))
+  assert checks.compare(ref, ref + 1e-6)["passed"]
+  c = checks.compare(ref, ref + np.array([[0.0, 0.0], [2.5, 0.0]], np.float32))
   assert not c["passed"] and c["top1_changed"] == 1 and c["top1_agreement"] == 0.5
-  assert not export.compare(ref, ref * (1 + 2e-4))["passed"]  # beyond rtol 1e-4
+  assert not checks.compare(ref, ref * (1 + 2e-4))["passed"]  # beyond rtol 1e-4
 
 
 def test_compare_accepts_a_flip_only_at_a_tie():
   # Image 0's two logits differ by 1e-4 (< 2 x tolerance = 2 x 1e-4 x 10): moving each by
   # 6e-5 (< tolerance 1e-3) swaps them, which fp32 rounding of a folded network can do.
   ref = np.array([[10.0, 9.9999], [0.0, 10.0]], np.float32)
-  c = export.compare(ref, ref + np.array([[-6e-5, 6e-5], [0.0, 0.0]], np.float32))
+  c = checks.compare(ref, ref + np.array([[-6e-5, 6e-5], [0.0, 0.0]], np.float32))
   assert c["passed"] and c["top1_changed"] == 1 and c["top1_changed_ties"] == 1
   # A flip whose reference gap exceeds 2 x tolerance cannot come from a diff within it.
   far = np.array([[10.0, 9.99], [0.0, 10.0]], np.float32)
-  c = export.compare(far, far + np.array([[-6e-3, 6e-3], [0.0, 0.0]], np.float32))
+  c = checks.compare(far, far + np.array([[-6e-3, 6e-3], [0.0, 0.0]], np.float32))
   assert not c["passed"] and c["top1_changed"] == 1 and c["top1_changed_ties"] == 0
 
 
@@ -212,7 +214,7 @@ def no_noise(text):
 
 
 def documented_random_images(n, size, c, seed=0):
-  """export.random_images as its docstring states it (size divisible by 4: each grid cell
+  """checks.random_images as its docstring states it (size divisible by 4: each grid cell
   becomes a size/4 x size/4 block)."""
   rng = np.random.default_rng(seed)
   out = np.zeros((n, size, size, c), np.uint8)
@@ -274,7 +276,7 @@ def test_imagenet_export_at_224(exported_224):
   std = np.asarray(IMAGENET_STD, np.float32)
   ref = np.asarray(jax.jit(lambda v, x: net.apply(v, x, train=False)[0])(
       variables, datasets.normalize(images, mean, std)))
-  atol = export.RTOL * np.abs(ref).max()
+  atol = checks.RTOL * np.abs(ref).max()
   a = report["architecture"]
   folded_net = models.ResNet(variant=a["variant"], kind=a["kind"],
                              stage_sizes=tuple(a["stage_sizes"]), num_classes=a["num_classes"],
@@ -311,7 +313,7 @@ def test_predict_on_the_224_export(exported_224, tmp_path, capsys):
       variables, datasets.normalize(crops, np.float32(IMAGENET_MEAN), np.float32(IMAGENET_STD))))
   probs = np.exp(z.astype(np.float64) - z.max(-1, keepdims=True))
   probs /= probs.sum(-1, keepdims=True)
-  tol = 0.5 * export.RTOL * np.abs(z).max()  # |dp| <= max|dz| / 2; dz within the export's RTOL
+  tol = 0.5 * checks.RTOL * np.abs(z).max()  # |dp| <= max|dz| / 2; dz within the export's RTOL
   assert predict_cli.main([f"--model={out}", "--json", str(tmp_path / "square.png"),
                            str(tmp_path / "wide.png")]) == 0
   names = report["classes"]["names"]
@@ -347,19 +349,19 @@ def test_check_images_of_in_memory_data_at_224(tmp_path):
   c = default_config.get_config("smoke")
   c.synthetic.update(dict(train_size=8, test_size=6, num_classes=10, image_size=224))
   write_config(tmp_path / "run", c)
-  data = export.check_images(str(tmp_path / "run"), 4, (224, 224, 3), "test")
+  data = checks.check_images(str(tmp_path / "run"), 4, (224, 224, 3), "test")
   x_train, _, x_test, y_test = datasets.synthetic_arrays(8, 6, 10, 224)
   np.testing.assert_array_equal(data.images, x_test[:4])
   np.testing.assert_array_equal(data.labels, y_test[:4])
   mean, _ = datasets.arrays.channel_stats(x_train)
   np.testing.assert_array_equal(data.mean, mean)
   assert data.description["split"] == "test" and data.description["num_images"] == 4
-  assert export.preprocessing(workdir.read_config(str(tmp_path / "run")), (224, 224, 3)) == {
+  assert checks.preprocessing(workdir.read_config(str(tmp_path / "run")), (224, 224, 3)) == {
       "method": "resize"}
   with pytest.raises(UserError, match=r"trained on \(32, 32, 3\)"):
-    export.check_images(str(tmp_path / "run"), 4, (32, 32, 3), "test")
+    checks.check_images(str(tmp_path / "run"), 4, (32, 32, 3), "test")
   # random: the documented images, the dataset's normalisation all the same
-  rnd = export.check_images(str(tmp_path / "run"), 3, (224, 224, 3), "random")
+  rnd = checks.check_images(str(tmp_path / "run"), 3, (224, 224, 3), "random")
   np.testing.assert_array_equal(rnd.images, documented_random_images(3, 224, 3))
   np.testing.assert_array_equal(rnd.mean, mean)
   assert rnd.labels is None
@@ -378,9 +380,9 @@ def test_streamed_run_is_checked_on_its_validation_images_as_evaluated(tmp_path)
   c.synthetic.update(dict(train_size=6, test_size=6, num_classes=3))
   write_config(tmp_path / "run", c)
   cfg = workdir.read_config(str(tmp_path / "run"))
-  assert export.is_streamed(cfg)
-  assert export.preprocessing(cfg, (64, 64, 3)) == {"method": "center_crop", "resize": 73}
-  data = export.check_images(str(tmp_path / "run"), 5, (64, 64, 3), "test")
+  assert checks.is_streamed(cfg)
+  assert checks.preprocessing(cfg, (64, 64, 3)) == {"method": "center_crop", "resize": 73}
+  data = checks.check_images(str(tmp_path / "run"), 5, (64, 64, 3), "test")
   assert data.images.shape == (5, 64, 64, 3) and data.description["split"] == "val"
   np.testing.assert_array_equal(data.labels, [0, 0, 1, 1, 2])  # 2 per class, sorted
   np.testing.assert_allclose(data.mean, IMAGENET_MEAN, rtol=1e-7)
@@ -402,11 +404,11 @@ def test_random_check_images_of_a_cifar_run_without_data(tmp_path):
   """CIFAR's normalisation is known without its data, so --check_images=random works."""
   make_run(tmp_path / "run", arch="resnet10", dataset="cifar100",
            data_dir=str(tmp_path / "no_data"))
-  data = export.check_images(str(tmp_path / "run"), 2, (32, 32, 3), "random")
+  data = checks.check_images(str(tmp_path / "run"), 2, (32, 32, 3), "random")
   np.testing.assert_array_equal(data.mean, np.float32([0.5071, 0.4865, 0.4409]))
   np.testing.assert_array_equal(data.std, np.float32([0.2673, 0.2564, 0.2762]))
   with pytest.raises(UserError, match="--check_images=random"):
-    export.check_images(str(tmp_path / "run"), 2, (32, 32, 3), "test")
+    checks.check_images(str(tmp_path / "run"), 2, (32, 32, 3), "test")
 
 
 # ------------------------------------------------------------ class names

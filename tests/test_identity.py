@@ -1,4 +1,4 @@
-"""A run's name, label and description come from what it trains (`methods.identity`): the
+"""A run's name, label and description come from what it trains (`training.identity`): the
 preset's when nothing changed, the preset's and the changes otherwise, in the training
 log's first line, summary.json and results.md/png. (The model card and the export's lines:
 test_package.py and test_export.py.) No training here: configs, built methods, fake data."""
@@ -9,8 +9,9 @@ import types
 import pytest
 
 from configs import default
-from jointrd_jax import methods, results, train
-from jointrd_jax.methods import identity
+from jointrd_jax import methods
+from jointrd_jax.training import results, run_setup, train
+from jointrd_jax.training import identity
 
 C = 10
 
@@ -73,7 +74,7 @@ def test_a_changed_run_is_named_and_described_by_what_it_trains(method, override
   for words in lacks:
     assert words not in who.description.split(": ", 1)[1], (words, who.description)
   # The built method says the same: one function behind both.
-  assert identity.of_built(train.build_method(c, C)) == who
+  assert identity.of_built(run_setup.build_method(c, C)) == who
 
 
 @pytest.mark.parametrize("shortcuts,conv,role,words", [
@@ -98,7 +99,7 @@ def _data():
 
 def test_the_log_line_and_summary_name_the_changes(tmp_path):
   c = _config("kd_logits_dirac", **{"terms": "ce,dist", "model.conv": "repvgg"})
-  m = train.build_method(c, C)
+  m = run_setup.build_method(c, C)
   line = train.start_line(c, _data(), m, 1, 16, 1)
   assert line.startswith("kd_logits_dirac + terms ce,dist, conv repvgg on synthetic (KD(logits) "
                          "+ Dirac changed (terms ce,dist, conv repvgg): RepVGG-style student "
@@ -114,7 +115,7 @@ def test_the_log_line_and_summary_name_the_changes(tmp_path):
   assert identity.of_run(summary["config"], summary) == identity.of_config(c)
   # A preset run's line and summary carry the preset's own words.
   plain = _config("plain")
-  m = train.build_method(plain, C)
+  m = run_setup.build_method(plain, C)
   assert train.start_line(plain, _data(), m, 1, 16, 1).startswith(
       "plain on synthetic (plain CNN from scratch; loss ce; ")
   summary = train._summary(plain, tmp_path, _data(), m, 1.0, 1.0, 1.0, {})
@@ -197,7 +198,7 @@ def test_a_changed_run_is_compared_with_its_recipes_preset(config, name):
 
 def test_an_imagenet_preset_runs_log_line_summary_and_config_json_name_the_preset(tmp_path):
   c = _imagenet("jointrd")
-  m = train.build_method(c, C)
+  m = run_setup.build_method(c, C)
   assert train.start_line(c, _data(), m, 1, 16, 1).startswith(
       f"jointrd on synthetic ({methods.METHODS['jointrd'].description}; loss jointrd; ")
   summary = train._summary(c, tmp_path, _data(), m, 1.0, 1.0, 1.0, {})

@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from jointrd_jax import checkpoints, feeds, methods, reporting, train
+from jointrd_jax import errors, methods
+from jointrd_jax.training import checkpoints, feeds, optim, reporting, run_setup, train
 import run_helpers
 import smoke_fixture
 import tfds_helpers
@@ -66,11 +67,11 @@ def test_recipe_is_the_papers_imagenet_recipe():
       "imagenet_resnet50", 120, 512, "imagenet2012")
   o = c.optimizer
   assert (o.learning_rate, o.weight_decay, o.momentum, o.nesterov) == (0.2, 1e-4, 0.9, True)
-  tx, schedule = train.create_optimizer(c, steps_per_epoch=10)
+  tx, schedule = optim.create_optimizer(c, steps_per_epoch=10)
   # lr 0.2, x0.1 at epochs 30, 60 and 90.
   for epoch, lr in ((0, 0.2), (29, 0.2), (30, 0.02), (59, 0.02), (60, 0.002), (90, 0.0002)):
     assert float(schedule(epoch * 10)) == pytest.approx(lr, rel=1e-6), epoch
-  jointrd = train.build_method(c, 1000).terms[0]
+  jointrd = run_setup.build_method(c, 1000).terms[0]
   assert (jointrd.name, jointrd.params["dc"], jointrd.params["decay_epochs"]) == (
       "jointrd", 5e-3, 60)
   assert (c.streamed.image_size, c.streamed.eval_resize, c.streamed.resize) == (
@@ -81,8 +82,8 @@ def test_recipe_is_the_papers_imagenet_recipe():
 def test_every_imagenet_config_builds_its_method():
   for method in METHODS:
     c = importlib.import_module(f"configs.imagenet.{method}").get_config()
-    train.validate(c)
-    m = train.build_method(c, 1000)
+    run_setup.validate(c)
+    m = run_setup.build_method(c, 1000)
     assert m.name == method and m.student.variant == "imagenet"
     assert m.student.shortcuts == methods.METHODS[method].student_shortcuts
     assert (m.teacher is not None) == methods.METHODS[method].needs_teacher
@@ -120,7 +121,7 @@ def test_imagefolder_path_and_resume_mid_epoch_bitwise(folder, teacher, tmp_path
 
   with monkeypatch.context() as m:
     run_helpers.sigterm_at(m, feeds.StreamFeed, epoch_to_stop=1, step_in_epoch=1)
-    with pytest.raises(train.Preempted):
+    with pytest.raises(errors.Preempted):
       train.train_and_evaluate(c, str(tmp_path / "resumed"))
   _, meta = _final(tmp_path / "resumed")
   assert meta["step"] == 3 + 2

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from jointrd_jax import losses
+from jointrd_jax.methods import losses
 from logit_refs import (EPS_PEARSON, SETTINGS, U32, batch_st, classes_st, dist_bounds, dkd_bounds,
                         draw, kd_kl_bound, lim_st, ref_dist, ref_dkd, ref_kd_kl, ref_standardize,
                         seed_st, standardize_bound, temp_st, weight_st)

@@ -1,4 +1,4 @@
-"""Tests for jointrd_jax.losses against independent NumPy references."""
+"""Tests for jointrd_jax.methods.losses against independent NumPy references."""
 
 import math
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jointrd_jax import losses
+from jointrd_jax.methods import losses
 
 SETTINGS = settings(deadline=None, max_examples=25)
 

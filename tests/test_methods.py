@@ -6,7 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-from jointrd_jax import losses, methods, models, train
+from jointrd_jax import methods, models
+from jointrd_jax.methods import losses
+from jointrd_jax.training import steps
 from jointrd_jax.errors import UserError
 
 ARCH = "resnet10"
@@ -14,9 +16,9 @@ WIDTH = 4
 C = 10
 
 
-def _setup(name, teacher_train="frozen", arch=ARCH, **loss_kw):
+def _setup(name, teacher_train="frozen", arch=ARCH, loss_params=None):
   m = methods.build(name, arch=arch, num_classes=C, width=WIDTH, teacher_train=teacher_train,
-                    loss_config=methods.LossConfig(**loss_kw))
+                    loss_params=loss_params)
   sv = models.init(m.student, jax.random.key(0))
   trainable = {"student": sv["params"]}
   other = {"batch_stats": {"student": sv["batch_stats"]}, "teacher": None}
@@ -47,8 +49,8 @@ def test_method_table_matches_reference():
                                "kd_mse_all_dirac", "jointrd")}
   assert (spec["resnet"].student_shortcuts, spec["resnet"].needs_teacher) == ("all", False)
   for name in ("kd_logits_dirac", "kd_mse_all_dirac", "jointrd", "plain_dirac"):
-    assert (spec[name].student_shortcuts, spec[name].student_dirac) == ("projection", "reparam")
-  assert spec["kd_logits"].student_dirac == "none"
+    assert (spec[name].student_shortcuts, spec[name].student_conv) == ("projection", "reparam")
+  assert spec["kd_logits"].student_conv == "none"
   assert [n for n in spec if spec[n].needs_teacher] == [
       "kd_logits", "kd_logits_dirac", "kd_mse_all_dirac", "jointrd"]
 
@@ -93,7 +95,7 @@ def test_jointrd_loss_is_reference_formula():
 
 def test_jointrd_with_m_zero_has_quarter_of_plain_ce_gradient():
   # dc = 0 and an epoch past decay_epochs make m = 0.
-  m, trainable, other = _setup("jointrd", jointrd_dc=0.0, jointrd_decay_epochs=60)
+  m, trainable, other = _setup("jointrd", loss_params={"jointrd": {"dc": 0.0, "decay_epochs": 60}})
   plain = methods.build("plain_dirac", arch=ARCH, num_classes=C, width=WIDTH)
   batch = _batch()
   g_jrd = jax.jit(jax.grad(lambda p: m.loss_fn(p, other, batch, jnp.int32(100))[0]))(trainable)
@@ -123,9 +125,9 @@ def test_frozen_teacher_untouched_by_jitted_update(name):
   m, trainable, other = _setup(name)
   sample = jax.tree_util.tree_map(np.array, other["teacher"])  # host copy
   tx, schedule = optax.sgd(0.1), optax.constant_schedule(0.1)
-  state = train.TrainState(step=jnp.int32(0), params=trainable, batch_stats=other["batch_stats"],
+  state = steps.TrainState(step=jnp.int32(0), params=trainable, batch_stats=other["batch_stats"],
                            opt_state=tx.init(trainable))
-  step = jax.jit(train.make_train_step(m, tx, schedule), donate_argnums=(0,))
+  step = jax.jit(steps.make_train_step(m, tx, schedule), donate_argnums=(0,))
   new_state, metrics = step(state, other["teacher"], _batch(), np.int32(0))
   assert set(new_state.params) == {"student"} and set(new_state.batch_stats) == {"student"}
   jax.tree_util.tree_map(np.testing.assert_array_equal, sample,

@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jointrd_jax import checkpoints, dirac, fold, models
+from jointrd_jax import models
+from jointrd_jax.models import dirac, fold
+from jointrd_jax.training import checkpoints
 from jointrd_jax.errors import UserError
 
 # Reference §1, parameter counts with C=100 (the official modules, unused ones excluded).

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from configs import default
-from jointrd_jax import optim
+from jointrd_jax.training import optim
 
 STEPS_PER_EPOCH = 1
 

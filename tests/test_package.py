@@ -19,7 +19,8 @@ import pytest
 from safetensors import numpy as safetensors_np
 
 from experiments import predict as predict_cli
-from jointrd_jax import checkpoints, deploy, models
+from jointrd_jax import deploy, models
+from jointrd_jax.training import checkpoints
 from jointrd_jax.deploy import card, checks, export, package, predict
 from jointrd_jax.errors import UserError
 from export_helpers import check_data, make_run, random_variables
@@ -73,7 +74,7 @@ def exported(tmp_path_factory):
   net, variables, _ = checkpoints.load_network(str(run))
   report = json.loads((out / "export.json").read_text())
   images = check_data()[0][:NUM_IMAGES]  # the export's check images
-  reference = checks._in_batches(  # pylint: disable=protected-access
+  reference = checks.in_batches(
       checks.inference_fn(net, variables, report["input"]["mean"], report["input"]["std"]),
       images)
   return dict(base=base, run=run, out=out, net=net, variables=variables, report=report,

@@ -104,7 +104,7 @@ def test_labels_are_unique_where_runs_share_a_method():
 
 
 def test_a_runs_recorded_label_names_what_it_trained():
-  # A run that changed its preset records the label saying so (methods.identity); older
+  # A run that changed its preset records the label saying so (training.identity); older
   # summaries without one fall back to the preset's label.
   changed = dict(_run("a", "kd_logits_dirac"),
                  run_label="KD(logits) + Dirac, changed: conv repvgg")

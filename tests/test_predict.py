@@ -19,7 +19,7 @@ from PIL import Image
 
 from experiments import predict as predict_cli
 from jointrd_jax import datasets, models
-from jointrd_jax.deploy import export, package, predict
+from jointrd_jax.deploy import checks, export, package, predict
 from jointrd_jax.errors import UserError
 from jointrd_jax.datasets import class_names
 from export_helpers import (assert_every_flag_ends_with_its_default, make_run,
@@ -97,7 +97,7 @@ def model(tmp_path_factory):
   assert len({tuple(np.argsort(-row)[1:3]) for row in logits}) > 1  # the rest: per image
   # An export of a CIFAR-10 run whose data is not here (checks on random images).
   make_run(base / "run", arch="resnet10", dataset="cifar10", data_dir=str(base / "no_data"))
-  from jointrd_jax import checkpoints, workdir  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import checkpoints, workdir  # pylint: disable=g-import-not-at-top
   config = workdir.read_config(str(base / "run"))
   shutil.rmtree(base / "run")
   checkpoints.save_network(str(base / "run"), net, variables, image_shape=(32, 32, 3),
@@ -108,7 +108,7 @@ def model(tmp_path_factory):
   # TFLite/SavedModel logits are within the export's tolerance RTOL * max|logit| of the
   # trained network's; a softmax output moves by at most 1/2 the largest logit change
   # (sum_j |dp_i/dz_j| = 2 p_i (1 - p_i) <= 1/2).
-  tol = 0.5 * export.RTOL * float(np.abs(logits).max())
+  tol = 0.5 * checks.RTOL * float(np.abs(logits).max())
   return dict(dir=base / "out", files=files, expected=expected, probs=probs, tol=tol,
               base=base)
 

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from experiments import export as export_cli
-from jointrd_jax import datasets, workdir
+from jointrd_jax import datasets
+from jointrd_jax.training import workdir
 from jointrd_jax.deploy import calibration, checks, formats, qat, quantize
 from jointrd_jax.models import fold
 from export_helpers import make_imagenet_run, make_run

@@ -390,7 +390,7 @@ def test_calibration_images_of_a_streamed_run_are_training_images_as_evaluated(t
   agrees with the pipeline's to rounding: <= 1, see test_export)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from configs.imagenet import default as imagenet_config  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import workdir  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.training import workdir  # pylint: disable=g-import-not-at-top
   from jointrd_jax.deploy import predict  # pylint: disable=g-import-not-at-top
   c = imagenet_config.get_config("smoke")
   c.data_dir = str(tmp_path / "data")

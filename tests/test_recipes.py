@@ -9,7 +9,7 @@ from ml_collections.config_flags import config_flags
 
 from configs import default, jointrd
 from configs.imagenet import default as imagenet
-from jointrd_jax import optim, recipes, run_setup, train, workdir
+from jointrd_jax.training import optim, recipes, run_setup, train, workdir
 from jointrd_jax.errors import UserError
 
 # Today's values, written out (not read from recipes.py): the default must keep them.
@@ -85,7 +85,7 @@ def test_the_resolved_values_are_recorded_and_logged(tmp_path):
   saved = json.loads((path / workdir.CONFIG_FILE).read_text())
   assert saved["recipe"] == "mdistiller" and saved["optimizer"]["nesterov"] is False
   assert saved["optimizer"]["lr_drop_at"] == [0.625, 0.75, 0.875]
-  m = train.build_method(c, 10)
+  m = run_setup.build_method(c, 10)
   data = type("Data", (), dict(name="synthetic", num_train=512, num_eval=200, eval_split="test",
                                image_shape=(32, 32, 3), num_classes=10))
   line = train.start_line(c, data, m, 1, 16, 1)

@@ -34,7 +34,8 @@ import numpy as np
 import pytest
 
 from experiments import entry
-from jointrd_jax import checkpoints, models, reporting, train
+from jointrd_jax import models, sharding
+from jointrd_jax.training import checkpoints, interrupts, reporting, run_setup, train
 from jointrd_jax.errors import UserError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -227,13 +228,13 @@ def test_a_second_ctrl_c_aborts_at_once():
   # point turns it into one line and exit status 130). On leaving, the handlers are the
   # ones found on entering (default_int_handler in a shell, SIG_IGN under nohup).
   before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-  with train._Interruption() as interruption:  # pylint: disable=protected-access
+  with interrupts.Interruption() as interruption:  # pylint: disable=protected-access
     assert interruption.signum == 0
     os.kill(os.getpid(), signal.SIGINT)
     assert interruption.signum == signal.SIGINT
     with pytest.raises(KeyboardInterrupt):
       os.kill(os.getpid(), signal.SIGINT)
-  with train._Interruption() as interruption:  # pylint: disable=protected-access
+  with interrupts.Interruption() as interruption:  # pylint: disable=protected-access
     os.kill(os.getpid(), signal.SIGTERM)
     os.kill(os.getpid(), signal.SIGTERM)  # SIGTERM never aborts; the first signal counts
     os.kill(os.getpid(), signal.SIGINT)
@@ -291,11 +292,11 @@ def test_fallback_then_save_replaces_the_unreadable_checkpoint(straight, tmp_pat
   shutil.copytree(straight / "checkpoints", tmp_path / "checkpoints")
   _truncate_data(tmp_path / "checkpoints" / "16")
   good, _ = _final(straight)
-  mesh = train.sharding.make_mesh()
-  state = jax.device_put(good, train.sharding.replicated(mesh))
+  mesh = sharding.make_mesh()
+  state = jax.device_put(good, sharding.replicated(mesh))
   ckpt = checkpoints.Checkpoints(tmp_path)
   with caplog.at_level("WARNING"):
-    restored, meta = ckpt.restore(train._abstract(state))  # pylint: disable=protected-access
+    restored, meta = ckpt.restore(checkpoints.abstract(state))
     assert meta["step"] == 8 and "checkpoint 16" in caplog.text
     assert all(x.sharding == state["step"].sharding for x in jax.tree_util.tree_leaves(restored))
     ckpt.save(16, state, dict(meta, step=16, epoch=2))
@@ -349,7 +350,7 @@ class _Evil:
 def small_run(tmp_path_factory):
   """A run dir with one checkpoint of a smoke ResNet (random weights; nothing compiled)."""
   d = tmp_path_factory.mktemp("small_run")
-  net = train.build_method(smoke("resnet"), 10).student
+  net = run_setup.build_method(smoke("resnet"), 10).student
   shapes = jax.eval_shape(lambda: models.init(net, jax.random.key(0), (32, 32, 3)))
   rng = np.random.default_rng(0)
   variables = jax.tree_util.tree_map(

@@ -1,7 +1,7 @@
 """What a run shows a person: epoch positions in the log, and the learning-curve figure."""
 import pytest
 
-from jointrd_jax import reporting
+from jointrd_jax.training import reporting
 
 
 def test_epoch_position_uses_the_progress_lines_one_based_epochs():

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from experiments import export as export_cli
-from jointrd_jax import deploy, fold, methods, models, optim, train
-from jointrd_jax.deploy import export
+from jointrd_jax import deploy, methods, models
+from jointrd_jax.deploy import checks, export
 from jointrd_jax.errors import UserError
-from jointrd_jax.models import convs, repvgg
+from jointrd_jax.models import convs, fold, repvgg
+from jointrd_jax.training import optim, run_setup
 from export_helpers import check_data, make_run
 
 U = 2.0 ** -24  # float32 unit roundoff
@@ -186,7 +187,7 @@ def test_export_folds_and_checks_a_repvgg_run(tmp_path):
   assert set(report["checks"]) == {"fold", "saved_model", "tflite", "onnx"}
   for name, c in report["checks"].items():
     assert c["passed"] and c["num_images"] == 20 and c["top1_changed"] == 0, name
-    assert c["rel_diff"] <= export.RTOL and c["max_abs_logit"] > 0.1, name
+    assert c["rel_diff"] <= checks.RTOL and c["max_abs_logit"] > 0.1, name
   with np.load(out / "params.npz") as f:
     assert "stage1_block0/conv2/conv/bias" in f.files
     assert not [k for k in f.files if "bn" in k or "conv_1x1" in k]
@@ -195,7 +196,7 @@ def test_export_folds_and_checks_a_repvgg_run(tmp_path):
   folded, trained = deploy.load(str(out)), deploy.load(str(out), folded=False)
   assert any("conv_1x1" in k for k in flax.traverse_util.flatten_dict(trained.variables["params"]))
   images = check_data()[0][:20]
-  assert export.compare(trained(images), folded(images))["passed"]
+  assert checks.compare(trained(images), folded(images))["passed"]
 
 
 # ----------------------------------------------------------------- parameter counts
@@ -306,8 +307,8 @@ def test_presets_and_their_configs(package):
     assert (spec.student_shortcuts, spec.student_conv, spec.needs_teacher) == (
         "projection", "repvgg", has_teacher)
     c = importlib.import_module(f"{package}.{name}").get_config()
-    train.validate(c)
-    m = train.build_method(c, 10)
+    run_setup.validate(c)
+    m = run_setup.build_method(c, 10)
     assert m.name == name and m.student.conv == "repvgg" and (m.teacher is not None) == has_teacher
   assert [w.name for w in methods.build("plain_repvgg", arch="resnet10", num_classes=10).terms] \
       == ["ce"]

@@ -11,7 +11,8 @@ import re
 import numpy as np
 import pytest
 
-from jointrd_jax import methods, train, workdir
+from jointrd_jax import methods
+from jointrd_jax.training import run_setup, teachers, workdir
 from jointrd_jax.errors import UserError
 from jointrd_jax.methods import terms as terms_lib
 from jointrd_jax.sweep import planning
@@ -128,14 +129,14 @@ def test_teacher_settings_that_would_change_nothing_are_refused():
     c.teacher[key] = value
     with pytest.raises(UserError, match=rf"^--config\.teacher\.{key}={value}: method "
                                         "'plain_dirac' trains without a teacher"):
-      train.validate(c)
+      run_setup.validate(c)
     # kd_logits with only CE has no teacher either.
     c = _smoke("kd_logits")
     c.terms = "ce"
     c.teacher[key] = value
     with pytest.raises(UserError, match=rf"{key}={value}: method 'kd_logits' with "
                                         "--config.terms=ce trains without a teacher"):
-      train.validate(c)
+      run_setup.validate(c)
   # A jointly trained teacher starts from scratch and is never folded.
   for key, value in (("checkpoint", "/runs/resnet"), ("fold", False)):
     c = _smoke("jointrd")
@@ -143,10 +144,10 @@ def test_teacher_settings_that_would_change_nothing_are_refused():
     c.teacher[key] = value
     with pytest.raises(UserError, match=rf"--config\.teacher\.{key}={value}: with "
                                         "teacher.train='joint'"):
-      train.validate(c)
+      run_setup.validate(c)
   c = _smoke("jointrd")
   c.teacher.update(dict(checkpoint="/runs/resnet", arch="resnet18", width=32, fold=False))
-  train.validate(c)
+  run_setup.validate(c)
 
 
 def test_a_data_dir_its_dataset_does_not_read_is_refused():
@@ -155,13 +156,13 @@ def test_a_data_dir_its_dataset_does_not_read_is_refused():
     c.dataset, c.data_dir = dataset, "/data/tfds"
     with pytest.raises(UserError, match=r"^--config\.data_dir=/data/tfds: dataset .* does "
                                         "not read a data_dir"):
-      train.validate(c)
+      run_setup.validate(c)
   for name, dataset in (("plain_dirac", "cifar10"), ("plain_dirac", "cifar100"),
                         ("imagenet.plain_dirac", "synthetic"),  # its generated folder
                         ("imagenet.plain_dirac", "imagenet2012")):
     c = _smoke(name)
     c.dataset, c.data_dir = dataset, "/data/tfds"
-    train.validate(c)
+    run_setup.validate(c)
 
 
 def _configs():
@@ -176,13 +177,13 @@ def test_every_config_its_teacher_and_every_sweep_run_validate():
     for arg in ("", "smoke"):
       c = importlib.import_module(module).get_config(arg)
       if "base" not in c:
-        train.validate(c)
-        train.validate(train.teacher_config(c))
+        run_setup.validate(c)
+        run_setup.validate(teachers.teacher_config(c))
         continue
       planning.check_base_settings(c)
-      train.validate(train.teacher_config(c.base))
+      run_setup.validate(teachers.teacher_config(c.base))
       for m in c.methods:
-        train.validate(planning.run_config(c.base, m, 0, "/teacher"))
+        run_setup.validate(planning.run_config(c.base, m, 0, "/teacher"))
 
 
 def test_the_sweeps_shared_settings_go_to_the_runs_they_apply_to():
@@ -194,10 +195,10 @@ def test_the_sweeps_shared_settings_go_to_the_runs_they_apply_to():
   r = planning.run_config(sc.base, "resnet", 0, "/teacher")
   assert (j.loss.jointrd.dc, j.teacher.fold, j.teacher.checkpoint) == (0.2, False, "/teacher")
   assert (r.loss.jointrd.dc, r.teacher.fold, r.teacher.checkpoint) == (None, True, "")
-  t = train.teacher_config(j)
+  t = teachers.teacher_config(j)
   assert t.loss.jointrd.dc is None and t.teacher.fold and t.method == "resnet"
   for run in (j, r, t):
-    train.validate(run)
+    run_setup.validate(run)
   # A setting no method of the sweep uses would change nothing: refused.
   sc.base.loss.dkd.beta = 2.0
   with pytest.raises(UserError, match=r"^--config\.base\.loss\.dkd\.beta=2\.0: no method of "

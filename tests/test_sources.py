@@ -13,7 +13,8 @@ import pytest
 
 from configs import resnet
 from experiments import make_digits
-from jointrd_jax import datasets, run_setup, sharding, train
+from jointrd_jax import datasets, sharding
+from jointrd_jax.training import run_setup, train
 from jointrd_jax.datasets import class_names, digits, sources
 from jointrd_jax.datasets.sources import core
 from jointrd_jax.deploy import checks

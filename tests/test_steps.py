@@ -17,8 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jointrd_jax import datasets, evaluation, feeds, fold, models, sharding, steps, train
-from jointrd_jax import workdir as workdir_lib
+from jointrd_jax import datasets, models, sharding
+from jointrd_jax.models import fold
+from jointrd_jax.training import evaluation, feeds, optim, run_setup, steps, train
+from jointrd_jax.training import workdir as workdir_lib
 
 U32 = 2.0**-24  # float32 unit roundoff
 BATCH = 16
@@ -58,9 +60,9 @@ def _teacher(method, mesh, seed=1):
 
 def _setup(method_name, mesh, data):
   config = _config(method_name)
-  method = train.build_method(config, 10)
-  tx, schedule = train.create_optimizer(config, 4)
-  state = train.create_state(method, tx, jax.random.key(0), (32, 32, 3), mesh)
+  method = run_setup.build_method(config, 10)
+  tx, schedule = optim.create_optimizer(config, 4)
+  state = steps.create_state(method, tx, jax.random.key(0), (32, 32, 3), mesh)
   teacher = _teacher(method, mesh) if method.frozen_teacher else None
   feed = feeds.MemoryFeed(data, BATCH, jnp.float32)
   feed.start_epoch(0, 0)
@@ -73,7 +75,7 @@ def _copy(tree):
 
 def test_steps_per_dispatch_equal_single_steps_and_any_grouping(mesh, data):
   method, tx, schedule, state0, teacher, feed = _setup("plain_dirac", mesh, data)
-  step = train.make_train_step(method, tx, schedule)
+  step = steps.make_train_step(method, tx, schedule)
   epoch = np.int32(0)
   one = jax.jit(steps.make_multi_step(step, feed.batch_fn, 1), donate_argnums=(0,))
   loop = jax.jit(steps.make_multi_step(step, feed.batch_fn, 4), donate_argnums=(0,))
@@ -156,7 +158,7 @@ def test_frozen_teacher_is_evaluated_once(mesh, data, monkeypatch):
     return real(eval_step, *args)
 
   monkeypatch.setattr(evaluation, "evaluate", counting)  # what Evaluator calls
-  evaluator = train.Evaluator(method, feed, BATCH, data.num_eval)
+  evaluator = evaluation.Evaluator(method, feed, BATCH, data.num_eval)
   first, second = evaluator(state, teacher), evaluator(state, teacher)
   assert first == second and {"student_top1", "teacher_top1"} <= set(first)
   assert len(calls) == 3  # student twice, the teacher once
@@ -190,9 +192,9 @@ def test_skip_zero_sum_grads_in_the_train_step(mesh, data):
   `zero_sum_skips` counts them. (Off, the metric is absent: tests/test_optim.py.)"""
   config = _config("plain")
   config.optimizer.skip_zero_sum_grads = True
-  method = train.build_method(config, 10)
-  tx, schedule = train.create_optimizer(config, 4)
-  state = train.create_state(method, tx, jax.random.key(0), (32, 32, 3), mesh)
+  method = run_setup.build_method(config, 10)
+  tx, schedule = optim.create_optimizer(config, 4)
+  state = steps.create_state(method, tx, jax.random.key(0), (32, 32, 3), mesh)
   paths = [p for p, _ in jax.tree_util.tree_leaves_with_path(state.params)]
   head = [p for p, x in jax.tree_util.tree_leaves_with_path(state.params) if x.ndim == 2]
   assert len(head) == 1  # the classifier's kernel; its bias: the 1-D leaf beside it
@@ -202,7 +204,7 @@ def test_skip_zero_sum_grads_in_the_train_step(mesh, data):
   feed = feeds.MemoryFeed(data, BATCH, jnp.float32)
   feed.start_epoch(0, 0)
   batch = feed.batch_fn(feed.chunk(0, 1), 0)
-  new, metrics = jax.jit(train.make_train_step(method, tx, schedule))(
+  new, metrics = jax.jit(steps.make_train_step(method, tx, schedule))(
       state.replace(params=params), None, batch, np.int32(0))
   moved = {p for p, a, b in zip(paths, jax.tree_util.tree_leaves(params),
                                 jax.tree_util.tree_leaves(new.params))

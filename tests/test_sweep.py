@@ -15,8 +15,8 @@ import types
 
 import pytest
 
-from jointrd_jax import (methods as methods_lib, reporting, results, sweep,
-                         workdir as workdir_lib)
+from jointrd_jax import methods as methods_lib, sweep
+from jointrd_jax.training import reporting, results, workdir as workdir_lib
 from jointrd_jax.errors import UserError
 from jointrd_jax.sweep import devices, slurm
 from tests.sweep_helpers import SEEDS, fake_runs, fake_top1, run_dir, sweep_config

@@ -26,7 +26,8 @@ import time
 
 import pytest
 
-from jointrd_jax import methods as methods_lib, reporting, results, sweep, workdir as workdir_lib
+from jointrd_jax import methods as methods_lib, sweep
+from jointrd_jax.training import reporting, results, workdir as workdir_lib
 from jointrd_jax.errors import UserError
 from jointrd_jax.sweep import planning, slurm
 from tests.sweep_helpers import (HOLDOUT, METHODS, OVERRIDES, SEEDS, fake_runs, fake_top1,

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from jointrd_jax import checkpoints, reporting, train
-from jointrd_jax import workdir as workdir_lib
+from jointrd_jax.training import checkpoints, reporting, run_setup, teachers, train
+from jointrd_jax.training import workdir as workdir_lib
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,9 +59,9 @@ def test_the_teacher_trains_with_the_resnet_presets_own_settings(recipe):
   # trained on the fly is the resnet preset's run of the same recipe, as if trained alone.
   student = importlib.import_module(f"{recipe}.kd_ls_dirac").get_config("smoke")
   student.update_from_flattened_dict({"loss.ce.weight": 0.5, "loss.kd.temperature": 3.0})
-  t = train.teacher_config(student)
+  t = teachers.teacher_config(student)
   own = importlib.import_module(f"{recipe}.resnet").get_config("smoke")
   assert workdir_lib.differences(workdir_lib.config_to_dict(own), t) == []
-  terms = train.build_method(t, 10).terms
+  terms = run_setup.build_method(t, 10).terms
   assert [(w.name, w.weight) for w in terms] == [("ce", 1.0)]
-  assert train.build_method(student, 10).terms[0].weight == 0.5  # the student's CE
+  assert run_setup.build_method(student, 10).terms[0].weight == 0.5  # the student's CE

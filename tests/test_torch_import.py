@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from jointrd_jax import checkpoints  # pylint: disable=g-import-not-at-top
+from jointrd_jax.training import checkpoints  # pylint: disable=g-import-not-at-top
 from jointrd_jax.deploy import torch_import  # pylint: disable=g-import-not-at-top
 from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
 from experiments import convert_torch  # pylint: disable=g-import-not-at-top
@@ -93,7 +93,7 @@ def test_release_dirac_student_next_to_teacher(tmp_path, kind, arch):
   save_release(path, {"teacher": teacher, "student": student})
   net, variables, info = torch_import.convert(path, arch=arch, which="student")
   assert (info["shortcuts"], info["conv"]) == ("projection", "reparam")
-  assert net.dirac == "reparam" and net.shortcuts == "projection"
+  assert net.conv == "reparam" and net.shortcuts == "projection"
   # alpha/beta are per output channel: our dirac_a/dirac_b of conv2 (bottleneck) / conv1.
   conv = "conv2" if kind == "bottleneck" else "conv1"
   np.testing.assert_array_equal(

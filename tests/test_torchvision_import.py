@@ -25,7 +25,8 @@ nn = torch.nn
 F = torch.nn.functional
 
 from experiments import convert_torch  # pylint: disable=g-import-not-at-top
-from jointrd_jax import checkpoints, models  # pylint: disable=g-import-not-at-top
+from jointrd_jax import models  # pylint: disable=g-import-not-at-top
+from jointrd_jax.training import checkpoints  # pylint: disable=g-import-not-at-top
 from jointrd_jax.deploy import torch_import  # pylint: disable=g-import-not-at-top
 from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
 from torch_helpers import our_logits, randomize_bn_, torch_logits  # noqa: E402

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from etils import epath
 
-from jointrd_jax import feeds, methods, sharding, train
+from jointrd_jax import errors, methods, sharding
+from jointrd_jax.training import checkpoints, feeds, optim, reporting, train
 from jointrd_jax.errors import UserError
 import run_helpers
 from smoke_runs import (PAPER_METHODS, check_smoke_run, digest, final_params, records, smoke,
@@ -50,7 +51,7 @@ def test_resume_mid_epoch_gives_the_uninterrupted_result(smoke_runs, teacher_dir
   epoch = 1
   with monkeypatch.context() as m:
     run_helpers.sigterm_at(m, feeds.MemoryFeed, epoch, stop_step)
-    with pytest.raises(train.Preempted):
+    with pytest.raises(errors.Preempted):
       train.train_and_evaluate(config, str(tmp_path / "resumed"))
   _, meta = final_params(tmp_path / "resumed")
   assert meta["step"] == epoch * 16 + stop_step + 1
@@ -121,14 +122,14 @@ def test_optimizer_schedule_and_decay_mask():
   config = smoke("plain_dirac")
   config.num_epochs = 200
   config.optimizer.learning_rate = 0.1
-  tx, schedule = train.create_optimizer(config, steps_per_epoch=10)
+  tx, schedule = optim.create_optimizer(config, steps_per_epoch=10)
   assert float(schedule(999)) == pytest.approx(0.1)
   assert float(schedule(1000)) == pytest.approx(0.01)
   assert float(schedule(1499)) == pytest.approx(0.01)
   assert float(schedule(1500)) == pytest.approx(0.001)
   params = {"conv": {"kernel": jnp.ones(3), "dirac_a": jnp.ones(3), "dirac_b": jnp.ones(3)},
             "bn": {"scale": jnp.ones(3)}}
-  mask = train.weight_decay_mask(params)
+  mask = optim.weight_decay_mask(params)
   assert mask == {"conv": {"kernel": True, "dirac_a": False, "dirac_b": False},
                   "bn": {"scale": True}}
   # One step from zero momentum with zero gradient: only weight decay moves parameters.

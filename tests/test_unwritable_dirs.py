@@ -6,7 +6,7 @@ import os
 import pytest
 
 from experiments import convert_torch, export as export_cli
-from jointrd_jax import workdir
+from jointrd_jax.training import workdir
 from jointrd_jax.deploy import export
 
 UNWRITABLE = {"/proc/x": "cannot create a directory in /proc: ",

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import run_helpers
-from jointrd_jax import checkpoints, methods, models, train
+from jointrd_jax import methods, models
+from jointrd_jax.training import checkpoints, train
 from jointrd_jax.deploy import card
 from jointrd_jax.errors import UserError
 from jointrd_jax.models import fold

@@ -10,8 +10,10 @@ Each JAX variant is the trainer's step (`train_step._build` / `_step_function`, 
 import statistics
 import time
 
+import jax
 import numpy as np
 
+from jointrd_jax import models
 from jointrd_jax.benchmarking import timing, train_step
 
 # The torch names of the compared methods (jointrd_jax.methods presets).
@@ -34,8 +36,6 @@ def parse_value(text: str):
 def jax_case(method: str, arch: str, width: int, batch: int, mesh, compiler_options: dict):
   """(one-step function, sync function, loss of the first step, compile seconds) of the
   trainer's step for `method`, compiled with `compiler_options`."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import models  # pylint: disable=g-import-not-at-top
   opts = train_step.Options(arch=arch, width=width, half_precision=False, data="fixed")
   probe = models.build(arch)
   shape, classes = probe.default_image_shape, probe.num_classes
@@ -62,8 +62,7 @@ def torch_case(method: str, arch: str, width: int, batch: int, channels_last: bo
   of the release's PyTorch step; `threads` > 0: `torch.set_num_threads(threads)` before each
   step (0: as found)."""
   import torch  # pylint: disable=g-import-not-at-top  # optional dependency
-  from jointrd_jax import models  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.benchmarking import torch_nets  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.benchmarking import torch_nets  # imports PyTorch
   _, kind, sizes = models.ARCHS[arch]
   t = time.perf_counter()
   n = threads or torch.get_num_threads()

@@ -27,10 +27,16 @@ import os
 import shutil
 import tempfile
 import warnings
+from importlib import metadata
 
-from jointrd_jax import caches
-from jointrd_jax.deploy import files
+import numpy as np
+
+from jointrd_jax import caches, models
+from jointrd_jax.benchmarking import machine, random_weights, runtime_case
+from jointrd_jax.datasets import sources
+from jointrd_jax.deploy import checks, files, formats, quantize, runtimes
 from jointrd_jax.errors import UserError
+from jointrd_jax.models import fold
 
 RUNTIMES = ("xla", "litert", "onnxruntime")
 DEPLOYMENT_RUNTIMES = ("litert", "onnxruntime")
@@ -55,7 +61,6 @@ def check_runtime(runtime: str) -> None:
   """A `UserError` naming the pip packages to install when `runtime` lacks one, or when
   its own module (`runtime_case.RUNTIME_MODULES`) is installed but cannot be imported:
   nothing else is timed in its place (no `tf.lite` under LiteRT's name)."""
-  from jointrd_jax.benchmarking import runtime_case  # pylint: disable=g-import-not-at-top
   if runtime not in NEEDS:
     return
   missing = [pip for module, pip in NEEDS[runtime] if importlib.util.find_spec(module) is None]
@@ -72,7 +77,6 @@ def check_runtime(runtime: str) -> None:
 
 
 def runtime_version(runtime: str) -> str:
-  from importlib import metadata  # pylint: disable=g-import-not-at-top
   package = NEEDS[runtime][0][1]
   try:
     return metadata.version(package)
@@ -123,12 +127,6 @@ class _Converter:
 
   def saved_model(self) -> str:
     if self._saved_model is None:
-      import numpy as np  # pylint: disable=g-import-not-at-top
-      from jointrd_jax import models  # pylint: disable=g-import-not-at-top
-      from jointrd_jax.benchmarking import random_weights  # pylint: disable=g-import-not-at-top
-      from jointrd_jax.datasets import sources  # pylint: disable=g-import-not-at-top
-      from jointrd_jax.deploy import formats  # pylint: disable=g-import-not-at-top
-      from jointrd_jax.models import fold  # pylint: disable=g-import-not-at-top
       n = self.net
       # Built as trained (Dirac for the students), then folded: the deployment form.
       built = models.build(n.arch, n.shortcuts, "none" if n.shortcuts == "all" else "reparam",
@@ -146,7 +144,6 @@ class _Converter:
     path = os.path.join(self.dir, FILE_NAMES[runtime, precision])
     if os.path.isfile(path):
       return path
-    from jointrd_jax.deploy import checks, runtimes  # pylint: disable=g-import-not-at-top
     runtimes.tf_quiet()  # before tf2onnx imports it, loudly
     os.makedirs(self.dir, exist_ok=True)
     stem, ext = os.path.splitext(path)
@@ -163,7 +160,6 @@ class _Converter:
     return path
 
   def _convert(self, runtime, precision, tmp, calibration):
-    from jointrd_jax.deploy import formats, quantize  # pylint: disable=g-import-not-at-top
     if (runtime, precision) == ("litert", "fp32"):
       formats.write_tflite(self.saved_model(), tmp)
     elif (runtime, precision) == ("litert", "int8"):
@@ -216,7 +212,6 @@ def run(nets, runtime: str, *, precisions, threads, batches, iters: int, warmup:
   """A record per (batch, threads, precision, network), in that nesting; each case in a
   fresh process (`runtime_case.measure`). The cases of one batch size share
   `time_budget_s` of timing equally. `on_record(record)` is called as each arrives."""
-  from jointrd_jax.benchmarking import machine, runtime_case  # pylint: disable=g-import-not-at-top
   paths = model_files(nets, runtime, precisions, root, log)
   version = runtime_version(runtime)
   records = []

@@ -6,6 +6,13 @@ Must not import TensorFlow (it measures JAX/XLA only).
 """
 import time
 
+import jax
+import numpy as np
+
+from jointrd_jax import models
+from jointrd_jax.benchmarking import random_weights, timing, xla_analysis
+from jointrd_jax.models import fold
+
 CASES = ("all", "projection", "none")
 
 
@@ -13,7 +20,6 @@ def activation_accounting(net, image_shape=None) -> dict:
   """The per-image activation model (elements), described in the docstring of
   `experiments/inference_benchmark.py` (`analytic`).
   `image_shape` None: the net's variant's (32x32x3 CIFAR, 224x224x3 ImageNet)."""
-  from jointrd_jax import models  # pylint: disable=g-import-not-at-top
   h, w, c_in = (int(d) for d in (image_shape or net.default_image_shape))
   # ops: (name, elements produced (0 for an in-place add), elements live during the op,
   #       the part of those held only because of a shortcut)
@@ -83,11 +89,6 @@ def prepare_case(arch: str, shortcuts: str, batch: int, *, num_classes: int, wid
   """`(call, record)`: a blocking zero-argument call of the compiled inference function,
   and the case's record without timings (parameters, XLA memory, analytic model).
   `image_size` 0: the arch's (32 CIFAR, 224 ImageNet)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import models  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.models import fold  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.benchmarking import random_weights, xla_analysis  # pylint: disable=g-import-not-at-top
 
   # The deployment form of the trained network: built as trained (BN, and Dirac for the
   # students), then folded; only the folded network is timed.
@@ -124,7 +125,6 @@ def prepare_case(arch: str, shortcuts: str, batch: int, *, num_classes: int, wid
 def run_batch(arch: str, policies, batch: int, *, num_classes: int, width: int, iters: int,
               warmup: int, time_budget_s: float, image_size: int = 0) -> list:
   """The records of every policy at one batch size, timed round-robin."""
-  from jointrd_jax.benchmarking import timing  # pylint: disable=g-import-not-at-top
   prepared = [prepare_case(arch, s, batch, num_classes=num_classes, width=width,
                            image_size=image_size)
               for s in policies]

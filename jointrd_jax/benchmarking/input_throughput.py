@@ -13,9 +13,14 @@ import os
 import statistics
 import time
 
-from jointrd_jax import caches
+import jax
+import numpy as np
+from PIL import Image
+
+from jointrd_jax import caches, datasets, tensorflow_support
 from jointrd_jax.benchmarking import timing
-from jointrd_jax.errors import UserError
+from jointrd_jax.datasets import synthetic_folder
+from jointrd_jax.sharding import make_mesh
 
 GENERATED_CLASSES = 8
 
@@ -24,7 +29,6 @@ def generated_folder(num_images: int, height: int, width: int) -> tuple:
   """`(path, made_now)`: an imagefolder of `num_images` training JPEGs of height x width
   (8 classes, a third as many validation images) in the project's cache
   (`caches.generated`), keyed by those parameters: made on first use, reused afterwards."""
-  from jointrd_jax.datasets import synthetic_folder  # pylint: disable=g-import-not-at-top
   path = caches.generated(f"throughput_{num_images}_{height}x{width}")
   made_now = not os.path.isdir(path)
   per_class = max(1, num_images // GENERATED_CLASSES)
@@ -50,8 +54,6 @@ def folder_size(path: str) -> tuple:
 
 def in_memory_rate(data, batch_size: int, steps: int, warmup: int, dtype) -> float:
   """Median images/s over `steps` blocked batches after `warmup` batches."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import datasets  # pylint: disable=g-import-not-at-top
   datasets.steps_per_epoch(data.num_train, batch_size)  # validates batch_size
   times = []
   epoch, it = 0, None
@@ -130,8 +132,6 @@ def _antialiased(tf, image_ops, crop, size: int):
 def pil_rate(paths, size: int, draft: bool, seconds: float, repeats: int) -> tuple:
   """torchvision-style RandomResizedCrop + flip with PIL, one image at a time (with `draft`:
   JPEG DCT-scaled decoding, as fast PyTorch loaders do)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
 
   def params(h, w):  # torchvision's RandomResizedCrop.get_params
@@ -167,11 +167,8 @@ def streamed_rows(folder: str, cores: str, n: int, batch_size: int, repeats: int
                   seconds: float) -> dict:
   """{row name: (images per wall second, per CPU second)} of the streamed pipeline over
   `folder` on `n` pinned cores (`cores` 'all' or the count, `pin_cores` called before)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import tensorflow_support  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.sharding import make_mesh  # pylint: disable=g-import-not-at-top
   tf = tensorflow_support.import_tensorflow()
-  from jointrd_jax.datasets import image_ops, streamed  # pylint: disable=g-import-not-at-top
+  from jointrd_jax.datasets import image_ops, streamed  # imports TensorFlow
   threads = n if cores != "all" else None
   if cores != "all":
     tf.config.threading.set_intra_op_parallelism_threads(n)

@@ -2,6 +2,8 @@
 import os
 import platform
 
+import jax
+
 
 def cpu_name() -> str:
   """The CPU's model name (`/proc/cpuinfo`), else what `platform` knows."""
@@ -46,7 +48,6 @@ def host_line(mach: dict) -> str:
 
 def describe() -> dict:
   """Devices (JAX's first device and the count), CPU, cores and the JAX version."""
-  import jax  # pylint: disable=g-import-not-at-top
   d = jax.devices()[0]
   return {"platform": d.platform, "device_kind": d.device_kind, "num_devices": jax.device_count(),
           "cpu": cpu_name(), "cpu_count": os.cpu_count(), "cpus_usable": usable_cpus(),

@@ -34,6 +34,8 @@ import itertools
 import json
 import os
 
+from jointrd_jax.benchmarking import pareto_plot, runtime_case
+from jointrd_jax.benchmarking.deployment import FILE_NAMES
 from jointrd_jax.deploy import files, package
 from jointrd_jax.errors import UserError
 from jointrd_jax.methods import presets
@@ -106,7 +108,6 @@ def read_runs(specs, runtime: str, verify: bool = True) -> list:
   """Each run's facts for `points`, every problem refused with one line before any work.
   `verify`: each export's files are checked against its SHA256SUMS first, as `predict`
   and `deploy.load` check them (`package.verify`)."""
-  from jointrd_jax.benchmarking.deployment import FILE_NAMES  # pylint: disable=g-import-not-at-top
   runs = []
   for (run, export), name in zip(specs, _names([r for r, _ in specs])):
     if not os.path.isdir(run):
@@ -160,7 +161,6 @@ def read_runs(specs, runtime: str, verify: bool = True) -> list:
 
 
 def _read_int8(entry: dict, report: dict, runtime: str, export: str) -> None:
-  from jointrd_jax.benchmarking.deployment import FILE_NAMES  # pylint: disable=g-import-not-at-top
   section = (report.get("int8") or {}).get(INT8_SECTIONS[runtime])
   path = os.path.join(export, FILE_NAMES[runtime, "int8"])
   if not section:
@@ -214,7 +214,6 @@ def front(pts) -> list:
 
 
 def write_png(pts, on, runs, path: str, title: str) -> None:
-  from jointrd_jax.benchmarking import pareto_plot  # pylint: disable=g-import-not-at-top
   pareto_plot.write(pts, on, {r["name"]: r["label"] for r in runs}, path, title)
 
 
@@ -254,7 +253,6 @@ def measure(runs, runtime: str, *, threads: int, iters: int, warmup: int,
             time_budget_s: float, on_point=None) -> dict:
   """`{(name, precision): runtime_case record}`: each run's model files at batch 1 with
   `threads` threads, each in a fresh process; `time_budget_s` shared by all."""
-  from jointrd_jax.benchmarking import runtime_case  # pylint: disable=g-import-not-at-top
   cases = [(r, p) for r in runs for p in r["files"]]
   out = {}
   for run, precision in cases:

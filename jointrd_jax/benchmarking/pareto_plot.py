@@ -17,7 +17,7 @@ from matplotlib.lines import Line2D
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from jointrd_jax import reporting
+from jointrd_jax.training import reporting
 
 PRECISION_MARKERS = {"fp32": "o", "int8": "^"}
 MARKER_SIZE = 50      # scatter `s` (points^2) of a point; the front's ring is FRONT_SIZE

@@ -5,10 +5,12 @@ numpy draws instead of the networks' own (threefry) initialisers: XLA:CPU takes 
 seconds to compile the init of even a tiny ResNet.
 """
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from jointrd_jax import models
+from jointrd_jax import models, sharding
 from jointrd_jax.models import dirac
+from jointrd_jax.training import checkpoints, run_setup, steps, teachers, workdir
 
 
 def random_variables(net, image_shape, seed: int = 0) -> dict:
@@ -40,10 +42,8 @@ def _abstract(tree):
 
 
 def numpy_state(method, tx, image_shape, mesh, seed: int = 0):
-  """A TrainState of `train.create_state`'s structure, shapes and dtypes, its networks
+  """A TrainState of `steps.create_state`'s structure, shapes and dtypes, its networks
   drawn with numpy (`random_variables`), replicated on `mesh`."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import sharding, steps  # pylint: disable=g-import-not-at-top
 
   params, stats = {}, {}
   for i, name in enumerate(method.trained):
@@ -61,7 +61,7 @@ def numpy_state(method, tx, image_shape, mesh, seed: int = 0):
   want = steps.abstract_state(method, tx, image_shape)
   if (jax.tree_util.tree_structure(state) != jax.tree_util.tree_structure(want)
       or _abstract(state) != _abstract(want)):
-    raise AssertionError("numpy_state no longer matches train.create_state; use --init=jax")
+    raise AssertionError("numpy_state no longer matches steps.create_state; use --init=jax")
   return state
 
 
@@ -70,7 +70,6 @@ def teacher_variables(method, image_shape, mesh, init: str, seed: int = 1):
   initialiser), replicated on `mesh`; None for methods without a frozen teacher."""
   if not method.frozen_teacher:
     return None
-  from jointrd_jax import sharding  # pylint: disable=g-import-not-at-top
   rep = sharding.replicated(mesh)
   if init == "numpy":
     return jax.device_put(random_variables(method.teacher, image_shape, seed=seed), rep)
@@ -82,9 +81,8 @@ def write_random_teacher(config, run_dir: str, image_shape=(32, 32, 3)) -> None:
   """A teacher run (config.json + one checkpoint) of `config`'s teacher with random
   weights in `run_dir`, for `config.teacher.checkpoint`: a distillation run that loads it
   costs what it would with a trained teacher, and no teacher is trained."""
-  from jointrd_jax import checkpoints, train, workdir  # pylint: disable=g-import-not-at-top
-  t = train.teacher_config(config)
-  net = train.build_method(t, config.synthetic.num_classes).student
+  t = teachers.teacher_config(config)
+  net = run_setup.build_method(t, config.synthetic.num_classes).student
   variables = jax.device_get(models.init(net, jax.random.key(1), image_shape))
   checkpoints.save_network(run_dir, net, variables, image_shape=image_shape,
                            config_dict=workdir.config_to_dict(t))

@@ -10,8 +10,9 @@ speed drifts, and the comparison should not depend on when it was measured.
 import os
 import time
 
-from jointrd_jax import methods
+from jointrd_jax import methods, sharding
 from jointrd_jax.benchmarking import random_weights, train_step
+from jointrd_jax.training import train
 
 TEACHER_SUBDIR = "random_teacher"
 RUN_SUBDIR = "run"
@@ -32,7 +33,6 @@ def measure(config, root: str, bench_steps: int) -> dict:
   """Runs `config` (synthetic data) into ROOT/run, a distillation method with a random
   frozen teacher written to ROOT/random_teacher first, between two `step_rates`; the
   record (figures, and `parts_s`: where the run's time went)."""
-  from jointrd_jax import sharding, train  # pylint: disable=g-import-not-at-top
   if methods.needs_teacher(config.method, config.terms):
     teacher_dir = os.path.join(root, TEACHER_SUBDIR)
     config.teacher.checkpoint = ""

@@ -29,11 +29,19 @@ The record names what ran the model: `runtime_module` (ai_edge_litert, onnxrunti
 `runtime_module_version` (its `__version__`). Where `/proc` is missing (not Linux) the
 memory fields are None.
 """
+import importlib
 import json
 import os
 import subprocess
 import sys
 import time
+
+import numpy as np
+
+from jointrd_jax import tensorflow_support
+from jointrd_jax.benchmarking import timing
+from jointrd_jax.deploy import runtimes
+from jointrd_jax.errors import UserError
 
 RUNTIME_CLASSES = {"litert": "TFLiteModel", "onnxruntime": "OnnxModel"}
 RUNTIME_MODULES = {"litert": "ai_edge_litert.interpreter", "onnxruntime": "onnxruntime"}
@@ -62,7 +70,6 @@ def _reset_peak() -> bool:
 
 
 def _images(batch: int, image_shape, seed: int = 0):
-  import numpy as np  # pylint: disable=g-import-not-at-top
   shape = (int(batch),) + tuple(int(d) for d in image_shape)
   return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
 
@@ -70,9 +77,6 @@ def _images(batch: int, image_shape, seed: int = 0):
 def run_case(spec: dict) -> dict:
   """The measurement (in this process): see the module doc. `spec`: path, runtime,
   threads, batch, image_shape, iters, warmup, time_budget_s."""
-  from jointrd_jax.benchmarking import timing  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.deploy import runtimes  # pylint: disable=g-import-not-at-top
-  import importlib  # pylint: disable=g-import-not-at-top
   x = _images(spec["batch"], spec["image_shape"])
   cls = getattr(runtimes, RUNTIME_CLASSES[spec["runtime"]])
   # LiteRT is timed with its own interpreter or not at all (no tf.lite in its place).
@@ -132,7 +136,6 @@ def used(records) -> str:
 def measure(path: str, runtime: str, *, threads: int, batch: int, image_shape, iters: int,
             warmup: int, time_budget_s: float, timeout_s: float = 1800) -> dict:
   """`run_case` in a fresh Python process (this interpreter, this package on its path)."""
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   spec = {"path": os.path.abspath(path), "runtime": runtime, "threads": int(threads),
           "batch": int(batch), "image_shape": [int(d) for d in image_shape],
           "iters": int(iters), "warmup": int(warmup), "time_budget_s": float(time_budget_s)}
@@ -153,8 +156,6 @@ def measure(path: str, runtime: str, *, threads: int, batch: int, image_shape, i
 
 
 def _main(argv) -> int:
-  from jointrd_jax import tensorflow_support  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   tensorflow_support.quiet_cpp_logs()
   try:
     print(json.dumps(run_case(json.loads(argv[1]))), flush=True)

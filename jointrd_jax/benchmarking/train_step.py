@@ -1,7 +1,7 @@
 """One training-step case (method x batch size) timed as the trainer runs it: the record of
 `experiments.benchmark` (what each field means: that script's docstring).
 
-What is timed: `train.make_train_step(method, tx, schedule)` built as
+What is timed: `steps.make_train_step(method, tx, schedule)` built as
 `train.train_and_evaluate` builds it and jitted as the trainer jits it (donated state),
 either on one pre-built device-resident batch (`data='fixed'`: the bare step) or through
 the trainer's own dispatch (`data='trainer'`: `steps_per_dispatch` steps per call, each
@@ -17,7 +17,14 @@ import time
 import types
 from typing import Optional
 
-from jointrd_jax import recipes
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jointrd_jax import datasets, methods, models, sharding
+from jointrd_jax.benchmarking import random_weights, timing, xla_analysis
+from jointrd_jax.models import fold
+from jointrd_jax.training import feeds, optim, recipes, run_setup, steps
 
 REFERENCE = "ResNet-50 width 64, 32x32 images, 100 classes"
 # GFLOP per image per training step at ResNet-50 full width (the issue's figures).
@@ -63,10 +70,9 @@ class _Section(types.SimpleNamespace):
 
 
 def stand_in_config(method: str, *, arch: str, width: int, half_precision=None):
-  """The fields of configs/default.py's config that `train.build_method` and
-  `train.create_optimizer` read, without ml_collections (the benchmark imports neither it
+  """The fields of configs/default.py's config that `run_setup.build_method` and
+  `optim.create_optimizer` read, without ml_collections (the benchmark imports neither it
   nor configs/: docs/speed.md). `half_precision`: None = auto (bf16 off CPU), True or False."""
-  from jointrd_jax import methods  # pylint: disable=g-import-not-at-top
   r = RECIPE
   return _Section(
       method=method, half_precision=half_precision, num_epochs=r["num_epochs"],
@@ -83,9 +89,6 @@ def stand_in_config(method: str, *, arch: str, width: int, half_precision=None):
 def fixed_batch(batch_size: int, num_classes: int, image_shape, dtype, mesh):
   """`{'image': dtype [B,H,W,C], 'label': int32 [B]}` on the mesh, split over its batch
   axis: synthetic images normalised as the input pipeline does (no augmentation)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import datasets, sharding  # pylint: disable=g-import-not-at-top
   x, y, _, _ = datasets.synthetic_arrays(batch_size, 1, num_classes, image_shape[0])
   mean = x.reshape(-1, 3).mean(0) / 255.0
   std = x.reshape(-1, 3).std(0) / 255.0
@@ -96,7 +99,6 @@ def fixed_batch(batch_size: int, num_classes: int, image_shape, dtype, mesh):
 
 def synthetic_dataset(mesh, batch_size: int, num_classes: int):
   """A 50,000-image synthetic CIFAR-size dataset on the mesh (the trainer's input)."""
-  from jointrd_jax import datasets  # pylint: disable=g-import-not-at-top
   return datasets.load("synthetic", mesh=mesh, settings=dict(
       train_size=max(SYNTHETIC_TRAIN_SIZE, batch_size), test_size=1, num_classes=num_classes,
       image_size=32))
@@ -106,30 +108,25 @@ def resolve_init(init: str) -> str:
   """'auto' -> 'numpy' on CPU (fast to build), 'jax' elsewhere (the trainer's way)."""
   if init != "auto":
     return init
-  import jax  # pylint: disable=g-import-not-at-top
   return "numpy" if jax.default_backend() == "cpu" else "jax"
 
 
 def _build(method_name: str, opts: Options, num_classes: int, image_shape, mesh, config=None):
   """(config, method, tx, schedule, state, teacher variables, init, seconds to build).
   `config`: the training config to build from (None: `stand_in_config` of `opts`)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import sharding, train  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.benchmarking import random_weights  # pylint: disable=g-import-not-at-top
   if config is None:
     config = stand_in_config(method_name, arch=opts.arch, width=opts.width,
                              half_precision=opts.half_precision)
-  method = train.build_method(config, num_classes)
-  tx, schedule = train.create_optimizer(config, RECIPE["steps_per_epoch"])
+  method = run_setup.build_method(config, num_classes)
+  tx, schedule = optim.create_optimizer(config, RECIPE["steps_per_epoch"])
   init = resolve_init(opts.init)
   t = time.perf_counter()
   if init == "numpy":
     state = random_weights.numpy_state(method, tx, image_shape, mesh)
   else:
-    state = train.create_state(method, tx, jax.random.key(0), image_shape, mesh)
+    state = steps.create_state(method, tx, jax.random.key(0), image_shape, mesh)
   teacher_vars = random_weights.teacher_variables(method, image_shape, mesh, init)
   if teacher_vars is not None and opts.fold_teacher:  # as the trainer does
-    from jointrd_jax.models import fold  # pylint: disable=g-import-not-at-top
     folded_net, teacher_vars = fold.fold(method.teacher, jax.device_get(teacher_vars))
     method = dataclasses.replace(method, teacher=folded_net)
     teacher_vars = jax.device_put(teacher_vars, sharding.replicated(mesh))
@@ -140,11 +137,8 @@ def _build(method_name: str, opts: Options, num_classes: int, image_shape, mesh,
 def _step_function(config, method, tx, schedule, teacher_vars, opts: Options, batch_size: int,
                    num_classes: int, image_shape, mesh):
   """(jitted step, zero-argument function of its arguments after the state, steps per call)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import feeds, steps, train  # pylint: disable=g-import-not-at-top
   epoch = np.int32(0)
-  train_step = train.make_train_step(method, tx, schedule)
+  train_step = steps.make_train_step(method, tx, schedule)
   if opts.data == "fixed":  # the bare step
     batch = fixed_batch(batch_size, num_classes, image_shape, method.student.dtype, mesh)
     return jax.jit(train_step, donate_argnums=(0,)), lambda: (teacher_vars, batch, epoch), 1
@@ -153,7 +147,7 @@ def _step_function(config, method, tx, schedule, teacher_vars, opts: Options, ba
   feed = feeds.MemoryFeed(data, batch_size, method.student.dtype)
   feed.start_epoch(0, 0)
   config.steps_per_dispatch = opts.steps_per_dispatch  # 0: the trainer's default
-  per_call = min(train.steps_per_dispatch(config, mesh), feed.steps_per_epoch)
+  per_call = min(run_setup.steps_per_dispatch(config, mesh), feed.steps_per_epoch)
   jitted = jax.jit(steps.make_multi_step(train_step, feed.batch_fn, per_call),
                    donate_argnums=(0,))
   calls = {"i": 0}
@@ -168,9 +162,6 @@ def _step_function(config, method, tx, schedule, teacher_vars, opts: Options, ba
 def _timed(jitted, call_args, state, opts: Options, per_call: int):
   """Compiles, warms up and times the step: (compiled, lower_s, compile_s, block times,
   steps per block, first loss, last loss, final state)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from jointrd_jax.benchmarking import timing  # pylint: disable=g-import-not-at-top
   t = time.perf_counter()
   lowered = jitted.lower(state, *call_args())
   lower_s = time.perf_counter() - t
@@ -197,9 +188,6 @@ def run_case(method_name: str, batch_size: int, opts: Options, mesh, config=None
   """Builds, compiles and times one case; its record (the benchmark's JSON line).
   `config`: a training config (a run's, from configs/) whose method, network and loss
   settings are timed; None: the recipe's (`stand_in_config`) for `method_name` and `opts`."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import models, sharding  # pylint: disable=g-import-not-at-top
   probe = models.build(opts.arch)
   image_shape = probe.default_image_shape
   num_classes = opts.num_classes or probe.num_classes
@@ -230,7 +218,6 @@ def run_case(method_name: str, batch_size: int, opts: Options, mesh, config=None
 
 def _rates(times, k: int, batch_size: int, image_shape) -> dict:
   """Throughput fields from the block times (`k` steps of `batch_size` images each)."""
-  from jointrd_jax.benchmarking import timing  # pylint: disable=g-import-not-at-top
   rates = [k * batch_size / s for s in times]
   ips = statistics.median(rates)
   recipe_images = RECIPE["num_epochs"] * RECIPE["steps_per_epoch"] * RECIPE["batch_size"]
@@ -247,7 +234,6 @@ def _rates(times, k: int, batch_size: int, image_shape) -> dict:
 def _costs(compiled, mesh, per_call: int, batch_size: int, ips: float, opts: Options,
            num_classes: int, method_name: str) -> dict:
   """FLOPs, bytes accessed and memory of the compiled step, per step and per image."""
-  from jointrd_jax.benchmarking import xla_analysis  # pylint: disable=g-import-not-at-top
   n_dev = mesh.devices.size
   step_s = batch_size / ips
   flops_dev = xla_analysis.cost(compiled, "flops")

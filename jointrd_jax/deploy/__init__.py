@@ -20,7 +20,7 @@ package (e.g. for `predict`) imports neither JAX nor TensorFlow.
 
 def __getattr__(name):
   if name == "load":
-    from jointrd_jax.deploy.loader import load  # pylint: disable=g-import-not-at-top
+    from jointrd_jax.deploy.loader import load  # lazily: `import deploy` stays free of JAX
     globals()["load"] = load
     return load
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

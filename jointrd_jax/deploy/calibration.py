@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from jointrd_jax import workdir as workdir_lib
+from jointrd_jax.training import workdir as workdir_lib
 from jointrd_jax.deploy import checks, predict
 from jointrd_jax.deploy.quantize import MIN_CALIBRATION_IMAGES
 from jointrd_jax.errors import UserError

@@ -15,17 +15,18 @@ import pathlib
 import platform
 import re
 
-from jointrd_jax import models, reporting, results
-from jointrd_jax import workdir as workdir_lib
+from huggingface_hub import EvalResult, ModelCardData
+
+import jointrd_jax
+from jointrd_jax import models
 from jointrd_jax.datasets import sources
 from jointrd_jax.deploy import checks as checks_lib
 from jointrd_jax.deploy.files import (CARD_FILE, CHECKSUMS_FILE, LABELS_FILE, ONNX_FILE,
-                                      ONNX_INT8_FILE, PARAMS_FILE, REPORT_FILE,
-                                      SAFETENSORS_FOLDED, SAFETENSORS_TRAINED,
-                                      SAVED_MODEL_DIR, TFLITE_FILE, TFLITE_INT8_FILE,
-                                      TRAINING_CONFIG_FILE)
+                                      ONNX_INT8_FILE, PARAMS_FILE, REPORT_FILE, SAFETENSORS_FOLDED,
+                                      SAFETENSORS_TRAINED, SAVED_MODEL_DIR, TFLITE_FILE,
+                                      TFLITE_INT8_FILE, TRAINING_CONFIG_FILE)
 from jointrd_jax.errors import UserError
-from jointrd_jax.methods import identity
+from jointrd_jax.training import identity, reporting, results, workdir as workdir_lib
 
 CHECK_NAMES = {"fold": "folded JAX network", "saved_model": "TensorFlow SavedModel",
                "tflite": "TFLite fp32", "tflite_int8": "TFLite int8", "onnx": "ONNX fp32",
@@ -69,7 +70,7 @@ def _method_name(cfg: dict) -> str:
 
 
 def run_identity(cfg: dict, summary):
-  """What the run trains (`methods.identity`), or None for a config this version cannot
+  """What the run trains (`training.identity`), or None for a config this version cannot
   resolve (a method or loss term it lacks): then the card names the method only."""
   try:
     return identity.of_run(cfg, summary)
@@ -85,7 +86,6 @@ def network_words(which: str, who, net) -> str:
 
 
 def _front_matter(report: dict, cfg: dict, info: dict, who, net) -> str:
-  from huggingface_hub import EvalResult, ModelCardData  # pylint: disable=g-import-not-at-top
   dataset = str(cfg.get("dataset") or "")
   hub = (sources.get(dataset).source.hub or None) if dataset else None
   arch = (cfg.get("model") or {}).get("arch")
@@ -391,7 +391,6 @@ def _version(dist: str):
 
 
 def _versions(report: dict) -> str:
-  import jointrd_jax  # pylint: disable=g-import-not-at-top
   v = {"python": platform.python_version(), "jointrd-jax": jointrd_jax.__version__}
   for dist in ("jax", "jaxlib", "flax", "numpy", "safetensors"):
     v[dist] = _version(dist)

@@ -11,27 +11,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from jointrd_jax import datasets, models
-from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.datasets import sources, streamed
 from jointrd_jax.deploy import predict, runtimes
 from jointrd_jax.errors import UserError
 from jointrd_jax.sharding import make_mesh
+from jointrd_jax.training import workdir as workdir_lib
 
 RTOL = 1e-4  # max |diff| allowed, relative to the largest |logit| of the reference
 CHECK_IMAGES = ("test", "random")
 DEFAULT_NUM_IMAGES = 1000  # check images of streamed data and random images (in-memory: all)
 RANDOM_SEED = 0
-
-
-def _tf():
-  """TensorFlow, imported on first use, quietly, and kept off the accelerators."""
-  return runtimes.tf_quiet()
 
 
 # ------------------------------------------------------------------ numerics
@@ -71,7 +66,7 @@ def compare(reference: np.ndarray, logits: np.ndarray, rtol: float = RTOL) -> di
   }
 
 
-def _in_batches(fn, images: np.ndarray, batch: int | None = None) -> np.ndarray:
+def in_batches(fn, images: np.ndarray, batch: int | None = None) -> np.ndarray:
   """`fn` over `images` in batches (default: `runtimes.batch_size`, a pixel budget)."""
   return runtimes.run_in_batches(fn, images, batch or runtimes.batch_size(images.shape[1:]))
 
@@ -212,7 +207,7 @@ def normalization(run_dir: str, cfg: dict, dataset: str):
 def open_streamed(cfg: dict, dataset: str, image_shape):
   """The streamed (ImageNet-style) dataset of a run, as its config read it
   (`datasets.streamed.load`); UserError when it is not here or not of `image_shape`."""
-  _tf()  # imported quietly before the input pipeline imports it
+  runtimes.tf_quiet()  # imported quietly before the input pipeline imports it
   ds = sources.get(dataset)
   settings = ds.settings_of(cfg)
   o = cfg.get("streamed") or {}

@@ -61,7 +61,7 @@ Steps (`export()`):
    the int8 models are converted from the folded weights fine-tuned with int8 simulated
    (`qat`; in-memory data only), still measured against the trained network's logits;
    export.json `int8.qat` records the fine-tuning.
-5. Write the model package (`package.write`): `weights_folded.safetensors`,
+5. Write the model package (`package_writer.write`): `weights_folded.safetensors`,
    `weights_trained.safetensors`, `training_config.json`, the model card `README.md` and,
    last, `SHA256SUMS` of every file (`predict` and `deploy.load` verify it).
 
@@ -87,6 +87,7 @@ this module's lines.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -96,23 +97,21 @@ import time
 import jax
 import numpy as np
 
-from jointrd_jax import checkpoints, models
-from jointrd_jax import workdir as workdir_lib
+from jointrd_jax import models
 from jointrd_jax.datasets import sources as sources_lib
-from jointrd_jax.deploy import (calibration, card, checks as checks_lib, package, qat,
+from jointrd_jax.deploy import (calibration, card, checks as checks_lib, package_writer, qat,
                                 quantize as quantize_lib, runtimes, staging)
-from jointrd_jax.deploy.checks import (CHECK_IMAGES, RANDOM_SEED, RTOL, CheckData,  # noqa: F401
-                                       _in_batches, _tf, check_images, compare,
-                                       inference_fn, is_streamed, normalization,
-                                       preprocessing, random_images)
+from jointrd_jax.deploy.checks import (CHECK_IMAGES, RTOL, check_images, compare, in_batches,
+                                       inference_fn, preprocessing)
 from jointrd_jax.deploy.files import (INPUT_NAME, LABELS_FILE, ONNX_FILE,  # noqa: F401
                                       ONNX_INT8_FILE, OUTPUT_NAME, PARAMS_FILE, REPORT_FILE,
                                       SAVED_MODEL_DIR, TFLITE_FILE, TFLITE_INT8_FILE)
 from jointrd_jax.deploy.formats import (load_npz, run_onnx, run_saved_model,  # noqa: F401
                                         run_tflite, save_npz, write_onnx, write_saved_model,
                                         write_tflite)
-from jointrd_jax.models import fold
 from jointrd_jax.errors import UserError
+from jointrd_jax.models import fold
+from jointrd_jax.training import checkpoints, workdir as workdir_lib
 
 EVAL_BATCH = runtimes.MAX_BATCH  # images per call at 32x32; fewer for larger images
 QUANTIZE = ("none", "int8")
@@ -121,7 +120,6 @@ QAT_DIR = ".qat"  # the fine-tuned weights' batch-1 SavedModel and fp32 TFLite/O
 
 
 def _versions(*names) -> dict:
-  import importlib.metadata  # pylint: disable=g-import-not-at-top
   out = {}
   for name in names:
     try:
@@ -186,7 +184,7 @@ def _write_fp32(stage, report, folded_net, folded, data, image_shape, reference,
     f.write("".join(f"{n}\n" for n in report["classes"]["names"]))
   files[LABELS_FILE] = os.path.getsize(os.path.join(stage, LABELS_FILE))
 
-  tf = _tf()
+  tf = runtimes.tf_quiet()
   report["versions"]["tensorflow"] = tf.__version__
   sm_path = os.path.join(stage, SAVED_MODEL_DIR)
   write_saved_model(sm_path, folded_net, folded["params"], data.mean, data.std, image_shape)
@@ -225,7 +223,7 @@ def _qat_sources(stage, run_dir, folded_net, folded, data, image_shape, calib, q
   params, record = qat.finetune(folded_net, folded["params"], train, calib.images,
                                 epochs=qat_epochs, batch_size=int(cfg.get("batch_size", 128)),
                                 log=log)
-  logits = _in_batches(inference_fn(folded_net, {"params": params}, data.mean, data.std),
+  logits = in_batches(inference_fn(folded_net, {"params": params}, data.mean, data.std),
                        data.images)
   if data.labels is not None:
     record["top1_fp32_after_qat"] = float(np.mean(np.argmax(logits, -1) == data.labels))
@@ -305,8 +303,8 @@ def export(run_dir: str, out_dir: str, *, num_images: int | None = None,
   names, names_source = sources_lib.get(dataset).class_names(net.num_classes)
   folded_net, folded = fold.fold(net, variables)
 
-  reference = _in_batches(inference_fn(net, variables, mean, std), images)
-  folded_logits = _in_batches(inference_fn(folded_net, folded, mean, std), images)
+  reference = in_batches(inference_fn(net, variables, mean, std), images)
+  folded_logits = in_batches(inference_fn(folded_net, folded, mean, std), images)
   checks = {"fold": compare(reference, folded_logits)}
   what = (f"{len(images)} {data.description['split']} images of {dataset}" if check == "test"
           else f"{len(images)} random images")
@@ -359,12 +357,12 @@ def export(run_dir: str, out_dir: str, *, num_images: int | None = None,
     with open(os.path.join(stage, REPORT_FILE), "w") as f:
       json.dump(report, f, indent=2, sort_keys=True)
     # The package (safetensors, model card, SHA256SUMS of every file) comes last.
-    package.write(stage, report, net=net, variables=variables, folded=folded,
+    package_writer.write(stage, report, net=net, variables=variables, folded=folded,
                   run_dir=run_dir)
   cfg = workdir_lib.read_config(run_dir)
   who = card.run_identity(cfg, workdir_lib.read_summary(run_dir))
   log(f"exported the {card.network_words(which, who, net)} of {run_dir} "
       f"({who.name if who else cfg.get('method')}) to {out_dir}: "
       f"{', '.join(sorted(report['files']))}, {REPORT_FILE} and the package "
-      f"({', '.join(package.FILES)})")
+      f"({', '.join(package_writer.FILES)})")
   return report

@@ -25,12 +25,12 @@ import re
 
 import numpy as np
 
-from jointrd_jax import models, tensorflow_support
+from jointrd_jax import datasets, models, tensorflow_support
 from jointrd_jax.deploy import runtimes
-from jointrd_jax.deploy.checks import _in_batches, _tf
+from jointrd_jax.deploy.checks import in_batches
 from jointrd_jax.deploy.files import INPUT_NAME, OUTPUT_NAME
-from jointrd_jax.models import fold
 from jointrd_jax.errors import UserError
+from jointrd_jax.models import fold
 
 
 # ------------------------------------------------------------------ npz
@@ -61,9 +61,8 @@ def write_saved_model(path: str, folded_net: models.ResNet, params, mean, std,
   """SavedModel: uint8 `images` [b, H, W, C] -> float32 `logits` [b, C] (see module doc);
   `batch`: None for a symbolic batch dimension, else that static batch size (the TFLite
   models are converted from a batch-1 SavedModel)."""
-  tf = _tf()
-  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
-  from jointrd_jax import datasets  # pylint: disable=g-import-not-at-top
+  tf = runtimes.tf_quiet()
+  from jax.experimental import jax2tf  # jax2tf imports TensorFlow
   mean = np.asarray(mean, np.float32)
   std = np.asarray(std, np.float32)
   h, w, c = (int(d) for d in image_shape)
@@ -99,7 +98,7 @@ def _plain(tree):
 
 def run_saved_model(path: str, images: np.ndarray) -> np.ndarray:
   """Logits of the SavedModel at `path` (its `serving_default` signature)."""
-  return _in_batches(runtimes.SavedModel(path), images)
+  return in_batches(runtimes.SavedModel(path), images)
 
 
 def conversion_error(what: str, e: Exception) -> UserError:
@@ -113,7 +112,7 @@ def conversion_error(what: str, e: Exception) -> UserError:
 
 def write_tflite(saved_model_dir: str, path: str) -> int:
   """Converts the SavedModel to TFLite builtins; returns the file size in bytes."""
-  tf = _tf()
+  tf = runtimes.tf_quiet()
   converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
   try:
@@ -128,7 +127,7 @@ def write_tflite(saved_model_dir: str, path: str) -> int:
 
 def run_tflite(path: str, images: np.ndarray, batch: int | None = None) -> np.ndarray:
   """Logits of the TFLite model at `path` (tf.lite.Interpreter, resized per batch)."""
-  return _in_batches(runtimes.TFLiteModel(path), images, batch)
+  return in_batches(runtimes.TFLiteModel(path), images, batch)
 
 
 
@@ -156,7 +155,7 @@ def _symbolic_batch(model) -> None:
 
 
 def _unknown_ops(model) -> list:
-  import onnx  # pylint: disable=g-import-not-at-top
+  import onnx  # ONNX: imported where needed
   return sorted({n.op_type for n in model.graph.node
                  if n.domain not in ("", "ai.onnx") or not onnx.defs.has(n.op_type)})
 
@@ -169,8 +168,8 @@ def write_onnx(tflite_path: str, path: str, opset: int = 17) -> int:
   whole network in one XlaCallModule op), and jax2onnx pins orbax-checkpoint below our
   checkpoint library's version; the TFLite model is the converter's clean builtin graph."""
   try:
-    import onnx  # pylint: disable=g-import-not-at-top
-    from tf2onnx import convert  # pylint: disable=g-import-not-at-top
+    import onnx  # ONNX: imported where needed
+    from tf2onnx import convert  # tf2onnx: imported where needed
   except ImportError as e:
     raise UserError(f"the ONNX export needs tf2onnx and onnx: pip install tf2onnx onnx "
                     f"(import failed: {e}).") from None
@@ -194,4 +193,4 @@ def write_onnx(tflite_path: str, path: str, opset: int = 17) -> int:
 
 def run_onnx(path: str, images: np.ndarray, batch: int | None = None) -> np.ndarray:
   """Logits of the ONNX model at `path` (ONNX Runtime, CPU)."""
-  return _in_batches(runtimes.OnnxModel(path), images, batch)
+  return in_batches(runtimes.OnnxModel(path), images, batch)

@@ -33,7 +33,7 @@ import jax
 import numpy as np
 
 from jointrd_jax import models
-from jointrd_jax.deploy import checks, package, predict, runtimes
+from jointrd_jax.deploy import checks, formats, package, predict, runtimes
 from jointrd_jax.deploy.files import (EXPORT_HINT, PARAMS_FILE, REPORT_FILE,
                                       SAFETENSORS_FOLDED, SAFETENSORS_TRAINED)
 from jointrd_jax.errors import UserError
@@ -100,7 +100,7 @@ def _resolve(name: str, revision, cache_dir, local_files_only) -> str:
   if os.path.exists(name) or not _REPO_ID.fullmatch(name):
     return name  # read_report refuses a missing path or a file with one line
   try:
-    from huggingface_hub import snapshot_download  # pylint: disable=g-import-not-at-top
+    from huggingface_hub import snapshot_download  # optional here: the error names the fix
   except ImportError as e:
     raise UserError(f"{name} is no folder here, and loading it from the Hugging Face Hub needs "
                     f"huggingface_hub: pip install huggingface_hub ({e}).") from None
@@ -136,7 +136,6 @@ def _variables(directory: str, weights: str, folded: bool) -> dict:
     return {"params": tree} if folded else tree
   npz = os.path.join(directory, PARAMS_FILE)
   if folded and os.path.isfile(npz):  # an export made before packages
-    from jointrd_jax.deploy import formats  # pylint: disable=g-import-not-at-top
     return {"params": formats.load_npz(npz)}
   raise UserError(f"{directory} holds no {weights} (an export made before model packages); "
                   "re-export the run (python -m experiments.export --overwrite).")

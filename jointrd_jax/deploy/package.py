@@ -1,6 +1,8 @@
 """The model package: an export directory that describes itself and can prove it is intact.
+This module reads and verifies packages; `package_writer.write` writes them.
 
-`export.export` calls `write` once every model file and export.json are written; it adds
+`export.export` calls `package_writer.write` once every model file and export.json are
+written; it adds
 
 - `weights_folded.safetensors`: the folded parameters (the deployed network), the flat
   '/'-joined keys of params.npz (`stage1_block0/conv1/conv/kernel`, ...);
@@ -27,57 +29,25 @@ Importing this module imports neither JAX nor TensorFlow (predict imports it).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
-import shutil
 
 import numpy as np
+from safetensors import numpy as st
 
-from jointrd_jax.deploy.files import (CARD_FILE, CHECKSUMS_FILE, SAFETENSORS_FOLDED,
-                                      SAFETENSORS_TRAINED, TRAINING_CONFIG_FILE)
+from jointrd_jax.deploy.files import CHECKSUMS_FILE
 from jointrd_jax.errors import UserError
 
-FILES = (SAFETENSORS_FOLDED, SAFETENSORS_TRAINED, TRAINING_CONFIG_FILE, CARD_FILE,
-         CHECKSUMS_FILE)
 REFETCH = ("re-export the run (python -m experiments.export --workdir=RUN --out=DIR "
            "--overwrite) or download the package again")
 _LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
 _CHUNK = 1 << 20
 
 
-# ------------------------------------------------------------------ writing
-
-
-def write(out_dir: str, report: dict, *, net, variables, folded, run_dir: str) -> list:
-  """Writes the package files into the export directory `out_dir` (export.json and the
-  model files already there); `variables`: the trained network's, `folded`: the folded
-  `{'params': ...}`. Returns the names written. SHA256SUMS comes last."""
-  from jointrd_jax.deploy import card  # pylint: disable=g-import-not-at-top  # jax, results
-  from jointrd_jax.models import fold  # pylint: disable=g-import-not-at-top
-  arch = json.dumps(report.get("architecture") or {}, sort_keys=True)
-  save_safetensors(os.path.join(out_dir, SAFETENSORS_FOLDED), fold.to_numpy(folded["params"]),
-                   {"network": "folded", "architecture": arch})
-  trained = {k: variables[k] for k in ("params", "batch_stats") if k in variables}
-  save_safetensors(os.path.join(out_dir, SAFETENSORS_TRAINED), fold.to_numpy(trained),
-                   {"network": "trained", "architecture": arch})
-  from jointrd_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  config_path = os.path.join(run_dir, workdir_lib.CONFIG_FILE)
-  if os.path.isfile(config_path):
-    shutil.copyfile(config_path, os.path.join(out_dir, TRAINING_CONFIG_FILE))
-  text = card.render(report, run_dir=run_dir, net=net, variables=variables,
-                     files=sorted(os.listdir(out_dir)) + [CARD_FILE, CHECKSUMS_FILE])
-  with open(os.path.join(out_dir, CARD_FILE), "w", encoding="utf-8") as f:
-    f.write(text)
-  write_checksums(out_dir)
-  return [n for n in FILES if os.path.exists(os.path.join(out_dir, n))]
-
-
 def save_safetensors(path: str, flat: dict, metadata: dict | None = None) -> None:
   """`{'a/b/kernel': array}` as a safetensors file (string metadata in its header),
   written by `open` like every other file of the export (mode 0666 less the umask;
   `safetensors.numpy.save_file` creates it 0600)."""
-  from safetensors import numpy as st  # pylint: disable=g-import-not-at-top
   data = st.save({k: np.ascontiguousarray(v) for k, v in flat.items()},
                  metadata={"format": "np", **(metadata or {})})
   with open(path, "wb") as f:
@@ -86,7 +56,6 @@ def save_safetensors(path: str, flat: dict, metadata: dict | None = None) -> Non
 
 def load_safetensors(path: str) -> dict:
   """The nested tree of a safetensors file whose keys are '/'-joined paths."""
-  from safetensors import numpy as st  # pylint: disable=g-import-not-at-top
   try:
     flat = st.load_file(path)
   except Exception as e:  # pylint: disable=broad-except  # SafetensorError, OSError

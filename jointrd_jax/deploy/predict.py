@@ -41,16 +41,17 @@ import warnings
 from typing import Callable, Sequence
 
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from jointrd_jax import tensorflow_support
 from jointrd_jax.deploy import package
-from jointrd_jax.errors import UserError
 from jointrd_jax.deploy.files import (EXPORT_HINT, INPUT_NAME, ONNX_FILE,  # noqa: F401
                                       ONNX_INT8_FILE, OUTPUT_NAME, REPORT_FILE,
                                       SAVED_MODEL_DIR, TFLITE_FILE, TFLITE_INT8_FILE)
 from jointrd_jax.deploy.runtimes import (BATCH_PIXELS, MAX_BATCH, OnnxModel,  # noqa: F401
                                          SavedModel, TFLiteModel, batch_size, check_images,
                                          run_in_batches, tf_quiet)
+from jointrd_jax.errors import UserError
 
 FORMATS = ("tflite", "saved_model", "tflite_int8", "onnx", "onnx_int8")
 FORMAT_FILES = {"tflite": TFLITE_FILE, "saved_model": SAVED_MODEL_DIR,
@@ -194,7 +195,6 @@ def open_export(directory: str, fmt: str = "tflite", load: bool = True,
 def _to_mode(image, channels: int):
   """`image` as Pillow mode L (1 channel), RGB (3) or RGBA (4); 16-bit grayscale is
   scaled to 8 bits rather than clipped."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   if image.mode.startswith("I"):  # 16/32-bit integer grayscale (e.g. 16-bit PNGs)
     a = np.asarray(image).astype(np.float64)
     if a.max(initial=0) > 255:
@@ -222,7 +222,6 @@ def center_crop_box(width: int, height: int, crop_h: int, crop_w: int, resize: i
 
 def preprocess(image, image_shape, preprocessing: dict) -> np.ndarray:
   """A Pillow image -> uint8 [H, W, C] as the model takes it (see the module doc)."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   h, w, c = (int(d) for d in image_shape)
   image = _to_mode(image, c)
   if preprocessing.get("method") == "center_crop":
@@ -240,7 +239,6 @@ def preprocess(image, image_shape, preprocessing: dict) -> np.ndarray:
 def load_image(path: str, image_shape, preprocessing: dict) -> np.ndarray:
   """The image file at `path` preprocessed for the model; UserError naming the file if it
   is missing or cannot be decoded."""
-  from PIL import Image, ImageOps, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
   if not os.path.exists(path):
     raise UserError(f"image {path} does not exist.")
   if os.path.isdir(path):

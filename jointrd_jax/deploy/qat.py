@@ -41,12 +41,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jointrd_jax import losses
-from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.datasets import in_memory
 from jointrd_jax.deploy import checks
 from jointrd_jax.errors import UserError
+from jointrd_jax.methods import losses
 from jointrd_jax.models import layers
+from jointrd_jax.training import workdir as workdir_lib
 
 # Adam, not the recipe's SGD: the folded network has no BatchNorm, so its gradients differ
 # by orders of magnitude between layers (a RepVGG-style student's folded 3x3 kernels most);

@@ -27,7 +27,7 @@ import os
 import numpy as np
 
 from jointrd_jax import tensorflow_support
-from jointrd_jax.deploy.checks import _tf
+from jointrd_jax.deploy import formats, runtimes
 from jointrd_jax.deploy.files import INPUT_NAME
 from jointrd_jax.errors import UserError
 
@@ -49,7 +49,7 @@ def _batches(images: np.ndarray, batch: int = CALIBRATION_BATCH):
 
 def _saved_model_batch(saved_model_dir: str) -> int | None:
   """The static batch size of the SavedModel's `serving_default` input (None: dynamic)."""
-  tf = _tf()
+  tf = runtimes.tf_quiet()
   with tensorflow_support.stderr_silenced():
     fn = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
   return fn.structured_input_signature[1][INPUT_NAME].shape.as_list()[0]
@@ -59,8 +59,7 @@ def write_tflite_int8(saved_model_dir: str, path: str, calibration_images: np.nd
                       batch: int | None = None) -> int:
   """Full-integer int8 TFLite of the SavedModel; returns the file size in bytes.
   `batch`: the SavedModel's static batch size (None: read from its signature)."""
-  from jointrd_jax.deploy import formats  # pylint: disable=g-import-not-at-top
-  tf = _tf()
+  tf = runtimes.tf_quiet()
   if batch is None:
     batch = _saved_model_batch(saved_model_dir) or CALIBRATION_BATCH
   converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
@@ -83,7 +82,7 @@ def write_tflite_int8(saved_model_dir: str, path: str, calibration_images: np.nd
 def write_onnx_int8(onnx_path: str, path: str, calibration_images: np.ndarray) -> int:
   """ONNX Runtime static int8 quantization (QDQ) of `onnx_path`; returns the file size."""
   try:
-    from onnxruntime import quantization as q  # pylint: disable=g-import-not-at-top
+    from onnxruntime import quantization as q  # onnxruntime: imported where needed
   except ImportError as e:
     raise UserError("the int8 ONNX export needs ONNX Runtime: pip install onnxruntime "
                     f"(import failed: {e}).") from None

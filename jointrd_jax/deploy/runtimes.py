@@ -40,7 +40,7 @@ def _litert_interpreter(fallback: bool):
   cannot be imported, the deprecated `tf.lite` one with `fallback` (saying so on stderr),
   else a UserError."""
   try:
-    from ai_edge_litert import interpreter  # pylint: disable=g-import-not-at-top
+    from ai_edge_litert import interpreter  # LiteRT: imported where needed
     return interpreter.Interpreter, "ai_edge_litert"
   except ImportError as e:
     why = (f"LiteRT's interpreter (ai_edge_litert) cannot be imported here "
@@ -116,7 +116,7 @@ class OnnxModel:
 
   def __init__(self, path: str, threads: int | None = None):
     try:
-      import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+      import onnxruntime as ort  # onnxruntime: imported where needed
     except ImportError as e:
       raise UserError("running an ONNX model needs ONNX Runtime: pip install onnxruntime "
                       f"(import failed: {e}).") from None

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 
-from jointrd_jax import workdir
+from jointrd_jax.training import workdir
 from jointrd_jax.errors import UserError
 
 

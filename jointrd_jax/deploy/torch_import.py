@@ -36,6 +36,7 @@ could run code) is refused. torch is optional, imported only here.
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import shutil
 import warnings
@@ -44,9 +45,10 @@ from typing import Optional
 import jax
 import numpy as np
 
-from jointrd_jax import checkpoints, models, workdir as workdir_lib
-from jointrd_jax.models import dirac as dirac_lib
+from jointrd_jax import models
 from jointrd_jax.errors import UserError
+from jointrd_jax.models import dirac as dirac_lib
+from jointrd_jax.training import checkpoints, workdir as workdir_lib
 
 FORMATS = ("auto", "torchvision", "release")
 NETWORKS = ("teacher", "student")
@@ -57,7 +59,7 @@ _BN = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "runnin
 
 def _torch():
   try:
-    import torch  # pylint: disable=g-import-not-at-top
+    import torch  # PyTorch: optional, imported where needed
   except ImportError:
     raise UserError("importing PyTorch checkpoints needs PyTorch, an optional dependency: "
                     "pip install torch (the CPU build is enough).") from None
@@ -78,7 +80,6 @@ def read_checkpoint(path: str):
   if not os.path.isfile(path):
     raise UserError(f"--checkpoint={path}: no such file.")
   torch = _torch()
-  import pickle  # pylint: disable=g-import-not-at-top
   try:
     with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says more
       warnings.simplefilter("ignore", UserWarning)

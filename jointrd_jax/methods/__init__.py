@@ -6,7 +6,6 @@
 - `presets.py`: the named methods (`METHODS`), one line each;
 - `compose.py`: name + composition + settings -> `Method` (`build`);
 - `method.py`: `Method.loss_fn` / `eval_logits`, JointRD's hybrid paths;
-- `identity.py`: a run's name, table label and description from what it trains.
 
 Every module of this package is imported here, so a module of terms registers them by
 being in the package.
@@ -14,16 +13,13 @@ being in the package.
 import importlib
 import pkgutil
 
-from jointrd_jax.methods import identity
-from jointrd_jax.methods.compose import (LossConfig, build, method_label, needs_teacher,
+from jointrd_jax.methods.compose import (build, method_label, needs_teacher,
                                          parse_terms, per_run_words, resolve_terms)
 from jointrd_jax.methods.method import EVAL_HEADS, Method, hybrid_logits
 from jointrd_jax.methods.presets import (METHODS, TEACHER_TRAIN, TEACHER_UNSET, Preset,
                                          get_spec)
 from jointrd_jax.methods.terms import (NEEDS, TERMS, Inputs, Range, SettingError, Term, Weighted,
                                        combine, register)
-
-MethodSpec = Preset  # its name before methods were presets of terms
 
 for _module in pkgutil.iter_modules(__path__):
   importlib.import_module(f"{__name__}.{_module.name}")

@@ -1,5 +1,5 @@
 """The cross-entropy term: `CE(z_S, y)`, the batch mean of the softmax cross-entropy."""
-from jointrd_jax import losses
+from jointrd_jax.methods import losses
 from jointrd_jax.methods.terms import Term, register
 
 

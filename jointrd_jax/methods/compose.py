@@ -12,7 +12,6 @@ here from `num_epochs` (the run's length), unless its absolute number of epochs 
 '+b:0.5' = the preset's terms and these. E.g. `--config.method=jointrd
 --config.terms=+dkd:0.5`: JointRD's loss plus half a DKD term on the student's logits.
 """
-import dataclasses
 from typing import Mapping, Optional
 
 import jax.numpy as jnp
@@ -21,22 +20,6 @@ from jointrd_jax import models
 from jointrd_jax.errors import UserError
 from jointrd_jax.methods import presets, terms as terms_lib
 from jointrd_jax.methods.method import Method
-
-
-@dataclasses.dataclass(frozen=True)
-class LossConfig:
-  """The loss settings as one flat record (the API before terms had their own keys); still
-  accepted by `build`: its values are those of `kd`, `mse_all` (weight) and `jointrd`."""
-  kd_tau: float = 0.9
-  kd_temperature: float = 4.0
-  mse_alpha: float = 1e-3
-  jointrd_dc: float = 0.5
-  jointrd_decay_epochs: int = 60
-
-  def as_params(self) -> dict:
-    return {"kd": {"tau": self.kd_tau, "temperature": self.kd_temperature},
-            "mse_all": {"weight": self.mse_alpha},
-            "jointrd": {"dc": self.jointrd_dc, "decay_epochs": self.jointrd_decay_epochs}}
 
 
 def parse_terms(spec: str, preset: presets.Preset):
@@ -151,12 +134,10 @@ def needs_teacher(name: str, terms: str = "") -> bool:
 
 
 def build(name: str, *, arch: str, num_classes: int, width: int = 64, shortcuts: str = "",
-          dirac: str = "", teacher_arch: str = "", teacher_width: int = 0,
-          teacher_train: str = "frozen", dtype=jnp.float32,
-          loss_config: LossConfig = LossConfig(), conv: str = "", terms: str = "",
+          teacher_arch: str = "", teacher_width: int = 0,
+          teacher_train: str = "frozen", dtype=jnp.float32, conv: str = "", terms: str = "",
           loss_params: Optional[Mapping] = None, num_epochs: Optional[int] = None) -> Method:
-  """A `Method` for `name`; empty `shortcuts`/`conv` take the method's defaults (`dirac`
-  is `conv`'s former name).
+  """A `Method` for `name`; empty `shortcuts`/`conv` take the method's defaults.
 
   The teacher is always a ResNet (`shortcuts='all'`, plain convs) of `teacher_arch`
   (default: the student's arch) and `teacher_width` (default: the student's width); it
@@ -166,9 +147,7 @@ def build(name: str, *, arch: str, num_classes: int, width: int = 64, shortcuts:
   spec = presets.get_spec(name)
   if teacher_train not in presets.TEACHER_TRAIN:
     raise UserError(f"unknown teacher.train {teacher_train!r}; choose frozen or joint.")
-  params = {k: dict(v) for k, v in loss_config.as_params().items()}
-  defaults = LossConfig().as_params()
-  params = {t: {k: v for k, v in p.items() if v != defaults[t][k]} for t, p in params.items()}
+  params = {}
   for t, p in (loss_params or {}).items():
     params.setdefault(t, {}).update({k: v for k, v in (p or {}).items() if v is not None})
   weighted = resolve_terms(name, terms, params, num_epochs)
@@ -181,10 +160,8 @@ def build(name: str, *, arch: str, num_classes: int, width: int = 64, shortcuts:
   if teacher_train == "joint" and not any(w.name == "jointrd" for w in weighted):
     raise UserError(f"teacher.train='joint' is JointRD's option; method {name!r} uses a "
                     "frozen teacher.")
-  if dirac and conv and dirac != conv:
-    raise UserError(f"model.conv {conv!r} and model.dirac {dirac!r} disagree; set conv only.")
   student = models.build(arch, shortcuts or spec.student_shortcuts,
-                         conv=conv or dirac or spec.student_conv, num_classes=num_classes,
+                         conv=conv or spec.student_conv, num_classes=num_classes,
                          width=width, dtype=dtype)
   teacher = None
   if wants_teacher:

@@ -4,7 +4,7 @@ the classes (inter) and per class over each group of `intra_group` images (intra
 reference computes it per process, 64 images on one GPU on CIFAR (the default here), 32 per
 GPU on ImageNet (configs/imagenet/dist_dirac.py); a batch of at most `intra_group` images
 is one group. Weight 2 beside CE as the reference's CIFAR recipe."""
-from jointrd_jax import losses
+from jointrd_jax.methods import losses
 from jointrd_jax.methods.terms import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Term, register
 
 

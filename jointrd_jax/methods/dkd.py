@@ -1,7 +1,7 @@
 """Decoupled KD (`dkd`, Zhao et al., CVPR 2022): `w(e) T^2 (alpha TCKD + beta NCKD)`,
 target-class and non-target-class KD at temperature T, with the reference's linear warm-up
 `w(e) = min((e + 1) / W, 1)` (e: our 0-based epoch). The CE beside it is a `ce` term."""
-from jointrd_jax import losses
+from jointrd_jax.methods import losses
 from jointrd_jax.methods.terms import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, RUN_FRACTION,
                                        Term, register)
 

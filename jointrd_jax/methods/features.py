@@ -1,7 +1,7 @@
 """Feature distillation on the stage outputs (`mse_all`, the release's KD(MSE_ALL)):
 `sum_k sum_{h,w,c} (s_k - t_k)^2 / B` over the four pre-ReLU stage outputs; weighted by
 alpha = 1e-3 (its default weight)."""
-from jointrd_jax import losses
+from jointrd_jax.methods import losses
 from jointrd_jax.methods.terms import Term, register
 
 

@@ -1,6 +1,6 @@
 """Residual Distillation (`jointrd`): `1/4 [m(e) sum_{k=1..3} CE(z_Hk, y) + CE(z_S, y)]`,
 z_Hk the hybrid paths' logits, `m(e) = dc + (1 - dc) (1 + cos(pi min(e, E) / E)) / 2`."""
-from jointrd_jax import losses
+from jointrd_jax.methods import losses
 from jointrd_jax.methods.terms import AT_LEAST_ONE, FRACTION, RUN_FRACTION, Term, register
 
 

@@ -1,7 +1,7 @@
 """Hinton's KD on the logits (`kd`): `(1 - tau) CE(z_S, y) + tau t^2 KL(p_T^t || p_S^t)`;
 with `standardize`, both logits z-scored per example before the softmax (logit
 standardisation, Sun et al., CVPR 2024), `t` then being the base temperature."""
-from jointrd_jax import losses
+from jointrd_jax.methods import losses
 from jointrd_jax.methods.terms import FRACTION, POSITIVE, Term, register
 
 

@@ -17,7 +17,8 @@ from typing import Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from jointrd_jax import losses, models
+from jointrd_jax import models
+from jointrd_jax.methods import losses
 from jointrd_jax.methods import presets
 from jointrd_jax.methods.terms import Inputs, Weighted, combine
 

@@ -28,10 +28,6 @@ class Preset:
   def needs_teacher(self) -> bool:
     return self.teacher
 
-  @property
-  def student_dirac(self) -> str:  # the conv kind's name before other kinds existed
-    return self.student_conv
-
   def term_entries(self):
     """`[(name, {overrides})]`."""
     return [(t, {}) if isinstance(t, str) else (t[0], dict(t[1])) for t in self.terms]

@@ -22,7 +22,7 @@ from jointrd_jax.models.archs import (ARCHS, DESCRIPTION_FIELDS, SHORTCUTS, arch
 from jointrd_jax.models.convs import CONVS
 from jointrd_jax.models.layers import (BN_EPSILON, BN_MOMENTUM, DIRAC_MODES, Conv, ConvBN,
                                        conv_init, max_pool, relu_max_pool)
-from jointrd_jax.models.resnet import (CONV_SCOPE, DIRAC_SCOPE, EXPANSION, IMAGE_SIZE,
+from jointrd_jax.models.resnet import (CONV_SCOPE, EXPANSION, IMAGE_SIZE,
                                        NUM_CLASSES, NUM_STAGES, STEM, Block, FoldedConv, ResNet,
                                        block_units, shortcut_plan)
 

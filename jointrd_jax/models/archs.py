@@ -6,6 +6,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
+from jointrd_jax import compat
 from jointrd_jax.errors import UserError
 from jointrd_jax.models import convs, zoo
 from jointrd_jax.models.resnet import NUM_CLASSES, ResNet
@@ -44,20 +45,17 @@ def check_choice(what: str, value, choices) -> None:
     raise UserError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}.")
 
 
-def build(arch: str, shortcuts: str = "all", dirac: Optional[str] = None,
+@compat.renamed_keywords(dirac="conv")
+def build(arch: str, shortcuts: str = "all", conv: Optional[str] = None,
           num_classes: Optional[int] = None, width: int = 64, dtype=jnp.float32,
-          param_dtype=jnp.float32, folded: bool = False, *,
-          conv: Optional[str] = None) -> ResNet:
+          param_dtype=jnp.float32, folded: bool = False) -> ResNet:
   """The public constructor. Checks every choice and names the valid ones.
 
-  `conv`: the student's convolution kind (`convs.CONVS`: none, init, reparam, repvgg, ...);
-  `dirac` is its former name (either may be given). `num_classes` None: the variant's
-  (100 CIFAR, 1000 ImageNet). A zoo arch (`zoo.ZOO`) scales its reference channels by
-  `width / 64`.
+  `conv`: the student's convolution kind (`convs.CONVS`: none, init, reparam, repvgg, ...;
+  None: none). `num_classes` None: the variant's (100 CIFAR, 1000 ImageNet). A zoo arch
+  (`zoo.ZOO`) scales its reference channels by `width / 64`.
   """
-  if dirac is not None and conv is not None and dirac != conv:
-    raise UserError(f"conv {conv!r} and dirac {dirac!r} disagree; give conv only.")
-  conv = conv or dirac or "none"
+  conv = conv or "none"
   check_choice("arch", arch, arch_names())
   check_choice("shortcut policy", shortcuts, SHORTCUTS)
   check_choice("conv", conv, convs.CONVS)
@@ -110,13 +108,11 @@ def describe(net: ResNet) -> dict:
 
 
 def from_description(desc: dict, dtype=None, **overrides) -> ResNet:
-  """The network `describe` described (also a description written before conv kinds had
-  their own name, whose `dirac` field is the conv kind), with `overrides` of any field."""
+  """The network `describe` described (also an old one: `compat.network_fields`), with
+  `overrides` of any field."""
   if zoo.is_zoo(desc):
-    return zoo.from_description(desc, dtype, **overrides)
-  kw = dict(desc, **overrides)
-  if "dirac" in kw:
-    kw.setdefault("conv", kw.pop("dirac"))
+    return zoo.from_description(compat.network_fields(desc), dtype, **overrides)
+  kw = dict(compat.network_fields(desc), **overrides)
   unknown = sorted(set(kw) - {f.name for f in dataclasses.fields(ResNet)})
   if unknown:
     raise UserError(f"the network description has unknown fields {unknown}; it was written "

@@ -50,7 +50,6 @@ CONV_SCOPE = {
     ("imagenet", "bottleneck"): ("conv1", "conv2", "conv3", "shortcut"),
     ("imagenet", "basic"): ("conv1", "conv2", "shortcut"),
 }
-DIRAC_SCOPE = CONV_SCOPE  # its name before conv kinds other than Dirac existed
 # The images (H = W) and classes each variant is made for: defaults only, any size runs.
 IMAGE_SIZE = {"cifar": 32, "imagenet": 224}
 NUM_CLASSES = {"cifar": 100, "imagenet": 1000}
@@ -205,12 +204,6 @@ class ResNet(nn.Module):
                       kernel_init=torch_linear_init(x.shape[-1]),
                       bias_init=torch_linear_init(x.shape[-1]), name="head")(x)
     return logits, tuple(feats)
-
-  @property
-  def dirac(self) -> str:
-    """The conv kind when it is a Dirac mode, else 'none' (this field's name before other
-    conv kinds existed)."""
-    return self.conv if self.conv in ("init", "reparam") else "none"
 
   @property
   def plan(self):

@@ -18,8 +18,8 @@
 4. **tracks** them (`tracking`): a status table (done / running / waiting / failed, epoch,
    ETA, where each run is) on stdout on every change and every `status_every_s`, also in
    `DIR/status.txt` and `status.json`;
-5. **aggregates** the finished runs into `DIR/results.{md,csv,png}` (`jointrd_jax.results`),
-   also when some runs failed or the sweep was interrupted.
+5. **aggregates** the finished runs into `DIR/results.{md,csv,png}`
+   (`jointrd_jax.training.results`), also when some runs failed or the sweep was interrupted.
 
 The teacher: one ResNet for the whole sweep, as the paper (one pretrained teacher; the seeds
 measure the spread of the student given it). It is `teacher_checkpoint` when given, else it
@@ -35,8 +35,8 @@ import signal
 import time
 from typing import Callable, Dict, List, Optional
 
-from jointrd_jax import reporting, results
-from jointrd_jax import workdir as workdir_lib
+from jointrd_jax.training import reporting, results
+from jointrd_jax.training import workdir as workdir_lib
 from jointrd_jax.errors import UserError
 from jointrd_jax.sweep import devices, local, planning, slurm
 from jointrd_jax.sweep.devices import detect_accelerators, slot_envs, slots

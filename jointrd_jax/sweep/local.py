@@ -6,7 +6,7 @@ import subprocess
 import time
 from typing import Callable, List
 
-from jointrd_jax import workdir as workdir_lib
+from jointrd_jax.training import workdir as workdir_lib
 from jointrd_jax.sweep import planning
 from jointrd_jax.sweep.devices import Slot
 from jointrd_jax.sweep.planning import (BLOCKED, COMPLETE, DONE, FAILED, RUNNING, STOPPED,

@@ -11,8 +11,8 @@ from typing import Any, List, Optional
 from etils import epath
 
 from jointrd_jax import methods as methods_lib
-from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.errors import UserError
+from jointrd_jax.training import run_setup, teachers, workdir as workdir_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]  # holds experiments/ and configs/
 FROM_JSON = ROOT / "configs" / "from_json.py"
@@ -213,7 +213,6 @@ def is_finished(workdir: str, config) -> bool:
 
 def plan(sc, workdir: str) -> Plan:
   """The runs of the sweep config `sc` under `workdir`, teacher first, then seed by seed."""
-  from jointrd_jax import train  # pylint: disable=g-import-not-at-top
 
   check_sweep_config(sc)
   wd = os.path.abspath(workdir)
@@ -239,7 +238,7 @@ def plan(sc, workdir: str) -> Plan:
       note = (f"Teacher: the given ResNet run {teacher_dir}, frozen, the same for every "
               "distillation run and seed.")
     else:
-      t_cfg = train.teacher_config(base)
+      t_cfg = teachers.teacher_config(base)
       t_cfg.seed = sc.teacher_seed
       own = run_config(base, "resnet", sc.teacher_seed, "")
       if ("resnet" in ms and sc.teacher_seed in seeds
@@ -270,7 +269,7 @@ def plan(sc, workdir: str) -> Plan:
         r.needs = teacher_name
       runs.append(r)
   for r in runs:
-    train.validate(r.config)
+    run_setup.validate(r.config)
   return Plan(wd, runs, ms, seeds, teacher_dir, note, int(base.holdout))
 
 

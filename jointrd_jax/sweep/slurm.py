@@ -18,8 +18,9 @@ from typing import Callable, Dict, List, Optional
 
 from jointrd_jax.errors import UserError
 from jointrd_jax.sweep import planning
-from jointrd_jax.sweep.planning import (BLOCKED, DONE, FAILED, LOGS_SUBDIR, RUNNING,
-                                        SLURM_SUBDIR, WAITING, Plan, Run)
+from jointrd_jax.sweep.local import done_line
+from jointrd_jax.sweep.planning import (BLOCKED, DONE, FAILED, LOGS_SUBDIR, RUNNING, SLURM_SUBDIR,
+                                        WAITING, Plan, Run)
 from jointrd_jax.sweep.tracking import Reporter, last_line
 
 JOBS_JSON = "jobs.json"
@@ -226,7 +227,6 @@ def _ended(p: Plan, r: Run, teacher: Optional[Run], seen_running: bool) -> None:
 def wait(p: Plan, sc, *, say: Callable[[str], None], poll_s: float = 5.0) -> None:
   """Polls squeue until every submitted run's job has ended; keeps the runs' states (and
   the status table) up to date. Raises KeyboardInterrupt / Terminated to stop waiting."""
-  from jointrd_jax.sweep.local import done_line  # pylint: disable=g-import-not-at-top
   runs = [r for r in p.runs if r.job]
   teacher = next((r for r in runs if r.is_teacher), None)
   ids = sorted({r.job.split("_")[0] for r in runs}, key=_numeric)

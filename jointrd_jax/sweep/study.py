@@ -17,11 +17,11 @@ from typing import Callable, List, Optional
 
 import ml_collections
 
-from jointrd_jax import reporting, results
 from jointrd_jax import sweep as sweep_lib
-from jointrd_jax import workdir as workdir_lib
 from jointrd_jax.errors import UserError
 from jointrd_jax.sweep import planning, study_report
+from jointrd_jax.training import reporting, results
+from jointrd_jax.training import workdir as workdir_lib
 
 SWEEP_KEYS = ("launcher", "parallel", "runs_per_device", "platform", "devices", "slurm",
               "status_every_s")

@@ -8,7 +8,7 @@ from typing import Dict, Mapping, Sequence
 
 from etils import epath
 
-from jointrd_jax import recipes, reporting, results
+from jointrd_jax.training import recipes, reporting, results
 
 CSV_FIELDS = ("cell", "group", "arch", "width", "num_epochs", "variant", "changes", "method",
               "label", "n_seeds", "seeds", "final_top1_mean", "final_top1_std",

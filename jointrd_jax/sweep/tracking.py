@@ -6,7 +6,7 @@ import re
 import time
 from typing import Callable, Optional
 
-from jointrd_jax import reporting
+from jointrd_jax.training import reporting
 from jointrd_jax.sweep.planning import (COMPLETE, DONE, FAILED, BLOCKED, FINISHED, RUNNING,
                                         STATES, STATUS_JSON, STATUS_TXT, STOPPED, TEACHER,
                                         WAITING, Plan, Run, write_text)

@@ -3,8 +3,9 @@
 import jax
 import jax.numpy as jnp
 
-from jointrd_jax import datasets, feeds, methods, models, recipes, teachers
+from jointrd_jax import compat, datasets, methods, models
 from jointrd_jax.errors import UserError
+from jointrd_jax.training import feeds, recipes, teachers
 
 
 def validate(config) -> None:
@@ -41,6 +42,7 @@ def validate(config) -> None:
     if value and value not in models.CONVS:
       raise UserError(f"unknown conv {value!r}; choose one of {', '.join(models.CONVS)} "
                       f"(--config.{key}).")
+  compat.conv_of_model(config.model)  # model.dirac: conv's former key, the same or unset
   try:  # the terms and their settings (names, weights, ranges), before anything is loaded
     weighted = methods.resolve_terms(config.method, config.terms, config.loss.to_dict(),
                                      config.num_epochs)
@@ -120,7 +122,7 @@ def build_method(config, num_classes: int) -> methods.Method:
   dtype = jnp.bfloat16 if half_precision(config) else jnp.float32
   return methods.build(
       config.method, arch=config.model.arch, num_classes=num_classes, width=config.model.width,
-      shortcuts=config.model.shortcuts, conv=config.model.conv, dirac=config.model.dirac,
+      shortcuts=config.model.shortcuts, conv=compat.conv_of_model(config.model),
       teacher_arch=config.teacher.arch, teacher_width=config.teacher.width,
       teacher_train=config.teacher.train, dtype=dtype, terms=config.terms,
       loss_params=config.loss.to_dict(), num_epochs=config.num_epochs)

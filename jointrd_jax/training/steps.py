@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jointrd_jax import methods, models, optim, sharding
+from jointrd_jax import methods, models, sharding
+from jointrd_jax.training import optim
 
 # On XLA:CPU, LLVM's optimisation passes dominate the compilation of the initialisation
 # (seconds for a small net: threefry and the initializers, run once). Level 0 compiles it

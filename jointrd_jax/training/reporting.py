@@ -16,9 +16,11 @@ import datetime
 import json
 import logging as py_logging
 import math
+import os
 import sys
 import time
 import types
+import warnings
 
 import jax
 from absl import logging
@@ -58,7 +60,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
   """Python's warnings (`warnings.warn`) as log records, one line each: `message
   (Category, file.py:N)`."""
   del file, line
-  import os  # pylint: disable=g-import-not-at-top
   where = f"{os.path.basename(str(filename))}:{lineno}"
   py_logging.getLogger("py.warnings").warning("%s (%s, %s)", str(message).strip(),
                                               category.__name__, where)
@@ -69,7 +70,6 @@ def use_one_log_format() -> None:
   `app.run` (absl's handler) and outside it: a script's root logger, which absl's first
   record outside `app.run` gives `logging.basicConfig`'s plain stream handler. Python's
   warnings become log records too (one line each, same format)."""
-  import warnings  # pylint: disable=g-import-not-at-top
   warnings.showwarning = _show_warning
   formatter = _Formatter()
   logging.get_absl_handler().python_handler.setFormatter(formatter)
@@ -98,7 +98,7 @@ def _tensorboard_writer(logdir: str):
   if "://" not in logdir and "tensorflow" not in sys.modules:
     # The switch tensorboard's build offers as //tensorboard/compat:no_tensorflow.
     sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("notf"))
-  from tensorboard.summary import Writer  # pylint: disable=g-import-not-at-top
+  from tensorboard.summary import Writer  # TensorBoard (TensorFlow's): imported where needed
   return Writer(logdir)
 
 
@@ -148,7 +148,7 @@ def read_metrics(workdir) -> list:
 def integer_epoch_axis(ax, epochs) -> None:
   """An x axis of whole epochs: ticks at integers only, the view half an epoch beyond the
   first and last epoch plotted (so one epoch gets the single tick 1, two epochs 1 and 2)."""
-  from matplotlib.ticker import MaxNLocator  # pylint: disable=g-import-not-at-top
+  from matplotlib.ticker import MaxNLocator  # matplotlib (~1.5 s): only where a plot is drawn
   epochs = list(epochs)
   if epochs:
     ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
@@ -166,7 +166,7 @@ def series_styles(n: int) -> list:
   """`n` dicts of `color`, `linestyle` and `marker` (keywords of `Axes.plot`), distinct as
   (colour, line style, marker) tuples for up to 280 series: series i has tab10 colour
   i mod 10, line style i // 10 (mod 4) and marker i mod 7."""
-  from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
+  from matplotlib import colormaps  # matplotlib (~1.5 s): only where a plot is drawn
   colours = colormaps["tab10"].colors
   return [{"color": colours[i % 10],
            "linestyle": SERIES_LINESTYLES[(i // 10) % len(SERIES_LINESTYLES)],
@@ -177,9 +177,9 @@ def learning_curves_figure(records, title: str = "", network: str = "student"):
   """A matplotlib Figure (Agg) of a run's `metrics.jsonl` records: the training loss and
   the top-1 of every head per epoch (the trained network labelled `network`; the teacher
   and the hybrid paths where they exist)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib  # matplotlib (~1.5 s): only where a plot is drawn
   matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib import pyplot as plt  # matplotlib (~1.5 s): only where a plot is drawn
 
   evals = [r for r in records if r["split"] == "eval"]
   epochs = [r["epoch"] for r in evals]
@@ -206,7 +206,7 @@ def learning_curves_figure(records, title: str = "", network: str = "student"):
 
 def plot_learning_curves(workdir, title: str = "", network: str = "student") -> epath.Path:
   """`workdir/learning_curves.png` (`learning_curves_figure` of its `metrics.jsonl`)."""
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib import pyplot as plt  # matplotlib (~1.5 s): only where a plot is drawn
   fig = learning_curves_figure(read_metrics(workdir), title, network)
   path = epath.Path(workdir) / CURVES_FILE
   with path.open("wb") as f:

@@ -13,9 +13,10 @@ import dataclasses
 import jax
 from etils import epath
 
-from jointrd_jax import checkpoints, methods, models, reporting, sharding
+from jointrd_jax import methods, models, sharding
+from jointrd_jax.training import checkpoints, reporting
 from jointrd_jax.models import fold as fold_lib
-from jointrd_jax import workdir as workdir_lib
+from jointrd_jax.training import workdir as workdir_lib
 from jointrd_jax.errors import UserError
 
 TEACHER_SUBDIR = "teacher"

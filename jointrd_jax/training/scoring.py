@@ -29,8 +29,9 @@ import numpy as np
 from etils import epath
 
 from configs import from_json
-from jointrd_jax import checkpoints, datasets, evaluation, models, reporting, run_setup
-from jointrd_jax import sharding, steps, workdir as workdir_lib
+from jointrd_jax import datasets, models, sharding
+from jointrd_jax.training import checkpoints, evaluation, reporting, run_setup, steps
+from jointrd_jax.training import workdir as workdir_lib
 from jointrd_jax.errors import UserError
 
 SPLITS = ("test", "train", "holdout")
@@ -187,9 +188,9 @@ def write(out_dir: epath.Path, metrics: dict, confusion: np.ndarray, names, titl
 def confusion_figure(confusion: np.ndarray, names, title: str = ""):
   """A matplotlib Figure (Agg): each row as fractions of its class, every class named on
   both axes (small print for many classes), the counts in the cells up to 20 classes."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib  # matplotlib (~1.5 s): only where a plot is drawn
   matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib import pyplot as plt  # matplotlib (~1.5 s): only where a plot is drawn
   k = len(names)
   rows = confusion.sum(1, keepdims=True)
   frac = confusion / np.maximum(rows, 1)

@@ -7,7 +7,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 
-class _Interruption:
+class Interruption:
   """SIGTERM (preemption) and SIGINT (Ctrl-C) ask the loop to checkpoint and stop.
 
   `signum` is the first of them received (0: none). A second Ctrl-C aborts at once
@@ -39,7 +39,7 @@ class _Interruption:
       signal.signal(sig, old)
 
 
-def _stop_now(interruption, steps_done_in_epoch=None, every=1) -> int:
+def stop_now(interruption, steps_done_in_epoch=None, every=1) -> int:
   """The signal to checkpoint and stop for (SIGTERM or SIGINT; 0: go on), decided alike by
   every process.
 

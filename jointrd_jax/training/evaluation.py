@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jointrd_jax import methods
-from jointrd_jax.steps import make_eval_step
+from jointrd_jax.training.steps import make_eval_step
 
 
 def evaluate(eval_step, state, teacher_vars, batches, num_eval: int) -> dict:

@@ -14,7 +14,8 @@ import tempfile
 import jax
 from etils import epath
 
-from jointrd_jax import methods, recipes
+from jointrd_jax import methods
+from jointrd_jax.training import recipes
 from jointrd_jax.errors import UserError
 
 CONFIG_FILE = "config.json"

@@ -18,10 +18,10 @@ import functools
 import importlib
 from typing import Mapping, Optional, Sequence, Tuple
 
-from jointrd_jax import models
-from jointrd_jax import workdir as workdir_lib
+from jointrd_jax import compat, models
 from jointrd_jax.datasets import sources
 from jointrd_jax.methods import compose, presets, terms as terms_lib
+from jointrd_jax.training import workdir as workdir_lib
 
 # A conv kind (`models.CONVS`) as an adjective of the network.
 CONV_WORDS = {"none": "plain", "init": "Dirac-initialised", "reparam": "Dirac",
@@ -141,7 +141,7 @@ def _get(cfg: Mapping, *keys, default=""):
 
 
 def _conv(cfg: Mapping) -> str:
-  return _get(cfg, "model", "conv") or _get(cfg, "model", "dirac")
+  return compat.conv_of_model(cfg.get("model") or {})
 
 
 def is_imagenet_recipe(cfg: Mapping) -> bool:

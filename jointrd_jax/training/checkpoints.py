@@ -15,7 +15,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-from jointrd_jax import models, workdir as workdir_lib
+from jointrd_jax import models
+from jointrd_jax.training import workdir as workdir_lib
 from jointrd_jax.errors import UserError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -152,3 +153,9 @@ def save_network(run_dir: str, net: models.ResNet, variables, *, image_shape, co
   ckpt = Checkpoints(run_dir)
   ckpt.save(0, state, meta)
   ckpt.close()
+
+
+def abstract(state):
+  """The restore target of a state as it is: each array's shape, dtype and sharding."""
+  return jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
