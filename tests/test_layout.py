@@ -3,6 +3,7 @@ jointrd_jax; imports at the top of the file, except the listed, commented places
 module imports another's private name."""
 import ast
 import linecache
+import pathlib
 import re
 
 from tests import layout_figures as figures
@@ -77,3 +78,16 @@ def test_the_figures_find_cycles_and_resolve_relative_imports():
   node = ast.parse("from . import card").body[0]
   assert imported(node, "jointrd_jax.deploy", True) == ["jointrd_jax.deploy",
                                                         "jointrd_jax.deploy.card"]
+
+
+def test_no_test_file_imports_another_test_file():
+  """Shared test code lives in conftest.py or a helpers module, never in a test file."""
+  tests = pathlib.Path(__file__).resolve().parent
+  wrong = []
+  for path in sorted(tests.glob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text())):
+      names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+               [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+      wrong += [f"{path.name}: {n}" for n in names
+                if re.fullmatch(r"(tests\.)?test_\w+", n)]
+  assert not wrong, wrong

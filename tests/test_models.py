@@ -10,6 +10,7 @@ from jointrd_jax import models
 from jointrd_jax.models import dirac, fold
 from jointrd_jax.training import checkpoints
 from jointrd_jax.errors import UserError
+from model_helpers import randomise
 
 # Reference §1, parameter counts with C=100 (the official modules, unused ones excluded).
 COUNTS = {
@@ -283,23 +284,6 @@ def test_no_shortcut_parameters_in_strict_plain_net():
 # ----------------------------------------------------------------- Forward and fold
 
 
-def _randomise(variables, key):
-  """Non-trivial BN statistics, BN affine and Dirac a, b."""
-  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(variables))
-  keys = jax.random.split(key, len(flat))
-  out = {}
-  for k, (path, leaf) in zip(keys, sorted(flat.items())):
-    name = path[-1]
-    if name == "var":
-      leaf = jax.random.uniform(k, leaf.shape, minval=0.5, maxval=2.0)
-    elif name in ("mean", "bias"):
-      leaf = 0.2 * jax.random.normal(k, leaf.shape)
-    elif name in ("scale", dirac.A_NAME, dirac.B_NAME):
-      leaf = jax.random.uniform(k, leaf.shape, minval=0.5, maxval=1.5)
-    out[path] = leaf
-  return flax.traverse_util.unflatten_dict(out)
-
-
 def _f32_tolerance(net, logits):
   """Folded and unfolded networks differ by float32 rounding only (unit roundoff u =
   2^-24): the folded kernel W * s and bias beta - mu * s are rounded once, and the sums run
@@ -324,7 +308,7 @@ def _f32_tolerance(net, logits):
 ])
 def test_fold_gives_same_logits(arch, shortcuts, mode, size):
   net = models.build(arch, shortcuts, mode, width=4, num_classes=10)
-  variables = _randomise(models.init(net, jax.random.key(0), (size, size, 3)), jax.random.key(1))
+  variables = randomise(models.init(net, jax.random.key(0), (size, size, 3)), jax.random.key(1))
   folded_net, folded = fold.fold(net, variables)
   assert folded_net.variant == net.variant
   x = jax.random.normal(jax.random.key(2), (4, size, size, 3))
@@ -353,7 +337,7 @@ def test_relu_max_pool_equals_relu_of_the_minus_inf_padded_pool():
 @pytest.mark.parametrize("arch,size", [("resnet18", 32), ("imagenet_resnet10", 64)])
 def test_start_stage_runs_later_stages_on_given_features(arch, size):
   net = models.build(arch, width=4, num_classes=10)
-  variables = _randomise(models.init(net, jax.random.key(0), (size, size, 3)), jax.random.key(1))
+  variables = randomise(models.init(net, jax.random.key(0), (size, size, 3)), jax.random.key(1))
   x = jax.random.normal(jax.random.key(2), (3, size, size, 3))
   logits, feats = net.apply(variables, x)
   for k in (1, 2, 3):

@@ -15,7 +15,7 @@ from jointrd_jax.deploy import card
 from jointrd_jax.errors import UserError
 from jointrd_jax.models import fold
 from jointrd_jax.models.zoo.wrn import PreActWRN
-from tests.test_models import _randomise
+from model_helpers import randomise
 
 # ------------------------------------------------ The reference modules' parameter counts
 # PyTorch `sum(p.numel() for p in net.parameters())` of the RepDistiller modules (the same
@@ -212,7 +212,7 @@ def _small(arch, shortcuts, conv):
   with random BN statistics."""
   net = models.build(arch, shortcuts, conv=conv, width=_width(arch), num_classes=10)
   variables = jax.jit(lambda key: models.init(net, key))(jax.random.key(0))
-  return net, _randomise(variables, jax.random.key(1))
+  return net, randomise(variables, jax.random.key(1))
 
 
 def _width(arch):
