@@ -15,7 +15,7 @@ from jointrd_jax import methods
 from jointrd_jax.training import run_setup, teachers, workdir
 from jointrd_jax.errors import UserError
 from jointrd_jax.methods import terms as terms_lib
-from jointrd_jax.sweep import planning
+from jointrd_jax.sweep import planning, study
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -180,10 +180,15 @@ def test_every_config_its_teacher_and_every_sweep_run_validate():
         run_setup.validate(c)
         run_setup.validate(teachers.teacher_config(c))
         continue
-      planning.check_base_settings(c)
-      run_setup.validate(teachers.teacher_config(c.base))
-      for m in c.methods:
-        run_setup.validate(planning.run_config(c.base, m, 0, "/teacher"))
+      # A study (configs/study_digits.py) is many sweeps: each of its cells is checked.
+      sweeps = ([study.sweep_config(c, cell, "/w") for cell in study.cells(c)]
+                if "groups" in c else [c])
+      for s in sweeps:
+        # (the study's npz is written by a command; its presence is tested in test_study)
+        (planning.check_sweep_config if "groups" in c else planning.check_base_settings)(s)
+        run_setup.validate(teachers.teacher_config(s.base))
+        for m in s.methods:
+          run_setup.validate(planning.run_config(s.base, m, 0, "/teacher"))
 
 
 def test_the_sweeps_shared_settings_go_to_the_runs_they_apply_to():
