@@ -60,3 +60,16 @@ def test_every_imported_module_comes_from_requirements_txt():
     if not dists & required:
       missing.append(f"{module} ({where}; from {sorted(dists) or 'no installed package'})")
   assert not missing, "imported but not in requirements.txt: " + ", ".join(missing)
+
+
+def test_ci_runs_every_pytorch_test_file_in_its_pytorch_stage():
+  """The suite's first CI run has no PyTorch, so a test file that skips without it
+  (`torch = pytest.importorskip(...)`) runs only if .ci/run names it in the PyTorch stage."""
+  ci = (REPO / ".ci" / "run").read_text()
+  stage = ci[ci.index("pip install -q --disable-pip-version-check torch"):]
+  skips = re.compile(r"^\s*torch = pytest\.importorskip\([\"']torch[\"']\)", re.MULTILINE)
+  needs_torch = sorted(p.name for p in (REPO / "tests").glob("test_*.py")
+                       if skips.search(p.read_text()))
+  assert "test_zoo_torch.py" in needs_torch  # the search finds what it should
+  missing = [name for name in needs_torch if f"tests/{name}" not in stage]
+  assert not missing, f"add to .ci/run's PyTorch stage: {missing}"
