@@ -133,6 +133,23 @@ def load_tfds(name: str, pretty: str, data_dir: str, download: bool, host: str =
 def load_npz(path: str):
   """Validated (x_train, y_train, x_test, y_test) from an .npz file."""
   where = f"npz:{path}"
+  arrays = _read_npz(path, where)
+  for split in ("train", "test"):
+    arrays[f"y_{split}"] = _checked_split(where, split, arrays[f"x_{split}"],
+                                          arrays[f"y_{split}"])
+  if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+    raise UserError(f"{where}: x_train images are {arrays['x_train'].shape[1:]} but x_test "
+                    f"images are {arrays['x_test'].shape[1:]}; {_NPZ_FORMAT}.")
+  if not len(arrays["y_train"]) or not len(arrays["y_test"]):
+    raise UserError(f"{where}: empty split (x_train {len(arrays['y_train'])}, x_test "
+                    f"{len(arrays['y_test'])} images); {_NPZ_FORMAT}.")
+  if min(arrays["x_train"].shape[1:]) == 0:
+    raise UserError(f"{where}: empty image shape {arrays['x_train'].shape[1:]}; {_NPZ_FORMAT}.")
+  return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
+
+
+def _read_npz(path: str, where: str) -> dict:
+  """The four arrays of the file, or one line saying why it cannot be read."""
   if not path or not os.path.isfile(path):
     raise UserError(f"{where}: no such file; {_NPZ_FORMAT}.")
   if not zipfile.is_zipfile(path):
@@ -144,7 +161,7 @@ def load_npz(path: str):
       if missing:
         raise UserError(f"{where}: missing key(s) {', '.join(missing)} (has "
                         f"{', '.join(f.files) or 'none'}); {_NPZ_FORMAT}.")
-      arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+      return {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
   except UserError:
     raise
   except ValueError as e:
@@ -156,46 +173,38 @@ def load_npz(path: str):
     raise UserError(f"{where}: cannot be read as .npz ({type(e).__name__}: {e}); "
                     f"{_NPZ_FORMAT}.") from e
 
-  for split in ("train", "test"):
-    x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-    if x.dtype != np.uint8:
-      raise UserError(f"{where}: x_{split} has dtype {x.dtype}, not uint8; {_NPZ_FORMAT}.")
-    if x.ndim != 4:
-      raise UserError(f"{where}: x_{split} has shape {x.shape}, not rank 4 [N,H,W,C]; "
-                      f"{_NPZ_FORMAT}.")
-    if x.shape[-1] not in (1, 3, 4):
-      hint = (" (NCHW? transpose it with x.transpose(0, 2, 3, 1))"
-              if x.shape[1] in (1, 3, 4) else "")
-      raise UserError(f"{where}: x_{split} has shape {x.shape}, whose last axis "
-                      f"({x.shape[-1]}) is not a channel count: images must be NHWC{hint}; "
-                      f"{_NPZ_FORMAT}.")
-    if not np.issubdtype(y.dtype, np.integer):
-      raise UserError(f"{where}: y_{split} has dtype {y.dtype}, not an integer type; "
-                      f"{_NPZ_FORMAT}.")
-    if y.ndim == 2 and y.shape[1] == 1:  # keras-style [N, 1] labels
-      y = y[:, 0]
-    if y.ndim != 1:
-      raise UserError(f"{where}: y_{split} has shape {y.shape}, not rank 1 [N]; "
-                      f"{_NPZ_FORMAT}.")
-    if len(y) != len(x):
-      raise UserError(f"{where}: y_{split} has {len(y)} labels but x_{split} has "
-                      f"{len(x)} images; {_NPZ_FORMAT}.")
-    if len(y) and y.min() < 0:
-      raise UserError(f"{where}: y_{split} has negative labels (min {y.min()}); "
-                      f"{_NPZ_FORMAT}.")
-    if len(y) and y.max() >= 2**31 - 1:
-      raise UserError(f"{where}: y_{split} has labels too large for int32 "
-                      f"(max {y.max()}); {_NPZ_FORMAT}.")
-    arrays[f"y_{split}"] = y
-  if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
-    raise UserError(f"{where}: x_train images are {arrays['x_train'].shape[1:]} but x_test "
-                    f"images are {arrays['x_test'].shape[1:]}; {_NPZ_FORMAT}.")
-  if not len(arrays["y_train"]) or not len(arrays["y_test"]):
-    raise UserError(f"{where}: empty split (x_train {len(arrays['y_train'])}, x_test "
-                    f"{len(arrays['y_test'])} images); {_NPZ_FORMAT}.")
-  if min(arrays["x_train"].shape[1:]) == 0:
-    raise UserError(f"{where}: empty image shape {arrays['x_train'].shape[1:]}; {_NPZ_FORMAT}.")
-  return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
+
+def _checked_split(where: str, split: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+  """Checks one split's images and labels; returns the labels as rank 1 ([N, 1] allowed)."""
+  if x.dtype != np.uint8:
+    raise UserError(f"{where}: x_{split} has dtype {x.dtype}, not uint8; {_NPZ_FORMAT}.")
+  if x.ndim != 4:
+    raise UserError(f"{where}: x_{split} has shape {x.shape}, not rank 4 [N,H,W,C]; "
+                    f"{_NPZ_FORMAT}.")
+  if x.shape[-1] not in (1, 3, 4):
+    hint = (" (NCHW? transpose it with x.transpose(0, 2, 3, 1))"
+            if x.shape[1] in (1, 3, 4) else "")
+    raise UserError(f"{where}: x_{split} has shape {x.shape}, whose last axis "
+                    f"({x.shape[-1]}) is not a channel count: images must be NHWC{hint}; "
+                    f"{_NPZ_FORMAT}.")
+  if not np.issubdtype(y.dtype, np.integer):
+    raise UserError(f"{where}: y_{split} has dtype {y.dtype}, not an integer type; "
+                    f"{_NPZ_FORMAT}.")
+  if y.ndim == 2 and y.shape[1] == 1:  # keras-style [N, 1] labels
+    y = y[:, 0]
+  if y.ndim != 1:
+    raise UserError(f"{where}: y_{split} has shape {y.shape}, not rank 1 [N]; "
+                    f"{_NPZ_FORMAT}.")
+  if len(y) != len(x):
+    raise UserError(f"{where}: y_{split} has {len(y)} labels but x_{split} has "
+                    f"{len(x)} images; {_NPZ_FORMAT}.")
+  if len(y) and y.min() < 0:
+    raise UserError(f"{where}: y_{split} has negative labels (min {y.min()}); "
+                    f"{_NPZ_FORMAT}.")
+  if len(y) and y.max() >= 2**31 - 1:
+    raise UserError(f"{where}: y_{split} has labels too large for int32 "
+                    f"(max {y.max()}); {_NPZ_FORMAT}.")
+  return y
 
 
 def synthetic_arrays(train_size: int, test_size: int, num_classes: int, image_size: int):

@@ -201,9 +201,44 @@ def finetune(net, params, data: TrainData, calibration_images: np.ndarray, *, ep
   total = epochs * steps_per_epoch
   schedule = optax.cosine_decay_schedule(learning_rate, max(total, 1))
   tx = optax.adam(schedule)
+  step = _train_step(net, tx, data, simulate)
+  recorder = jax.jit(apply_fn(net, record=True))  # compiled once, calibrates every epoch
+  params0 = jax.tree_util.tree_map(jnp.asarray, params)
+  params = params0
+  opt_state = tx.init(params)
+  rng = np.random.default_rng(seed)
+  key = jax.random.key(seed)
+  t0 = last = time.perf_counter()
+  history = []
+  for epoch in range(epochs):
+    ranges = calibrate(net, params, calibration_images, data.mean, data.std, record=recorder)
+    ranges_dev = jax.tree_util.tree_map(jnp.asarray, ranges)
+    order = rng.permutation(n)
+    sums = {}
+    for s in range(steps_per_epoch):
+      index = jnp.asarray(order[s * batch_size:(s + 1) * batch_size])
+      params, opt_state, m = step(params, params0, opt_state, ranges_dev, index,
+                                  jax.random.fold_in(key, epoch * steps_per_epoch + s))
+      for k, v in m.items():
+        sums[k] = sums.get(k, 0.0) + float(v)
+    means = {k: v / max(steps_per_epoch, 1) for k, v in sums.items()}
+    now = time.perf_counter()  # this epoch's seconds (its calibration included)
+    history.append(dict(epoch=epoch + 1, **means, seconds=now - last))
+    last = now
+    log(f"qat epoch {epoch + 1}/{epochs}: loss {means.get('loss', float('nan')):.4f} (ce "
+        f"{means.get('ce', float('nan')):.4f}, kl to fp32 {means.get('kl', float('nan')):.4f}),"
+        f" {history[-1]['seconds']:.0f} s")
+  record = _record(epochs=epochs, steps=total, batch_size=batch_size,
+                   learning_rate=learning_rate, train_images=n, pad=int(data.pad), seed=seed,
+                   simulate=simulate, seconds=last - t0, history=history)
+  return jax.tree_util.tree_map(np.asarray, params), record
+
+
+def _train_step(net, tx, data: TrainData, simulate: bool):
+  """The jitted QAT step: (params, params0, opt_state, ranges, index, key) -> (params,
+  opt_state, metrics), distilling from the fp32 network `params0` on `data[index]`."""
   mean, std = jnp.asarray(data.mean), jnp.asarray(data.std)
   teacher = apply_fn(net)
-  record = jax.jit(apply_fn(net, record=True))  # compiled once, calibrates every epoch
   images_dev = jnp.asarray(data.images)
   labels_dev = jnp.asarray(data.labels, jnp.int32)
   pad = int(data.pad)
@@ -221,39 +256,20 @@ def finetune(net, params, data: TrainData, calibration_images: np.ndarray, *, ep
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, metrics
 
-  params0 = jax.tree_util.tree_map(jnp.asarray, params)
-  params = params0
-  opt_state = tx.init(params)
-  rng = np.random.default_rng(seed)
-  key = jax.random.key(seed)
-  t0 = last = time.perf_counter()
-  history = []
-  for epoch in range(epochs):
-    ranges = calibrate(net, params, calibration_images, data.mean, data.std, record=record)
-    ranges_dev = jax.tree_util.tree_map(jnp.asarray, ranges)
-    order = rng.permutation(n)
-    sums = {}
-    for s in range(steps_per_epoch):
-      index = jnp.asarray(order[s * batch_size:(s + 1) * batch_size])
-      params, opt_state, m = step(params, params0, opt_state, ranges_dev, index,
-                                  jax.random.fold_in(key, epoch * steps_per_epoch + s))
-      for k, v in m.items():
-        sums[k] = sums.get(k, 0.0) + float(v)
-    means = {k: v / max(steps_per_epoch, 1) for k, v in sums.items()}
-    now = time.perf_counter()  # this epoch's seconds (its calibration included)
-    history.append(dict(epoch=epoch + 1, **means, seconds=now - last))
-    last = now
-    log(f"qat epoch {epoch + 1}/{epochs}: loss {means.get('loss', float('nan')):.4f} (ce "
-        f"{means.get('ce', float('nan')):.4f}, kl to fp32 {means.get('kl', float('nan')):.4f}),"
-        f" {history[-1]['seconds']:.0f} s")
-  record = {"epochs": int(epochs), "steps": int(total), "batch_size": batch_size,
-            "learning_rate": float(learning_rate), "schedule": "cosine to 0",
-            "optimizer": "Adam, no weight decay",
-            "loss": f"KD from the trained fp32 network: {1 - KD_TAU:g} CE + {KD_TAU:g} "
-                    "KL(fp32 || int8-simulated), T=1",
-            "train_images": int(n), "augmentation": f"random crop (zero pad {pad}) + flip",
-            "seed": int(seed), "simulated_int8": bool(simulate),
-            "seconds": float(last - t0),  # the epochs' sum
-            "history": history}
-  return jax.tree_util.tree_map(np.asarray, params), record
+  return step
+
+
+def _record(*, epochs, steps, batch_size, learning_rate, train_images, pad, seed, simulate,
+            seconds, history) -> dict:
+  """export.json's `qat` record."""
+  return {"epochs": int(epochs), "steps": int(steps), "batch_size": batch_size,
+          "learning_rate": float(learning_rate), "schedule": "cosine to 0",
+          "optimizer": "Adam, no weight decay",
+          "loss": f"KD from the trained fp32 network: {1 - KD_TAU:g} CE + {KD_TAU:g} "
+                  "KL(fp32 || int8-simulated), T=1",
+          "train_images": int(train_images),
+          "augmentation": f"random crop (zero pad {pad}) + flip",
+          "seed": int(seed), "simulated_int8": bool(simulate),
+          "seconds": float(seconds),  # the epochs' sum
+          "history": history}
 
