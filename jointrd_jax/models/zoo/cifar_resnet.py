@@ -12,10 +12,9 @@ pre-ReLU sum out, so `feats` are the reference's `preact` features.
 The shortcut policy and the conv kinds apply as for `resnet.ResNet`: the student's conv
 kind on both 3x3 convs of every block (never the stem, nor a projection).
 """
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from jointrd_jax.models import zoo
 from jointrd_jax.models.resnet import Block, block_units, make_unit, unit_kind
@@ -37,19 +36,11 @@ ARCHS = {
 }
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(common.ZooNet):
   """A basic-block network of three stages (module docstring). Returns `(logits, feats)`;
   `start_stage` / `end_stage` as `resnet.ResNet`'s."""
-  zoo_arch: str
-  filters: Tuple[int, ...]  # the reference's (stem, stage planes...), at width 64
-  blocks: int
-  num_classes: int = 100
-  shortcuts: str = "all"
-  conv: str = "none"
-  width: int = zoo.REFERENCE_WIDTH
-  folded: bool = False
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
+  filters: Tuple[int, ...] = common.family_field()  # (stem, stage planes...) at width 64
+  blocks: int = common.family_field()
 
   @property
   def channels(self):

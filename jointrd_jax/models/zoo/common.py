@@ -1,11 +1,13 @@
-"""What the zoo's networks share: the stage plan of a basic-block network, the head, a
+"""What the zoo's networks share: their fields (`ZooNet`), the stage plan of a basic-block network, the head, a
 grouped conv + BN unit (MobileNetV2, ShuffleNet)."""
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jointrd_jax.models import zoo
 from jointrd_jax.models.layers import batch_norm, conv_init, torch_linear_init
 
 SHORTCUT_OF = {  # policy -> (the block's shortcut where it needs a projection, elsewhere)
@@ -13,6 +15,24 @@ SHORTCUT_OF = {  # policy -> (the block's shortcut where it needs a projection, 
     "projection": ("projection", "none"),
     "none": ("none", "none"),
 }
+
+
+class ZooNet(nn.Module):
+  """The fields every zoo network has (`zoo.DESCRIPTION_FIELDS`, plus the fold and the
+  dtypes). A family adds its own as keyword-only fields (`family_field()`)."""
+  zoo_arch: str
+  num_classes: int = 100
+  shortcuts: str = "all"
+  conv: str = "none"
+  width: int = zoo.REFERENCE_WIDTH
+  folded: bool = False
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+
+def family_field():
+  """A family's own required field, given by keyword (after the shared defaults)."""
+  return dataclasses.field(kw_only=True)
 
 
 def basic_plan(in_ch: int, widths, blocks: int, shortcuts: str):

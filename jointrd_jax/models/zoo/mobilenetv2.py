@@ -34,17 +34,10 @@ def channels(c: int, width: int) -> int:
   return zoo.scaled(int(c * WIDTH_MULT), width)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(common.ZooNet):
   """The reference's `mobile_half` (module docstring). Returns `(logits, feats)`;
   `start_stage` / `end_stage` as `resnet.ResNet`'s."""
   zoo_arch: str = "mobilenetv2"
-  num_classes: int = 100
-  shortcuts: str = "all"
-  conv: str = "none"
-  width: int = zoo.REFERENCE_WIDTH
-  folded: bool = False
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
 
   num_stages = len(STAGES)
 

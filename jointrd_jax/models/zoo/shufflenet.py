@@ -103,18 +103,10 @@ class V2Basic(_Block):
     return shuffle(jnp.concatenate([x1, y], -1), 2)
 
 
-class ShuffleNet(nn.Module):
+class ShuffleNet(common.ZooNet):
   """ShuffleNet v1 or v2 (module docstring). Returns `(logits, feats)`; `start_stage` /
   `end_stage` as `resnet.ResNet`'s."""
-  zoo_arch: str
-  version: int
-  num_classes: int = 100
-  shortcuts: str = "all"
-  conv: str = "none"
-  width: int = zoo.REFERENCE_WIDTH
-  folded: bool = False
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
+  version: int = common.family_field()
 
   num_stages = 3
 

@@ -50,18 +50,11 @@ class BiasedConvBN(nn.Module):
     return batch_norm(train, self.dtype, self.param_dtype, "bn")(y)
 
 
-class VGG(nn.Module):
+class VGG(common.ZooNet):
   """A VGG with BatchNorm (module docstring). Returns `(logits, feats)`; `start_stage` /
   `end_stage` as `resnet.ResNet`'s."""
-  zoo_arch: str
-  cfg: Tuple[Tuple[int, ...], ...]  # at width 64
-  num_classes: int = 100
+  cfg: Tuple[Tuple[int, ...], ...] = common.family_field()  # at width 64
   shortcuts: str = "none"
-  conv: str = "none"
-  width: int = zoo.REFERENCE_WIDTH
-  folded: bool = False
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
 
   @property
   def num_stages(self) -> int:

@@ -43,19 +43,11 @@ class Affine(nn.Module):
     return x * scale.astype(x.dtype) + bias.astype(x.dtype)
 
 
-class PreActWRN(nn.Module):
+class PreActWRN(common.ZooNet):
   """The reference wide ResNet (module docstring). Returns `(logits, feats)`, feats = the
   stages' sums (before the next BN); `start_stage` / `end_stage` as `resnet.ResNet`'s."""
-  zoo_arch: str
-  filters: Tuple[int, ...]  # (stem, stage planes...), at width 64
-  blocks: int
-  num_classes: int = 100
-  shortcuts: str = "all"
-  conv: str = "none"
-  width: int = zoo.REFERENCE_WIDTH
-  folded: bool = False
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
+  filters: Tuple[int, ...] = common.family_field()  # (stem, stage planes...) at width 64
+  blocks: int = common.family_field()
 
   num_stages = 3
 
