@@ -1,8 +1,12 @@
-r"""Convert a PyTorch ResNet checkpoint (torchvision or JointRD release) into a run workdir.
+r"""Convert a PyTorch checkpoint (a torchvision or JointRD release ResNet, or a CIFAR-100 zoo
+teacher of RepDistiller / mdistiller) into a run workdir.
 
   python -m experiments.convert_torch --checkpoint=FILE --out=RUN_DIR --arch=resnet50 \
       [--num_classes=0] [--format=auto|torchvision|release] [--which=teacher|student] \
       [--shortcuts=all|projection|none] [--width=0] [--dataset=DATASET] [--overwrite]
+  python -m experiments.convert_torch --from=mdistiller|repdistiller --arch=ZOO_ARCH \
+      --checkpoint=FILE --out=RUN_DIR [--num_classes=0] [--which=teacher|student] \
+      [--dataset=DATASET] [--overwrite]
 
   # torchvision's ImageNet ResNet-50 weights as a frozen teacher:
   python -m experiments.convert_torch --checkpoint=resnet50-0676ba61.pth \
@@ -15,6 +19,13 @@ that `--config.teacher.checkpoint=RUN_DIR` of the trainer and `experiments.expor
 The config is configs/resnet.py's (method 'resnet') with --dataset and the imported
 model's arch / width / shortcuts / Dirac mode; the checkpoint records the arch's image
 shape (32x32x3 for the CIFAR archs, 224x224x3 for the `imagenet_*` archs).
+
+--from reads a zoo arch's file in its toolkit's layout (`jointrd_jax/deploy/zoo_import.py`:
+`{'model': state_dict, ...}` or a bare state_dict, `module.` prefixes, a distiller's
+`student.` / `teacher.` networks by --which) into the zoo arch (reference width, its own
+shortcuts, plain convs); --format, --width and --shortcuts are the ResNet layouts' and are
+refused with it. A file of another family, or whose tensors do not fit --arch, stops with
+one line naming what the file holds or the first tensor that does not fit.
 
 --dataset (recorded in the run's config; default: cifar100 for a CIFAR arch,
 imagenet2012 for an ImageNet arch): cifar100, cifar10, npz:PATH or synthetic for the
@@ -51,14 +62,16 @@ def parser() -> argparse.ArgumentParser:
                  help="The PyTorch file (.pt, .pth, .pth.tar). Required.")
   p.add_argument("--out", required=True, help="The run workdir to write (new or empty). Required.")
   p.add_argument("--arch", required=True,
-                 help="resnet18, resnet34, resnet50 (CIFAR) or imagenet_resnet18, "
-                      "imagenet_resnet34, imagenet_resnet50. Required.")
+                 help="A ResNet arch (resnet18, imagenet_resnet50, ...) or, with --from, a "
+                      "zoo arch (resnet32x4, wrn_40_2, vgg13, ...). Required.")
+  p.add_argument("--from", dest="source", default="",
+                 help="mdistiller or repdistiller: a zoo arch's file (default: a ResNet file).")
   p.add_argument("--num_classes", type=int, default=0,
                  help="Classes of the head (default 0: read from fc.weight).")
   p.add_argument("--width", type=int, default=0,
                  help="Stem width (default 0: read from the stem).")
-  p.add_argument("--format", default="auto",
-                 help="auto, torchvision or release (default auto: told by the keys).")
+  p.add_argument("--format", default="",
+                 help="auto, torchvision or release, for a ResNet file (default: auto).")
   p.add_argument("--which", default="teacher",
                  help="teacher or student, for release checkpoints (default teacher).")
   p.add_argument("--shortcuts", default="",
@@ -85,7 +98,8 @@ def check_args(args) -> str:
   if problem:
     raise UserError(f"cannot write to --out={args.out} ({problem}); choose a writable "
                     "directory.")
-  checks = [("--arch", "arch", args.arch, models.ARCHS)]
+  check_source(args)
+  checks = [("--arch", "arch", args.arch, models.ARCHS)] if not args.source else []
   if args.shortcuts:
     checks.append(("--shortcuts", "shortcut policy", args.shortcuts, models.SHORTCUTS))
   for flag, what, value, choices in checks:
@@ -93,7 +107,7 @@ def check_args(args) -> str:
       models.check_choice(what, value, choices)
     except UserError as e:
       raise UserError(f"{flag}: {e}") from None
-  variant = models.ARCHS[args.arch][0]
+  variant = models.ARCHS.get(args.arch, ("cifar",))[0]  # a zoo arch: CIFAR
   dataset = args.dataset or _DEFAULT_DATASET[variant]
   try:
     ds = sources.get(dataset)
@@ -108,6 +122,32 @@ def check_args(args) -> str:
                     f"({_VARIANT_NAME[variant]}{hint}); pass one of "
                     f"{', '.join(fits[variant])}.")
   return dataset
+
+
+def check_source(args) -> None:
+  """--from, --arch and the ResNet layouts' flags agree (UserError naming the flag)."""
+  from jointrd_jax import models  # deferred: loads JAX, --help stays fast
+  from jointrd_jax.deploy import zoo_import  # deferred: loads JAX, --help stays fast
+  sources = " or ".join(f"--from={s}" for s in zoo_import.SOURCES)
+  if not args.source:
+    if args.arch in models.zoo.ZOO:
+      raise UserError(f"--arch={args.arch} is a zoo arch: pass {sources} (the toolkit whose "
+                      "checkpoint layout the file has).")
+    return
+  for flag, what, value, choices in (("--from", "source", args.source, zoo_import.SOURCES),
+                                     ("--arch", "zoo arch", args.arch, models.zoo.ZOO)):
+    try:
+      models.check_choice(what, value, choices)
+    except UserError as e:
+      hint = (f"; {value} is a ResNet arch: drop --from for a torchvision / JointRD release "
+              "file" if value in models.ARCHS else "")
+      raise UserError(f"{flag}: {str(e)[:-1]}{hint}.") from None
+  for flag, value in (("--format", args.format), ("--width", args.width),
+                      ("--shortcuts", args.shortcuts)):
+    if value:
+      raise UserError(f"{flag}={value} is for a ResNet file; --from={args.source} reads "
+                      f"{args.arch} in its toolkit's layout at its reference width, with its "
+                      f"own shortcuts: drop {flag}.")
 
 
 def config_dict(dataset: str, num_classes: int) -> dict:
@@ -125,13 +165,18 @@ def config_dict(dataset: str, num_classes: int) -> dict:
 def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   from jointrd_jax.datasets import sources  # deferred: loads JAX, --help stays fast
-  from jointrd_jax.deploy import torch_import  # deferred: loads JAX, --help stays fast
+  from jointrd_jax.deploy import torch_import, zoo_import  # deferred: loads JAX
   cli.setup_logging()
   try:
     dataset = check_args(args)
-    net, variables, info = torch_import.convert(
-        args.checkpoint, arch=args.arch, num_classes=args.num_classes, width=args.width,
-        fmt=args.format, which=args.which, shortcuts=args.shortcuts)
+    if args.source:
+      net, variables, info = zoo_import.convert(
+          args.checkpoint, arch=args.arch, source=args.source, which=args.which,
+          num_classes=args.num_classes)
+    else:
+      net, variables, info = torch_import.convert(
+          args.checkpoint, arch=args.arch, num_classes=args.num_classes, width=args.width,
+          fmt=args.format or "auto", which=args.which, shortcuts=args.shortcuts)
     ds = sources.get(dataset)
     names, _ = ds.source.class_names(ds.path, dataset)  # None where it names no classes
     want = len(names) if names else None

@@ -99,7 +99,7 @@ def read_checkpoint(path: str):
                     f"{str(e)[:160]}); pass a PyTorch checkpoint (.pt/.pth/.pth.tar).") from None
 
 
-def _state_dict(obj, path: str) -> dict:
+def state_dict_of(obj, path: str) -> dict:
   """The flat {key: tensor} of a checkpoint object."""
   if isinstance(obj, dict):
     for k in ("model_state_dict", "state_dict", "model"):
@@ -296,7 +296,7 @@ def convert(path: str, *, arch: str, num_classes: int = 0, width: int = 0, fmt: 
   An unknown `arch` (or `shortcuts`) raises models.build's UserError, which names no flag.
   """
   models.check_choice("arch", arch, models.ARCHS)
-  sd_raw = _state_dict(read_checkpoint(path), path)
+  sd_raw = state_dict_of(read_checkpoint(path), path)
   fmt, sd_t = select_network(sd_raw, fmt, which, path)
   sd = {k: v.detach().to(dtype=_torch().float32).numpy() for k, v in sd_t.items()}
   layout = _layout(fmt, sd)
