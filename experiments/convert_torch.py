@@ -14,7 +14,7 @@ teacher of RepDistiller / mdistiller) into a run workdir.
 
 Reads a torchvision-style ResNet state_dict or an official JointRD release checkpoint
 (`{'model_state_dict': {'module.teacher.*' / 'module.student.*'}}`), see
-`jointrd_jax/torch_import.py`, and writes RUN_DIR/config.json + one checkpoint: a run
+`jointrd_jax/deploy/torch_import.py`, and writes RUN_DIR/config.json + one checkpoint: a run
 that `--config.teacher.checkpoint=RUN_DIR` of the trainer and `experiments.export` accept.
 The config is configs/resnet.py's (method 'resnet') with --dataset and the imported
 model's arch / width / shortcuts / Dirac mode; the checkpoint records the arch's image
@@ -55,25 +55,26 @@ _VARIANT_NAME = {"cifar": "CIFAR", "imagenet": "ImageNet"}
 def parser() -> argparse.ArgumentParser:
   p = cli.OneLineErrorParser(
       prog="python -m experiments.convert_torch",
-      description="Convert a PyTorch ResNet checkpoint (torchvision or JointRD release) into "
-                  "a run workdir. Details: the module docstring (pydoc "
+      description="Convert a PyTorch checkpoint (a torchvision or JointRD release ResNet, a "
+                  "RepDistiller / mdistiller zoo arch) into a run workdir. Details: the module docstring (pydoc "
                   "experiments.convert_torch).")
   p.add_argument("--checkpoint", required=True,
                  help="The PyTorch file (.pt, .pth, .pth.tar). Required.")
   p.add_argument("--out", required=True, help="The run workdir to write (new or empty). Required.")
   p.add_argument("--arch", required=True,
-                 help="A ResNet arch (resnet18, imagenet_resnet50, ...) or, with --from, a "
-                      "zoo arch (resnet32x4, wrn_40_2, vgg13, ...). Required.")
+                 help="A ResNet arch (resnet18, imagenet_resnet50, ...); with --from a zoo "
+                      "arch (vgg13, ...). Required.")
   p.add_argument("--from", dest="source", default="",
                  help="mdistiller or repdistiller: a zoo arch's file (default: a ResNet file).")
   p.add_argument("--num_classes", type=int, default=0,
-                 help="Classes of the head (default 0: read from fc.weight).")
+                 help="Classes of the head (default 0: read from the head's weight).")
   p.add_argument("--width", type=int, default=0,
-                 help="Stem width (default 0: read from the stem).")
+                 help="Stem width, for a ResNet file (default 0: read from the stem).")
   p.add_argument("--format", default="",
                  help="auto, torchvision or release, for a ResNet file (default: auto).")
   p.add_argument("--which", default="teacher",
-                 help="teacher or student, for release checkpoints (default teacher).")
+                 help="teacher or student, of a distiller's file (release, mdistiller) (default "
+                      "teacher).")
   p.add_argument("--shortcuts", default="",
                  help="all, projection or none (default: all; projection for a release "
                       "student).")
@@ -134,14 +135,16 @@ def check_source(args) -> None:
       raise UserError(f"--arch={args.arch} is a zoo arch: pass {sources} (the toolkit whose "
                       "checkpoint layout the file has).")
     return
+  if args.arch in models.ARCHS:
+    raise UserError(f"--arch={args.arch} is a ResNet arch and --from reads a zoo arch's file: "
+                    "drop --from for a torchvision / JointRD release file, or pass a zoo arch "
+                    "(e.g. resnet32x4).")
   for flag, what, value, choices in (("--from", "source", args.source, zoo_import.SOURCES),
                                      ("--arch", "zoo arch", args.arch, models.zoo.ZOO)):
     try:
       models.check_choice(what, value, choices)
     except UserError as e:
-      hint = (f"; {value} is a ResNet arch: drop --from for a torchvision / JointRD release "
-              "file" if value in models.ARCHS else "")
-      raise UserError(f"{flag}: {str(e)[:-1]}{hint}.") from None
+      raise UserError(f"{flag}: {e}") from None
   for flag, value in (("--format", args.format), ("--width", args.width),
                       ("--shortcuts", args.shortcuts)):
     if value:
