@@ -56,8 +56,8 @@ def parser() -> argparse.ArgumentParser:
   p = cli.OneLineErrorParser(
       prog="python -m experiments.convert_torch",
       description="Convert a PyTorch checkpoint (a torchvision or JointRD release ResNet, a "
-                  "RepDistiller / mdistiller zoo arch) into a run workdir. Details: the module docstring (pydoc "
-                  "experiments.convert_torch).")
+                  "RepDistiller / mdistiller zoo arch) into a run workdir. Details: the module "
+                  "docstring (pydoc experiments.convert_torch).")
   p.add_argument("--checkpoint", required=True,
                  help="The PyTorch file (.pt, .pth, .pth.tar). Required.")
   p.add_argument("--out", required=True, help="The run workdir to write (new or empty). Required.")
