@@ -168,7 +168,7 @@ def config_dict(dataset: str, num_classes: int) -> dict:
 def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   from jointrd_jax.datasets import sources  # deferred: loads JAX, --help stays fast
-  from jointrd_jax.deploy import torch_import, zoo_import  # deferred: loads JAX
+  from jointrd_jax.deploy import torch_import, zoo_import  # deferred: loads JAX, --help fast
   cli.setup_logging()
   try:
     dataset = check_args(args)

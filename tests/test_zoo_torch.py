@@ -66,6 +66,8 @@ def tolerance(arch, scale):
     ("vgg8", "mdistiller"), ("mobilenetv2", "repdistiller"), ("shufflenetv1", "mdistiller"),
     ("shufflenetv2", "repdistiller")])
 def test_imported_teacher_scores_the_reference_logits(tmp_path, arch, source):
+  """Our network on the converted weights (the forward-equality test), and the run's teacher
+  as the trainer loads it (folded), both score the reference module's logits."""
   ref = reference(arch)
   path = save_reference(tmp_path / "ckpt_epoch_240.pth", ref)
   net, variables, info = zoo_import.convert(path, arch=arch, source=source)
@@ -81,10 +83,10 @@ def test_imported_teacher_scores_the_reference_logits(tmp_path, arch, source):
   assert method.teacher.folded
   x = images()
   want = torch_logits(ref, x)
-  got = our_logits(method.teacher, teacher_vars, x)
   scale = float(np.abs(want).max())
   assert scale > 1e-2
-  np.testing.assert_allclose(got, want, rtol=0, atol=tolerance(arch, scale))
+  for got in (our_logits(net, variables, x), our_logits(method.teacher, teacher_vars, x)):
+    np.testing.assert_allclose(got, want, rtol=0, atol=tolerance(arch, scale))
 
 
 def test_every_spelling_of_a_file_maps_alike(tmp_path):
