@@ -23,9 +23,10 @@ shape (32x32x3 for the CIFAR archs, 224x224x3 for the `imagenet_*` archs).
 --from reads a zoo arch's file in its toolkit's layout (`jointrd_jax/deploy/zoo_import.py`:
 `{'model': state_dict, ...}` or a bare state_dict, `module.` prefixes, a distiller's
 `student.` / `teacher.` networks by --which) into the zoo arch (reference width, its own
-shortcuts, plain convs); --format, --width and --shortcuts are the ResNet layouts' and are
-refused with it. A file of another family, or whose tensors do not fit --arch, stops with
-one line naming what the file holds or the first tensor that does not fit.
+shortcuts, plain convs); their resnetv2.py ResNet18/34/50 (e.g. mdistiller's ResNet50
+teacher) into our CIFAR resnet18/34/50. --format, --width and --shortcuts are the ResNet
+layouts' and are refused with it. A file of another family, or whose tensors do not fit
+--arch, stops with one line naming what the file holds or the first tensor that does not fit.
 
 --dataset (recorded in the run's config; default: cifar100 for a CIFAR arch,
 imagenet2012 for an ImageNet arch): cifar100, cifar10, npz:PATH or synthetic for the
@@ -135,12 +136,12 @@ def check_source(args) -> None:
       raise UserError(f"--arch={args.arch} is a zoo arch: pass {sources} (the toolkit whose "
                       "checkpoint layout the file has).")
     return
-  if args.arch in models.ARCHS:
-    raise UserError(f"--arch={args.arch} is a ResNet arch and --from reads a zoo arch's file: "
-                    "drop --from for a torchvision / JointRD release file, or pass a zoo arch "
-                    "(e.g. resnet32x4).")
+  if args.arch in models.ARCHS and args.arch not in zoo_import.archs():
+    raise UserError(f"--arch={args.arch} is an ImageNet ResNet and --from reads the CIFAR "
+                    "archs' files: drop --from for a torchvision / JointRD release file, or pass "
+                    "a CIFAR arch (e.g. resnet32x4).")
   for flag, what, value, choices in (("--from", "source", args.source, zoo_import.SOURCES),
-                                     ("--arch", "zoo arch", args.arch, models.zoo.ZOO)):
+                                     ("--arch", "arch", args.arch, zoo_import.archs())):
     try:
       models.check_choice(what, value, choices)
     except UserError as e:

@@ -26,6 +26,7 @@ def files(tmp_path_factory):
   spoiled = dict(sd, **{"layer1.0.conv1.weight": torch.zeros(16, 16, 1, 1),
                         "layer2.0.conv1.weight": torch.zeros(32, 16, 1, 1)})
   missing = {k: v for k, v in sd.items() if k != "layer3.0.bn2.running_var"}
+  v2 = zoo_torch_nets.ResNetV2(zoo_torch_nets.V2Basic, (1, 1, 1, 1)).state_dict()
   (d / "junk.pth").write_bytes(b"not a checkpoint at all")
   return {
       "resnet8": _save(d / "resnet8.pth", {"model": sd, "epoch": 240}),
@@ -40,6 +41,9 @@ def files(tmp_path_factory):
       "teacher_only": _save(d / "distiller.pth", {"model": {
           f"module.teacher.{k}": v for k, v in sd.items()}}),
       "no_tensors": _save(d / "epoch.pth", {"epoch": 3}),
+      "resnetv2": _save(d / "resnetv2.pth", {"model": v2}),
+      "resnetv2_missing": _save(d / "resnetv2_missing.pth", {"model": {
+          k: v for k, v in v2.items() if k != "layer2.0.shortcut.1.running_var"}}),
       "junk": str(d / "junk.pth"),
   }
 
@@ -47,10 +51,25 @@ def files(tmp_path_factory):
 # (arguments beyond --checkpoint/--out, the file, what the one error line says)
 CASES = [
     (["--from=repdistiller", "--arch=resnet9"], "resnet8",
-     "--arch: unknown zoo arch 'resnet9'; choose one of resnet8"),
+     "--arch: unknown arch 'resnet9'; choose one of resnet8"),
     (["--arch=vgg8"], "resnet8", "--arch=vgg8 is a zoo arch: pass --from=mdistiller or"),
-    (["--from=repdistiller", "--arch=resnet18"], "resnet8",
-     "--arch=resnet18 is a ResNet arch and --from reads a zoo arch's file: drop --from"),
+    (["--from=repdistiller", "--arch=imagenet_resnet18"], "resnet8",
+     "--arch=imagenet_resnet18 is an ImageNet ResNet and --from reads the CIFAR archs' files: "
+     "drop --from"),
+    (["--from=repdistiller", "--arch=vgg8"], "resnetv2",
+     "looks like a CIFAR ResNet18/34/50 (resnetv2.py) checkpoint, but --arch=vgg8 is a VGG "
+     "(vgg.py); pass --arch=resnet18, resnet34 or resnet50 (its depth)."),
+    (["--from=repdistiller", "--arch=resnet18"], "resnetv2",
+     "holds a CIFAR ResNet-10 (3x3 stem, basic blocks 1-1-1-1), but --arch=resnet18 is"),
+    (["--from=mdistiller", "--arch=resnet10"], "resnetv2_missing",  # in the file's spelling
+     "lacks 1 tensor(s) of a resnet10 width 64, 100 classes, shortcuts 'all', conv 'none': "
+     "layer2.0.shortcut.1.running_var;"),
+    (["--from=mdistiller", "--arch=resnet50"], "resnet8",
+     "looks like a CIFAR ResNet (resnet.py) checkpoint, but --arch=resnet50 is a CIFAR "
+     "ResNet18/34/50 (resnetv2.py); pass --arch=resnet8."),
+    (["--from=mdistiller", "--arch=resnet8", "--which=student"], "resnet8",
+     "holds one network, not a distiller's teacher and student, so --which=student would "
+     "change nothing; drop it."),
     (["--from=torchdistill", "--arch=resnet8"], "resnet8",
      "--from: unknown source 'torchdistill'; choose one of mdistiller, repdistiller"),
     (["--from=mdistiller", "--arch=resnet8", "--format=release"], "resnet8",

@@ -2,9 +2,10 @@
 (tests/test_zoo_torch.py): written from RepDistiller (github.com/HobbitLong/RepDistiller at
 b84f547c5db6a35318d4671d7d5c4de74c822403) `models/resnet.py` (`ResNet` with `BasicBlock`),
 `models/wrn.py` (`WideResNet`), `models/vgg.py` (`VGG(cfg, batch_norm=True)`),
-`models/mobilenetv2.py` (`mobile_half`), `models/ShuffleNetv1.py` (`ShuffleV1`) and
-`models/ShuffleNetv2.py` (`ShuffleV2`); mdistiller's `mdistiller/models/cifar/` copies
-(a08d46f10d6102bd6e3f258ca5ac880b020ea259) define the same networks and keys. With their
+`models/mobilenetv2.py` (`mobile_half`), `models/ShuffleNetv1.py` (`ShuffleV1`),
+`models/ShuffleNetv2.py` (`ShuffleV2`) and `models/resnetv2.py` (`ResNet`); mdistiller's
+`mdistiller/models/cifar/` copies (a08d46f10d6102bd6e3f258ca5ac880b020ea259) define the same
+networks and keys. With their
 module names, so a
 `state_dict` has the reference checkpoints' keys (ResNet: `conv1`, `bn1`,
 `layer{1,2,3}.{block}.conv{1,2}` / `bn{1,2}` / `downsample.{0,1}`, `fc`; WRN: `conv1`,
@@ -300,6 +301,74 @@ class ShuffleV2(nn.Module):
     x = self.layer3(self.layer2(self.layer1(F.relu(_unit(self, 1, x)))))
     x = F.avg_pool2d(F.relu(_unit(self, 2, x)), 4)
     return self.linear(x.view(x.size(0), -1))
+
+
+class V2Basic(nn.Module):
+  """resnetv2.py `BasicBlock`: conv3x3 (stride) + BN + ReLU, conv3x3 + BN, + `shortcut`
+  (conv1x1 + BN where the shape changes, else nothing); ReLU."""
+  expansion = 1
+
+  def __init__(self, cin, planes, stride):
+    super().__init__()
+    self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+    self.bn1 = nn.BatchNorm2d(planes)
+    self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+    self.bn2 = nn.BatchNorm2d(planes)
+    self.shortcut = _v2_shortcut(cin, planes, stride)
+
+  def forward(self, x):
+    out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+    return F.relu(out + self.shortcut(x))
+
+
+class V2Bottleneck(nn.Module):
+  """resnetv2.py `Bottleneck`: conv1x1 + BN + ReLU, conv3x3 (stride) + BN + ReLU, conv1x1
+  (4 planes) + BN, + `shortcut`; ReLU."""
+  expansion = 4
+
+  def __init__(self, cin, planes, stride):
+    super().__init__()
+    self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+    self.bn1 = nn.BatchNorm2d(planes)
+    self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+    self.bn2 = nn.BatchNorm2d(planes)
+    self.conv3 = nn.Conv2d(planes, 4 * planes, 1, bias=False)
+    self.bn3 = nn.BatchNorm2d(4 * planes)
+    self.shortcut = _v2_shortcut(cin, 4 * planes, stride)
+
+  def forward(self, x):
+    out = F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+    return F.relu(self.bn3(self.conv3(out)) + self.shortcut(x))
+
+
+def _v2_shortcut(cin, cout, stride):
+  if stride == 1 and cin == cout:
+    return nn.Sequential()
+  return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+
+class ResNetV2(nn.Module):
+  """resnetv2.py `ResNet(block, num_blocks, num_classes)` (ResNet18/50: [2, 2, 2, 2] /
+  [3, 4, 6, 3]): conv1 (3x3, 64) + bn1 + ReLU, layer1..4 (64, 128, 256, 512 planes, stride 2
+  from the second), adaptive average pool, linear."""
+
+  def __init__(self, block, num_blocks, num_classes=100):
+    super().__init__()
+    self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    self.bn1 = nn.BatchNorm2d(64)
+    cin = 64
+    for i, (planes, n) in enumerate(zip((64, 128, 256, 512), num_blocks)):
+      blocks = []
+      for j in range(n):
+        blocks.append(block(cin, planes, 2 if i > 0 and j == 0 else 1))
+        cin = planes * block.expansion
+      setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+    self.linear = nn.Linear(cin, num_classes)
+
+  def forward(self, x):
+    x = F.relu(self.bn1(self.conv1(x)))
+    x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+    return self.linear(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
 def randomise_bn(net, seed=0):

@@ -22,6 +22,10 @@ The reference key of each of our variables (`reference_key`), per family:
 - ShuffleNetV1 / V2 (`ShuffleNetv1.py`, `ShuffleNetv2.py`): stem `conv1`, `bn1`; block j of
   stage i `layer{i}.{j}.conv{k}` / `bn{k}` (V2: the down block is `layer{i}.0`, basic block
   j is `layer{i}.{j+1}`); V2's last `conv2`, `bn2`; `linear`.
+- ResNet18/34/50 (`resnetv2.py`, mdistiller's `ResNet50` teacher): our CIFAR `resnet18` /
+  `resnet34` / `resnet50` (`models.ARCHS`, the same network), mapped by `torch_import`'s
+  torchvision layout once `shortcut.{0,1}` is read as `downsample.{0,1}` and `linear` as
+  `fc`: stem `conv1`, `bn1`; `layer{i}.{j}.conv{n}` / `bn{n}`; `linear`.
 
 Leaves: conv `weight` OIHW -> our kernel HWIO (grouped: O, I/groups -> H, W, I/groups, O),
 conv `bias`; BN `weight`, `bias`, `running_mean`, `running_var` -> scale, bias, mean, var;
@@ -47,8 +51,7 @@ _CONV = {"kernel": "weight", "bias": "bias"}
 _KINDS = (
     ("mobilenetv2", r"blocks\.\d+\.\d+\.conv\.\d+\.weight", "MobileNetV2 (mobilenetv2.py)"),
     ("shufflenetv2", r"layer\d\.0\.conv5\.weight", "ShuffleNetV2 (ShuffleNetv2.py)"),
-    ("resnetv2", r"layer\d\.\d+\.shortcut\.0\.weight",
-     "ResNet18/50 of resnetv2.py (no zoo arch here: convert it with --format)"),
+    ("resnetv2", r"layer\d\.\d+\.shortcut\.0\.weight", "CIFAR ResNet18/34/50 (resnetv2.py)"),
     ("shufflenetv1", r"linear\.weight", "ShuffleNetV1 (ShuffleNetv1.py)"),
     ("wrn", r"block\d\.layer\.\d+\.", "wide ResNet (wrn.py)"),
     ("vgg", r"block\d\.\d+\.weight", "VGG (vgg.py)"),
@@ -58,7 +61,9 @@ _WORDS = {kind: words for kind, _, words in _KINDS}
 
 
 def kind_of_arch(arch: str) -> str:
-  """The file kind of a zoo arch (the family, ShuffleNet's version apart)."""
+  """The file kind of an arch of `archs()` (the family, ShuffleNet's version apart)."""
+  if arch in models.ARCHS:
+    return "resnetv2"
   family = zoo.ZOO[arch].family
   return arch if family == "shufflenet" else family
 
@@ -124,7 +129,7 @@ def _shufflenet_key(top, rest, version):
   return _leaf(f"layer{i}.{j}.{'conv' if module == 'conv' else 'bn'}{unit[-1]}.", module, leaf)
 
 
-_HEAD = {"cifar_resnet": "fc.", "wrn": "fc.", "vgg": "classifier.",
+_HEAD = {"cifar_resnet": "fc.", "wrn": "fc.", "vgg": "classifier.", "resnetv2": "linear.",
          "mobilenetv2": "classifier.0.", "shufflenetv1": "linear.", "shufflenetv2": "linear."}
 
 
@@ -201,23 +206,30 @@ def _problem(sd: dict, want: dict, arch: str):
   return None
 
 
-def check_fits(sd: dict, net, path: str) -> None:
-  """One `UserError` unless `sd` holds exactly the tensors of zoo network `net`."""
-  arch, want_kind = net.zoo_arch, kind_of_arch(net.zoo_arch)
-  kind = kind_of_file(sd)
+def check_kind(sd: dict, arch: str, num_classes: int, path: str) -> str:
+  """The file kind of `sd`; one `UserError` unless it is `arch`'s (naming what it holds)."""
+  kind, want = kind_of_file(sd), kind_of_arch(arch)
   if kind is None:
     raise UserError(f"{path} holds no network of the zoo (keys {', '.join(list(sd)[:_SHOWN])} "
                     "...); pass a RepDistiller / mdistiller CIFAR checkpoint.")
-  problem = None if kind != want_kind else _problem(sd, expected(net), arch)
-  if kind == want_kind and not problem:
-    return
-  fits = [] if kind == "resnetv2" else _fitting_archs(sd, kind, net.num_classes)
-  if kind != want_kind:
-    fix = f"pass --arch={fits[0]}" if fits else "no zoo arch has exactly its tensors"
+  if kind != want:
+    fits = _fitting_archs(sd, kind, num_classes) if kind != "resnetv2" else []
+    fix = (f"pass --arch={fits[0]}" if fits else "pass --arch=resnet18, resnet34 or resnet50 "
+           "(its depth)" if kind == "resnetv2" else "no zoo arch has exactly its tensors")
     raise UserError(f"{path} looks like a {_WORDS[kind]} checkpoint, but --arch={arch} is a "
-                    f"{_WORDS[want_kind]}; {fix}.")
-  hint = f"it holds {fits[0]}; pass --arch={fits[0]}" if fits else problem
-  raise UserError(f"{path} does not fit --arch={arch}: {hint}.")
+                    f"{_WORDS[want]}; {fix}.")
+  return kind
+
+
+def check_fits(sd: dict, net, path: str) -> None:
+  """One `UserError` unless `sd` holds exactly the tensors of zoo network `net`."""
+  arch = net.zoo_arch
+  kind = check_kind(sd, arch, net.num_classes, path)
+  problem = _problem(sd, expected(net), arch)
+  if problem:
+    fits = _fitting_archs(sd, kind, net.num_classes)
+    hint = f"it holds {fits[0]}; pass --arch={fits[0]}" if fits else problem
+    raise UserError(f"{path} does not fit --arch={arch}: {hint}.")
 
 
 def _network(sd: dict, which: str, path: str) -> dict:
@@ -226,6 +238,9 @@ def _network(sd: dict, which: str, path: str) -> dict:
     sd = {k[len("module."):]: v for k, v in sd.items()}
   wrapped = sorted({k.split(".")[0] for k in sd} & set(torch_import.NETWORKS))
   if not wrapped:
+    if which != "teacher":
+      raise UserError(f"{path} holds one network, not a distiller's teacher and student, so "
+                      f"--which={which} would change nothing; drop it.")
     return sd
   if which not in wrapped:
     raise UserError(f"{path} holds a distiller without a {which} network (it has "
@@ -233,11 +248,36 @@ def _network(sd: dict, which: str, path: str) -> dict:
   return {k[len(which) + 1:]: v for k, v in sd.items() if k.startswith(which + ".")}
 
 
+# resnetv2.py's spelling -> torchvision's (`torch_import`'s), as regex substitutions.
+_RESNETV2_SPELLING = ((r"\.shortcut\.", ".downsample."), (r"^linear\.", "fc."))
+
+
+def _resnetv2(path: str, sd: dict, arch: str, num_classes: int):
+  """A resnetv2.py ResNet through `torch_import`: it is its CIFAR ResNet spelt
+  torchvision's way but for `shortcut` (`downsample`) and `linear` (`fc`)."""
+  spelt = {}
+  for key, value in sd.items():
+    for theirs, ours in _RESNETV2_SPELLING:
+      key = re.sub(theirs, ours, key)
+    spelt[key] = value
+  try:
+    return torch_import.convert(path, arch=arch, num_classes=num_classes, fmt="torchvision",
+                                state=spelt)
+  except UserError as e:  # named in the file's spelling again
+    message = re.sub(r"\.downsample\.", ".shortcut.", str(e))
+    raise UserError(re.sub(r"(?<![\w.])fc\.", "linear.", message)) from None
+
+
+def archs() -> tuple:
+  """The archs `convert` takes: the zoo's and the CIFAR ResNets (resnetv2.py's)."""
+  return (*zoo.ZOO, *(a for a, spec in models.ARCHS.items() if spec[0] == "cifar"))
+
+
 def convert(path: str, *, arch: str, source: str, which: str = "teacher",
             num_classes: int = 0):
   """`(net, variables, info)` from the RepDistiller / mdistiller checkpoint at `path`.
   `num_classes` 0: read from the head."""
-  models.check_choice("zoo arch", arch, zoo.ZOO)
+  models.check_choice("arch", arch, archs())
   models.check_choice("source", source, SOURCES)
   models.check_choice("network", which, torch_import.NETWORKS)
   tensors = torch_import.state_dict_of(torch_import.read_checkpoint(path), path)
@@ -246,6 +286,10 @@ def convert(path: str, *, arch: str, source: str, which: str = "teacher",
   head = _HEAD.get(kind_of_file(sd) or "", "") + "weight"
   if not num_classes and head in sd:
     num_classes = int(sd[head].shape[0])
+  if arch in models.ARCHS:
+    check_kind(sd, arch, num_classes, path)
+    net, variables, info = _resnetv2(path, sd, arch, num_classes)
+    return net, variables, dict(info, format=source, which=which)
   net = models.build(arch, "all", conv="none", num_classes=num_classes or None)
   check_fits(sd, net, path)
   info = {"format": source, "which": which, "arch": arch, "width": net.width,
