@@ -11,6 +11,9 @@ teacher of RepDistiller / mdistiller) into a run workdir.
   # torchvision's ImageNet ResNet-50 weights as a frozen teacher:
   python -m experiments.convert_torch --checkpoint=resnet50-0676ba61.pth \
       --arch=imagenet_resnet50 --out=runs/tv_r50
+  # mdistiller's published resnet32x4 teacher (cifar_teachers.tar) as a frozen teacher:
+  python -m experiments.convert_torch --from=mdistiller --arch=resnet32x4 \
+      --checkpoint=cifar_teachers/resnet32x4_vanilla/ckpt_epoch_240.pth --out=runs/t_r32x4
 
 Reads a torchvision-style ResNet state_dict or an official JointRD release checkpoint
 (`{'model_state_dict': {'module.teacher.*' / 'module.student.*'}}`), see
