@@ -26,13 +26,16 @@ def files(tmp_path_factory):
   spoiled = dict(sd, **{"layer1.0.conv1.weight": torch.zeros(16, 16, 1, 1),
                         "layer2.0.conv1.weight": torch.zeros(32, 16, 1, 1)})
   missing = {k: v for k, v in sd.items() if k != "layer3.0.bn2.running_var"}
+  wrn = zoo_torch_nets.WideResNet(16, 2).state_dict()
   v2 = zoo_torch_nets.ResNetV2(zoo_torch_nets.V2Basic, (1, 1, 1, 1)).state_dict()
   (d / "junk.pth").write_bytes(b"not a checkpoint at all")
   return {
       "resnet8": _save(d / "resnet8.pth", {"model": sd, "epoch": 240}),
       "resnet20": _save(d / "resnet20.pth", {"model": zoo_torch_nets.CifarResNet(
           20, (16, 16, 32, 64)).state_dict(), "epoch": 240}),
-      "wrn": _save(d / "wrn.pth", {"model": zoo_torch_nets.WideResNet(16, 2).state_dict()}),
+      "wrn": _save(d / "wrn.pth", {"model": wrn}),
+      "wrn_headless": _save(d / "wrn_headless.pth", {"model": {
+          k: v for k, v in wrn.items() if not k.startswith("fc.")}}),
       "ten": _save(d / "ten.pth", {"model": zoo_torch_nets.CifarResNet(
           8, (16, 16, 32, 64), num_classes=10).state_dict()}),
       "shape": _save(d / "shape.pth", {"model": spoiled}),
@@ -80,6 +83,11 @@ CASES = [
     (["--from=mdistiller", "--arch=resnet32x4"], "wrn",
      "looks like a wide ResNet (wrn.py) checkpoint, but --arch=resnet32x4 is a CIFAR ResNet "
      "(resnet.py); pass --arch=wrn_16_2."),
+    (["--from=mdistiller", "--arch=resnet32x4"], "wrn_headless",
+     "looks like a wide ResNet (wrn.py) checkpoint, but --arch=resnet32x4 is a CIFAR ResNet "
+     "(resnet.py); no zoo arch has exactly its tensors."),
+    (["--from=mdistiller", "--arch=wrn_16_2"], "wrn_headless",
+     "it lacks 2 tensor(s) of wrn_16_2, first fc.bias, fc.weight."),
     (["--from=mdistiller", "--arch=resnet8"], "resnet20",
      "does not fit --arch=resnet8: it holds resnet20; pass --arch=resnet20."),
     (["--from=mdistiller", "--arch=resnet8"], "shape",

@@ -187,7 +187,7 @@ def _fits(sd: dict, want: dict) -> bool:
 def _fitting_archs(sd: dict, kind: str, num_classes: int) -> list:
   """The zoo archs of file kind `kind` whose tensors are exactly `sd`'s."""
   return [a for a in zoo.ZOO if kind_of_arch(a) == kind
-          and _fits(sd, expected(models.build(a, num_classes=num_classes)))]
+          and _fits(sd, expected(models.build(a, num_classes=num_classes or None)))]
 
 
 def _problem(sd: dict, want: dict, arch: str):
