@@ -32,6 +32,7 @@ conv `bias`; BN `weight`, `bias`, `running_mean`, `running_var` -> scale, bias, 
 Linear `weight` [out, in] -> kernel [in, out], `bias`. `num_batches_tracked` is ignored.
 A file of another family, a missing, unused or misshapen tensor is one `UserError`.
 """
+import functools
 import re
 
 import jax
@@ -184,10 +185,14 @@ def _fits(sd: dict, want: dict) -> bool:
   return set(sd) == set(want) and all(tuple(sd[k].shape) == want[k][0] for k in sd)
 
 
+@functools.lru_cache(maxsize=None)
+def _expected_of(arch: str, num_classes: int) -> dict:
+  return expected(models.build(arch, num_classes=num_classes or None))
+
+
 def _fitting_archs(sd: dict, kind: str, num_classes: int) -> list:
   """The zoo archs of file kind `kind` whose tensors are exactly `sd`'s."""
-  return [a for a in zoo.ZOO if kind_of_arch(a) == kind
-          and _fits(sd, expected(models.build(a, num_classes=num_classes or None)))]
+  return [a for a in zoo.ZOO if kind_of_arch(a) == kind and _fits(sd, _expected_of(a, num_classes))]
 
 
 def _problem(sd: dict, want: dict, arch: str):
