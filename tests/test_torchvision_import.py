@@ -337,7 +337,7 @@ def test_help_describes_every_flag_and_its_default(capsys):
   # pylint: disable-next=protected-access
   actions = [a for a in convert_torch.parser()._actions
              if a.dest != "help" and a.help != "==SUPPRESS=="]  # not the hidden --noX
-  assert len(actions) == 10
+  assert len(actions) == 11
   for a in actions:
     assert ("Required." in a.help) if a.required else ("(default" in a.help), a.dest
     assert len(a.help) < 120, a.dest

@@ -99,7 +99,7 @@ def read_checkpoint(path: str):
                     f"{str(e)[:160]}); pass a PyTorch checkpoint (.pt/.pth/.pth.tar).") from None
 
 
-def _state_dict(obj, path: str) -> dict:
+def state_dict_of(obj, path: str) -> dict:
   """The flat {key: tensor} of a checkpoint object."""
   if isinstance(obj, dict):
     for k in ("model_state_dict", "state_dict", "model"):
@@ -287,8 +287,9 @@ def _unused_downsample(key: str, net: models.ResNet, fmt: str) -> bool:
 
 
 def convert(path: str, *, arch: str, num_classes: int = 0, width: int = 0, fmt: str = "auto",
-            which: str = "teacher", shortcuts: str = ""):
-  """`(net, variables, info)` from the PyTorch checkpoint at `path`.
+            which: str = "teacher", shortcuts: str = "", state: Optional[dict] = None):
+  """`(net, variables, info)` from the PyTorch checkpoint at `path` (`state`: its network's
+  `{key: numpy array}` in the `fmt` layout, read already, e.g. by `zoo_import`).
 
   num_classes / width 0: read from the checkpoint (fc / stem shapes). shortcuts '':
   'all' for a teacher or a torchvision file, 'projection' (the release's plain-CNN) for a
@@ -296,9 +297,10 @@ def convert(path: str, *, arch: str, num_classes: int = 0, width: int = 0, fmt: 
   An unknown `arch` (or `shortcuts`) raises models.build's UserError, which names no flag.
   """
   models.check_choice("arch", arch, models.ARCHS)
-  sd_raw = _state_dict(read_checkpoint(path), path)
-  fmt, sd_t = select_network(sd_raw, fmt, which, path)
-  sd = {k: v.detach().to(dtype=_torch().float32).numpy() for k, v in sd_t.items()}
+  sd = state
+  if sd is None:
+    fmt, sd_t = select_network(state_dict_of(read_checkpoint(path), path), fmt, which, path)
+    sd = {k: v.detach().to(dtype=_torch().float32).numpy() for k, v in sd_t.items()}
   layout = _layout(fmt, sd)
 
   stem_key = layout["stem_conv"] + "weight"
