@@ -314,3 +314,15 @@ def test_model_card_names_the_zoo_arch():
   line = text.splitlines()[2]
   assert line.startswith("- `vgg8` (width 16): the distillation zoo's `vgg8`, shortcuts `none`")
   assert "None" not in line
+
+
+@pytest.mark.parametrize("arch, which, words", [
+    ("mobilenetv2", "teacher", "mobilenetv2 teacher"),
+    ("resnet8", "student", "resnet8"),  # no run identity: trained without a teacher
+    ("vgg8", "student", "plain CNN (no shortcuts)"),  # VGG: the plain CNN it is
+])
+def test_exported_zoo_network_is_named_by_its_arch(arch, which, words):
+  """A zoo network with its own shortcuts is named by its arch in the export's log and card
+  (not 'ResNet (with shortcuts)', which a MobileNetV2 is not)."""
+  net = models.build(arch, width=16, num_classes=10)
+  assert card.network_words(which, None, net) == words

@@ -80,8 +80,12 @@ def run_identity(cfg: dict, summary):
 
 def network_words(which: str, who, net) -> str:
   """The exported network in words: 'Dirac student', 'ResNet (with shortcuts)', 'ResNet
-  teacher (with shortcuts)' (`which`: the checkpoint's network, student or teacher)."""
+  teacher (with shortcuts)'; a zoo network with its own shortcuts by its arch: 'mobilenetv2
+  teacher' (`which`: the checkpoint's network, student or teacher)."""
   role = "teacher" if which == "teacher" else (who.role if who else "network")
+  zoo_arch = getattr(net, "zoo_arch", None)
+  if zoo_arch and net.shortcuts == "all" and net.conv == "none":
+    return zoo_arch if role == "network" else f"{zoo_arch} {role}"
   return identity.network_words(net.shortcuts, net.conv, role)
 
 
