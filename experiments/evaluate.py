@@ -32,6 +32,14 @@ def parser() -> cli.ArgumentParser:
   return p
 
 
+def progress(checkpoint: dict) -> str:
+  """'epoch 40 of 200'; a checkpoint of step 0 was not trained here (a converted network:
+  `experiments.convert_torch`), and its config's epoch count says nothing."""
+  if not checkpoint["step"]:
+    return "not trained here: an imported network"
+  return f"epoch {checkpoint['epoch']} of {checkpoint['num_epochs']}"
+
+
 def main(argv=None) -> int:
   args = parser().parse_args(sys.argv[1:] if argv is None else argv)
   cli.setup_logging()
@@ -41,7 +49,7 @@ def main(argv=None) -> int:
                     args.overwrite)
   c = m["checkpoint"]
   print(f"{m['split']} split of {m['dataset']} ({m['num_images']} images), checkpoint step "
-        f"{c['step']} (epoch {c['epoch']} of {c['num_epochs']}): top-1 {m['top1']:.2f} %, "
+        f"{c['step']} ({progress(c)}): top-1 {m['top1']:.2f} %, "
         f"top-{m['top5_classes']} {m['top5']:.2f} %", flush=True)
   out = scoring.output_dir(args.workdir, args.split)
   print(f"wrote {out}: {', '.join(scoring.FILES)}", flush=True)

@@ -133,3 +133,10 @@ def test_confusion_figure_names_every_class(k):
   assert [t.get_text() for t in ax.get_yticklabels()] == names
   assert [t.get_text() for t in ax.get_xticklabels()] == names
   assert len(ax.texts) == (np.count_nonzero(confusion) if k <= 20 else 0)
+
+
+def test_progress_of_an_imported_checkpoint_says_so():
+  """A converted run's checkpoint (step 0) is not 'epoch 0 of 200' of its config."""
+  assert evaluate_cli.progress({"step": 120, "epoch": 3, "num_epochs": 200}) == "epoch 3 of 200"
+  assert evaluate_cli.progress({"step": 0, "epoch": 0, "num_epochs": 200}) == (
+      "not trained here: an imported network")
