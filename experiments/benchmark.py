@@ -76,9 +76,9 @@ the published MACs with their source where one publishes them
 multiply-add and only the kernel taps inside the unpadded input).
 
 The measurement is library code (`jointrd_jax/benchmarking/train_step.py`,
-`zoo_cost.py`); this script parses the flags and prints. Imports neither TensorFlow nor ml_collections (nor
-`configs/`): the optimizer and the method are built from a small stand-in of the config
-(`train_step.stand_in_config`).
+`zoo_cost.py`); this script parses the flags and prints. Imports neither TensorFlow nor
+ml_collections (nor `configs/`): the optimizer and the method are built from a small
+stand-in of the config (`train_step.stand_in_config`).
 """
 import os
 import sys
@@ -147,7 +147,8 @@ def parse_args(argv):
   if not args.methods:
     p.error("--methods names no method, e.g. --methods=jointrd")
   if args.arch is not None and args.arch not in models.arch_names():
-    p.error(f"--arch: unknown arch {args.arch!r}; choose one of {', '.join(models.arch_names())}")
+    p.error(f"--arch: unknown arch {args.arch!r}; choose one of "
+            f"{', '.join(models.arch_names())}")
   if args.batch_sizes is not None and (not args.batch_sizes or min(args.batch_sizes) < 1):
     p.error("--batch_sizes must be positive integers, e.g. --batch_sizes=128,512")
   for name in ("width", "steps", "steps_per_block", "warmup"):
@@ -172,7 +173,8 @@ def _zoo_args(p, args, argv):
   if unused:
     p.error(f"--{unused[0]} does not apply with --zoo (it times no step); --zoo takes "
             f"{', '.join('--' + f for f in ZOO_FLAGS if f != 'zoo')}")
-  args.width = args.width or zoo_cost.zoo.REFERENCE_WIDTH
+  if args.width is None:
+    args.width = zoo_cost.zoo.REFERENCE_WIDTH
   if args.width < 1:
     p.error(f"--width={args.width} must be >= 1")
   args.archs = cli.csv(args.arch) if args.arch else list(zoo_cost.zoo_archs(args.width))
@@ -185,16 +187,14 @@ def _zoo_args(p, args, argv):
 
 
 def check_methods_build(args) -> None:
-  """A UserError naming the method when a method's networks cannot be built on --arch /
-  --width (a zoo arch's own rules: a fixed network takes no plain student), before any case."""
+  """`train_step.check_builds` for every method, naming this tool's flags, before any case."""
   from jointrd_jax.benchmarking import train_step  # deferred: loads JAX, --help stays fast
-  from jointrd_jax.training import run_setup  # deferred: loads JAX, --help stays fast
   for m in args.methods:
-    config = train_step.stand_in_config(m, arch=args.arch, width=args.width)
     try:
-      run_setup.build_method(config, args.num_classes or 100)
+      train_step.check_builds(m, args.arch, args.width, args.num_classes or 100)
     except UserError as e:
-      raise UserError(f"--methods={m} on --arch={args.arch} --width={args.width}: {e}") from None
+      raise UserError(f"--methods={m} --arch={args.arch} --width={args.width}: "
+                      f"{str(e).split(': ', 1)[1]}") from None
 
 
 def apply_defaults(args, platform: str):

@@ -30,7 +30,7 @@ def _zoo_args(args):
       deployment.check_runtime(runtime)
     except UserError as e:
       raise UserError(f"--runtime={runtime}: {e}") from None
-  width = args.width or 64
+  width = 64 if args.width is None else args.width
   for flag, value, least in (("--width", width, 1), ("--num_classes", args.num_classes, 0),
                              ("--iters", args.iters, 1), ("--warmup", args.warmup, 0)):
     if value < least:
