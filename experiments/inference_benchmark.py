@@ -174,8 +174,8 @@ def parser() -> cli.OneLineErrorParser:
   cli.add_bool(p, "overwrite", False, "With --runs: replace pareto.png/.md in --out (default false).")
   cli.add_bool(p, "verify", True,
                "With --runs: check each export against its SHA256SUMS first (default true).")
-  cli.add_bool(p, "zoo", False, "The zoo's students beside our plain students on LiteRT and "
-               "ONNX Runtime; --arch: ARCH[:POLICY],... (default false).")
+  cli.add_bool(p, "zoo", False, "Zoo and plain students on LiteRT/ONNX Runtime; --arch: "
+               "ARCH[:POLICY],... (default false).")
   return p
 
 
@@ -253,6 +253,9 @@ def check_args(args):
   policies = [s.strip() for s in shortcuts.split(",") if s.strip()]
   if not policies:
     raise UserError(f"--shortcuts={shortcuts!r} names no policy; e.g. {','.join(CASES)}.")
+  if args.arch in models.arch_names() and args.arch not in models.ARCHS:
+    raise UserError(f"--arch: {args.arch!r} is a zoo arch: time it with --zoo "
+                    f"--arch={args.arch} (this mode compares a ResNet's shortcut policies).")
   checks = [("--arch", "arch", args.arch, models.ARCHS)]
   checks += [("--shortcuts", "shortcut policy", s, models.SHORTCUTS) for s in policies]
   for flag, what, value, choices in checks:

@@ -36,7 +36,7 @@ def _zoo_args(args):
     if value < least:
       raise UserError(f"{flag}={value} must be at least {least}.")
   try:
-    nets = zoo_speed.parse_nets(args.arch or ",".join(zoo_speed.DEFAULT_NETS), width,
+    nets = zoo_speed.parse_nets(args.arch or ",".join(zoo_speed.default_nets(width)), width,
                                 args.num_classes or 100)
   except UserError as e:
     raise UserError(f"--arch: {e}") from None
@@ -83,6 +83,7 @@ def run(args, out):
                     "final-epoch evaluation (fp32).", "", table] + ([""] + notes if notes else []))
   print("\n" + text, file=out, flush=True)
   if args.out:
+    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, zoo_speed.MD_FILE), "w") as f:
       f.write(f"# The zoo on the deployment runtimes\n\n```\n{text}\n```\n")
     pngs = zoo_speed.write_plots(args.out, runs, records, runtimes, mach["cpu"])

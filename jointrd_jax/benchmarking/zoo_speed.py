@@ -36,6 +36,12 @@ MD_FILE = "zoo.md"
 PNG_FILE = "zoo_{runtime}.png"
 
 
+def default_nets(width: int) -> tuple:
+  """`DEFAULT_NETS`, less the ShuffleNets at a width other than 64 (they exist at 64 only)."""
+  return tuple(n for n in DEFAULT_NETS
+               if width == zoo_cost.zoo.REFERENCE_WIDTH or n not in zoo_cost.FIXED_WIDTH)
+
+
 def parse_nets(text: str, width: int, num_classes: int, image_size: int = 32) -> list:
   """`deployment.Network`s of `ARCH[:POLICY],...`, each checked by building it as the
   benchmark does (a UserError naming the entry: an unknown arch or policy, a fixed
