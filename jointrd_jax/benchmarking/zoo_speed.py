@@ -115,11 +115,13 @@ def read_runs(run_dirs, nets, facts) -> list:
 
 
 def _convert(net, runtime, precisions, log) -> dict:
-  """`{precision: path or the failure's one line}` of `net` for `runtime`."""
+  """`{precision: path or the failure's one line}` of `net` for `runtime` (the per-file
+  cache lines left out: `run` says where the cache is once)."""
   out = {}
+  quiet = lambda msg: None if " models: " in msg else log(msg)
   for precision in precisions:
     try:
-      out[precision] = deployment.model_files([net], runtime, (precision,), log=log)[
+      out[precision] = deployment.model_files([net], runtime, (precision,), log=quiet)[
           net, precision]
     except UserError as e:
       out[precision] = UserError(str(e))
@@ -132,6 +134,8 @@ def run(nets, runtimes, *, precisions, threads: int, batches, iters: int, warmup
   """A record per (runtime, batch, precision, network): `deployment`'s fields, or
   `failed` (the one-line reason) where the conversion or the case failed."""
   records = []
+  log(f"models converted where missing, cached in {deployment.cache_root()} (delete it to "
+      "convert again)")
   for runtime in runtimes:
     paths = {net: _convert(net, runtime, precisions, log) for net in nets}
     for batch in batches:
