@@ -10,7 +10,8 @@ import pytest
 
 from experiments import inference_benchmark as bench
 from jointrd_jax import models
-from jointrd_jax.benchmarking import inference, tables
+from jointrd_jax.benchmarking import deployment, inference, runtime_case, tables, zoo_speed
+from jointrd_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -236,8 +237,6 @@ def test_zoo_times_a_zoo_net_on_both_runtimes_with_a_runs_accuracy(tmp_path):
 
 
 def test_zoo_records_a_failed_conversion_and_goes_on(monkeypatch):
-  from jointrd_jax.benchmarking import deployment, runtime_case, zoo_speed  # pylint: disable=import-outside-toplevel
-  from jointrd_jax.errors import UserError  # pylint: disable=import-outside-toplevel
   nets = zoo_speed.parse_nets("resnet8,vgg8", 16, 100)
 
   def model_files(nets, runtime, precisions, log):  # vgg8's int8 "fails"
@@ -260,7 +259,6 @@ def test_zoo_records_a_failed_conversion_and_goes_on(monkeypatch):
 
 
 def test_zoo_bad_input_is_one_line_before_any_work(tmp_path, monkeypatch, capsys):
-  from jointrd_jax.benchmarking import zoo_speed  # pylint: disable=import-outside-toplevel
   monkeypatch.setattr(zoo_speed, "run", lambda *a, **k: pytest.fail("a case ran"))
   other = _fake_run(tmp_path, "vgg", "vgg8", dict(MOBILENET_16, zoo_arch="vgg8",
                                                              shortcuts="none"), 70.0)
