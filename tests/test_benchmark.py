@@ -299,6 +299,9 @@ RUN_EFFICIENCY_BAD = {
     "train_smaller_than_batch": (["--train_size=64"], "--train_size=64 is less than one batch"),
     "one_class": (["--num_classes=1"], "--num_classes=1 must be at least 2"),
     "bad_boolean": (["--overwrite=yes"], "--overwrite: not a boolean: 'yes'"),
+    "fixed_zoo_net_plain_student": (["--arch=mobilenetv2", "--method=jointrd"],
+                                    "--method=jointrd --arch=mobilenetv2 --width=16: "
+                                    "mobilenetv2 takes its own shortcuts"),
 }
 
 
@@ -470,3 +473,17 @@ def test_zoo_archs_are_accepted_with_their_own_rules(monkeypatch, capsys):
                      out=io.StringIO())
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith(said) and err.count("\n") == 1, err
+
+
+def test_zoo_archs_in_run_efficiency_and_cpu_step_compare(capsys):
+  """run_efficiency trains a zoo arch (32x32 data); cpu_step_compare has no PyTorch step for
+  one and says so in one line."""
+  from experiments import cpu_step_compare, run_efficiency  # pylint: disable=g-import-not-at-top
+  run_efficiency.check_args(run_efficiency.parse_args(["--arch=resnet8", "--method=kd_logits",
+                                                       "--batch_size=8", "--train_size=64"]))
+  with pytest.raises(SystemExit) as e:
+    cpu_step_compare.parse_args(["--arch=resnet8x4"])
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and err.startswith(
+      "error: --arch: 'resnet8x4' is a zoo arch: this tool times the release's PyTorch ResNet "
+      "step, which has no zoo networks; choose one of resnet18,"), err
