@@ -6,12 +6,15 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from experiments import inference_benchmark as bench
 from jointrd_jax import models
-from jointrd_jax.benchmarking import deployment, inference, runtime_case, tables, zoo_speed
+from jointrd_jax.benchmarking import (deployment, inference, random_weights, runtime_case,
+                                      tables, zoo_speed)
 from jointrd_jax.errors import UserError
+from jointrd_jax.models import fold
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -283,3 +286,16 @@ def test_zoo_bad_input_is_one_line_before_any_work(tmp_path, monkeypatch, capsys
     bench.main(["--arch=resnet8x4"], out=io.StringIO())
   assert capsys.readouterr().err.startswith("error: --arch: 'resnet8x4' is a zoo arch: time it "
                                             "with --zoo --arch=resnet8x4")
+
+
+def test_zoo_plain_student_times_every_conv_kind():
+  """`resnet18:none` stands for the Dirac, RepVGG and plain students alike: folded, each is
+  the same network of biased convs (the same parameter shapes, conv `none`)."""
+  shapes = set()
+  for conv in ("reparam", "repvgg", "none"):
+    net = models.build("resnet10", "none", conv, num_classes=10, width=8)
+    folded_net, folded = fold.fold(net, random_weights.random_variables(net, (32, 32, 3)))
+    assert (folded_net.conv, folded_net.folded) == ("none", True)
+    shapes.add(json.dumps(jax.tree_util.tree_map(lambda a: list(a.shape), folded),
+                          sort_keys=True))
+  assert len(shapes) == 1
