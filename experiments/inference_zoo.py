@@ -51,20 +51,10 @@ def _zoo_args(args):
 def run(args, out):
   """`--zoo`: times the networks, prints the records and the table, writes --out."""
   nets, runtimes, precisions, threads, batches = _zoo_args(args)
+  _check_out(args, runtimes)
+  run_dirs = run_specs(args.runs) if args.runs else []
   facts = {net: zoo_speed.describe(net) for net in nets}
-  runs = zoo_speed.read_runs(pareto_specs(args.runs), nets, facts) if args.runs else []
-  if args.out:
-    files = [zoo_speed.MD_FILE] + [zoo_speed.PNG_FILE.format(runtime=r) for r in runtimes]
-    existing = [f for f in files if os.path.exists(os.path.join(args.out, f))]
-    if existing and not args.overwrite:
-      raise UserError(f"--out={args.out} already holds {existing[0]}; pass --overwrite to "
-                      "replace it, or choose another --out.")
-    problem = workdir.writable_problem(args.out)
-    if problem:
-      raise UserError(f"cannot write to --out={args.out} ({problem}); choose a writable "
-                      "directory.")
-  elif args.overwrite:
-    raise UserError("--overwrite applies with --out only.")
+  runs = zoo_speed.read_runs(run_dirs, nets, facts) if run_dirs else []
   cli.setup_logging()
   mach = machine.host()
   head = (f"Machine: {machine.host_line(mach)} (at the start); batch {','.join(map(str, batches))}"
@@ -91,6 +81,26 @@ def run(args, out):
   return records
 
 
-def pareto_specs(text):
-  """The run directories of `--runs` (RUN,...; an `=EXPORT_DIR` is not read by --zoo)."""
+def _check_out(args, runtimes) -> None:
+  """--out (files it would replace need --overwrite; writable) or no --overwrite."""
+  if not args.out:
+    if args.overwrite:
+      raise UserError("--overwrite applies with --out only.")
+    return
+  files = [zoo_speed.MD_FILE] + [zoo_speed.PNG_FILE.format(runtime=r) for r in runtimes]
+  existing = [f for f in files if os.path.exists(os.path.join(args.out, f))]
+  if existing and not args.overwrite:
+    raise UserError(f"--out={args.out} already holds {existing[0]}; pass --overwrite to "
+                    "replace it, or choose another --out.")
+  problem = workdir.writable_problem(args.out)
+  if problem:
+    raise UserError(f"cannot write to --out={args.out} ({problem}); choose a writable "
+                    "directory.")
+
+
+def run_specs(text) -> list:
+  """The run directories of `--runs` (RUN,...): --zoo reads their summaries, no export."""
+  if "=" in text:
+    raise UserError(f"--runs={text}: --zoo reads each run's summary.json, not its export; "
+                    "give RUN,... without =EXPORT_DIR.")
   return [run for run, _ in pareto.parse_runs(text)]

@@ -276,7 +276,8 @@ def test_zoo_bad_input_is_one_line_before_any_work(tmp_path, monkeypatch, capsys
       (["--noverify"], "--noverify applies to --runs without --zoo"),
       (["--batch_sizes=1,x"], "--batch_sizes=1,x must be positive integers"),
       (["--arch=mobilenetv2", f"--runs={other}"], "which is not timed: add vgg8:none to --arch"),
-      (["--arch=resnet8", "--overwrite"], "--overwrite applies with --out only")):
+      (["--arch=resnet8", "--overwrite"], "--overwrite applies with --out only"),
+      (["--arch=resnet8", f"--runs={other}=x"], "give RUN,... without =EXPORT_DIR")):
     with pytest.raises(SystemExit) as e:
       bench.main(["--zoo", "--width=16", *argv], out=io.StringIO())
     err = capsys.readouterr().err
