@@ -316,8 +316,9 @@ def _zoo(args, out) -> list:
   print(zoo_cost.table(rows), file=out)
   print("# XLA MFLOP/img: XLA's cost analysis (2 flops per multiply-add, kernel taps inside "
         "the unpadded input, elementwise ops included); MMAC/img: conv + dense "
-        "multiply-accumulates as thop / ptflops count them (padding included), the "
-        "convention of the papers' 'FLOPs'; published: in MACs, with its source", file=out)
+        "multiply-accumulates as thop / ptflops count them (padding included); published: "
+        "in MACs (a source's 'FLOPs' converted by its own convention), with its source",
+        file=out)
   return rows
 
 

@@ -15,7 +15,9 @@ deployment form, each conv and its BatchNorm one biased conv), and its inference
 - `macs`: multiply-accumulates of every conv and dense layer of the same function, counted
   from its jaxpr as thop / ptflops / fvcore count them: output elements x kernel taps x
   input channels per group, padding included; nothing else (no BN: folded, no ReLU, no
-  pooling). The papers' "FLOPs" of these networks are such MACs (1 MAC = 1 "FLOP").
+  pooling). Papers differ in what they call FLOPs: some print these MACs, some 2 x MACs,
+  some leave out the head; a published figure is entered in MACs by its source's own
+  convention.
 - `published_macs`, `published_source`: `PUBLISHED_MACS`, in MACs (a source that counts
   2 flops per multiply-add is halved when entered); None where no citable source gives
   the figure.
