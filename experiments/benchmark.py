@@ -57,10 +57,28 @@ Defaults: on GPU/TPU ResNet-50 width 64 at batch 128 and 512; on a CPU (where th
 hours) resnet10 width 8 at batch 32 for every flag of those three not given, said on the
 first line. `--half_precision=true` on a CPU warns: bf16 is emulated there.
 
-The measurement is library code (`jointrd_jax/benchmarking/train_step.py`); this script
-parses the flags and prints. Imports neither TensorFlow nor ml_collections (nor
-`configs/`): the optimizer and the method are built from a small stand-in of the config
-(`train_step.stand_in_config`).
+`--arch` takes every arch of `models.arch_names()`: the ResNet family and the distillation
+zoo (docs/zoo.md). A zoo arch keeps its own shortcut rules: the fixed networks
+(mobilenetv2, shufflenetv1/v2) take their own shortcuts only and the ShuffleNets width 64
+only, so a method whose student is plain (e.g. jointrd) on them is refused in one line
+before any case, naming the method.
+
+The zoo's cost table (no step is timed):
+
+  python -m experiments.benchmark --zoo [--arch=resnet8x4,wrn_16_2] [--width=64] \
+      [--json_out=FILE]
+
+one row per arch (default: every zoo arch and their ResNet50 teacher, ours), at the
+reference form (its own shortcuts), folded, batch 1, 32x32, 100 classes: parameters,
+XLA's FLOPs of the forward pass per image, MACs counted as thop / ptflops count them, and
+the published MACs with their source where one publishes them
+(`jointrd_jax/benchmarking/zoo_cost.py` says how each is counted: XLA counts 2 flops per
+multiply-add and only the kernel taps inside the unpadded input).
+
+The measurement is library code (`jointrd_jax/benchmarking/train_step.py`,
+`zoo_cost.py`); this script parses the flags and prints. Imports neither TensorFlow nor
+ml_collections (nor `configs/`): the optimizer and the method are built from a small
+stand-in of the config (`train_step.stand_in_config`).
 """
 import os
 import sys
@@ -72,6 +90,7 @@ from jointrd_jax.errors import UserError
 # about a minute: ResNet-50 at batch 128 runs at ~1 image/s on a 2-core CPU).
 ACCELERATOR_DEFAULTS = {"arch": "resnet50", "width": 64, "batch_sizes": [128, 512]}
 CPU_DEFAULTS = {"arch": "resnet10", "width": 8, "batch_sizes": [32]}
+ZOO_FLAGS = ("zoo", "arch", "width", "num_classes", "json_out")
 
 
 def parser() -> cli.ArgumentParser:
@@ -109,6 +128,8 @@ def parser() -> cli.ArgumentParser:
                  help="initial state: jax (the trainer's), numpy (fast on CPU), auto")
   p.add_argument("--json_out", default="", help="also write the JSON lines to this file "
                  "(default: none)")
+  cli.add_bool(p, "zoo", False, "print the zoo's cost table (params, FLOPs per image, the "
+               "published figures) instead of timing steps; --arch: comma-separated archs")
   return p
 
 
@@ -118,13 +139,16 @@ def parse_args(argv):
   from jointrd_jax import methods, models  # deferred: loads JAX, --help stays fast
   p = parser()
   args = p.parse_args(argv)
+  if args.zoo:
+    return _zoo_args(p, args, argv)
   for m in args.methods:
     if m not in methods.METHODS:
       p.error(f"--methods: unknown method {m!r}; choose from {', '.join(methods.METHODS)}")
   if not args.methods:
     p.error("--methods names no method, e.g. --methods=jointrd")
-  if args.arch is not None and args.arch not in models.ARCHS:
-    p.error(f"--arch: unknown arch {args.arch!r}; choose one of {', '.join(models.ARCHS)}")
+  if args.arch is not None and args.arch not in models.arch_names():
+    p.error(f"--arch: unknown arch {args.arch!r}; choose one of "
+            f"{', '.join(models.arch_names())}")
   if args.batch_sizes is not None and (not args.batch_sizes or min(args.batch_sizes) < 1):
     p.error("--batch_sizes must be positive integers, e.g. --batch_sizes=128,512")
   for name in ("width", "steps", "steps_per_block", "warmup"):
@@ -133,10 +157,44 @@ def parse_args(argv):
   for name in ("num_classes", "steps_per_dispatch"):
     if getattr(args, name) < 0:
       p.error(f"--{name}={getattr(args, name)} must be >= 0 (0: the default)")
-  if args.data == "trainer" and models.ARCHS[args.arch or "resnet10"][0] != "cifar":
+  if args.data == "trainer" and models.ARCHS.get(args.arch, ("cifar",))[0] != "cifar":
     p.error("--data=trainer times the device-resident (CIFAR-size) input; use --data=fixed "
             "for ImageNet archs")
   return args
+
+
+def _zoo_args(p, args, argv):
+  """--zoo's flags: --arch (comma-separated, checked), --width, --num_classes, --json_out;
+  a flag that times steps is refused (it would change nothing)."""
+  from jointrd_jax import models  # deferred: loads JAX, --help stays fast
+  from jointrd_jax.benchmarking import zoo_cost  # deferred: loads JAX, --help stays fast
+  given = [a[2:].split("=")[0] for a in argv if a.startswith("--")]
+  unused = [g for g in given if g not in ZOO_FLAGS]
+  if unused:
+    p.error(f"--{unused[0]} does not apply with --zoo (it times no step); --zoo takes "
+            f"{', '.join('--' + f for f in ZOO_FLAGS if f != 'zoo')}")
+  if args.width is None:
+    args.width = zoo_cost.zoo.REFERENCE_WIDTH
+  if args.width < 1:
+    p.error(f"--width={args.width} must be >= 1")
+  args.archs = cli.csv(args.arch) if args.arch else list(zoo_cost.zoo_archs(args.width))
+  for a in args.archs:
+    if a not in models.arch_names():
+      p.error(f"--arch: unknown arch {a!r}; choose from {', '.join(models.arch_names())}")
+  if args.num_classes < 0:
+    p.error(f"--num_classes={args.num_classes} must be >= 0 (0: the default)")
+  return args
+
+
+def check_methods_build(args) -> None:
+  """`train_step.check_builds` for every method, naming this tool's flags, before any case."""
+  from jointrd_jax.benchmarking import train_step  # deferred: loads JAX, --help stays fast
+  for m in args.methods:
+    try:
+      train_step.check_builds(m, args.arch, args.width, args.num_classes or 100)
+    except UserError as e:
+      raise UserError(f"--methods={m} --arch={args.arch} --width={args.width}: "
+                      f"{str(e).split(': ', 1)[1]}") from None
 
 
 def apply_defaults(args, platform: str):
@@ -172,6 +230,14 @@ def check_batch_sizes(flag: str, batch_sizes, num_devices: int) -> None:
                       f"multiple of {num_devices}, e.g. {b // num_devices * num_devices or num_devices}.")
 
 
+def _open_sink(path):
+  try:
+    return open(path, "w") if path else None  # pylint: disable=consider-using-with
+  except OSError as e:
+    raise UserError(f"--json_out={path}: cannot write it ({e.strerror}); give a file in an "
+                    "existing, writable directory.") from None
+
+
 def main(argv=None, out=None) -> list:
   """Runs every case; prints JSON lines, estimates and the table to `out` (stdout);
   returns the records. A user error (bad flag value) exits with status 2."""
@@ -181,17 +247,16 @@ def main(argv=None, out=None) -> list:
 def _main(argv, out) -> list:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   cli.setup_logging()
+  if args.zoo:
+    return _zoo(args, out)
   import jax  # deferred: loads JAX, --help stays fast
   from jointrd_jax import sharding  # deferred: loads JAX, --help stays fast
   from jointrd_jax.benchmarking import tables, train_step  # deferred: loads JAX, --help stays fast
   d = jax.devices()[0]
   note = apply_defaults(args, d.platform)
   check_batch_sizes("--batch_sizes", args.batch_sizes, jax.device_count())
-  try:
-    sink = open(args.json_out, "w") if args.json_out else None  # pylint: disable=consider-using-with
-  except OSError as e:
-    cli.fail(f"--json_out={args.json_out}: cannot write it ({e.strerror}); give a file in an "
-             "existing, writable directory.")
+  check_methods_build(args)
+  sink = _open_sink(args.json_out)
   if note:
     print(note, file=out, flush=True)
   if d.platform == "cpu" and args.half_precision:
@@ -225,6 +290,36 @@ def _main(argv, out) -> list:
     print(f"# ref_GF/img: the issue's GFLOP per image per step ({train_step.REFERENCE}); "
           "xla_GF/img: XLA's cost analysis of the compiled step", file=out)
   return results
+
+
+def _zoo(args, out) -> list:
+  """The zoo's cost table (`zoo_cost`): one JSON line per arch, then the table."""
+  from jointrd_jax.benchmarking import tables, zoo_cost  # deferred: loads JAX, --help stays fast
+  sink = _open_sink(args.json_out)
+  rows = []
+  print(f"# the zoo's forward cost per 32x32 image, folded, batch 1, width {args.width}, "
+        f"{args.num_classes or zoo_cost.NUM_CLASSES} classes", file=out, flush=True)
+  if args.width != zoo_cost.zoo.REFERENCE_WIDTH and not args.arch:
+    print(f"# at width {args.width}: {', '.join(zoo_cost.FIXED_WIDTH)} left out (width 64 "
+          "only)", file=out)
+  try:
+    for a in args.archs:
+      r = zoo_cost.cost(a, args.width, args.num_classes or zoo_cost.NUM_CLASSES)
+      rows.append(r)
+      line = tables.json_line(r)
+      print(line, file=out, flush=True)
+      if sink:
+        sink.write(line + "\n")
+  finally:
+    if sink:
+      sink.close()
+  print(zoo_cost.table(rows), file=out)
+  print("# XLA MFLOP/img: XLA's cost analysis (2 flops per multiply-add, kernel taps inside "
+        "the unpadded input, elementwise ops included); MMAC/img: conv + dense "
+        "multiply-accumulates as thop / ptflops count them (padding included); published: "
+        "in MACs (a source's 'FLOPs' converted by its own convention), with its source",
+        file=out)
+  return rows
 
 
 if __name__ == "__main__":

@@ -61,7 +61,9 @@ def parse_args(argv):
   p = parser()
   args = p.parse_args(argv)
   if args.arch not in models.ARCHS or models.ARCHS[args.arch][0] != "cifar":
-    p.error(f"--arch: {args.arch!r} is not a CIFAR network; choose one of "
+    why = ("a zoo arch: this tool times the release's PyTorch ResNet step, which has no zoo "
+           "networks" if args.arch in models.arch_names() else "not a CIFAR ResNet")
+    p.error(f"--arch: {args.arch!r} is {why}; choose one of "
             f"{', '.join(a for a, v in models.ARCHS.items() if v[0] == 'cifar')}")
   bad = [m for m in args.methods if m not in cpu_compare.METHODS] or not args.methods
   if bad:

@@ -104,6 +104,20 @@ numbered and the numbers' methods in the legend, the Pareto front dashed) and `p
 (the same as a table, the front marked, the machine named).
 `jointrd_jax/benchmarking/pareto.py` says what each number is.
 
+The zoo beside our plain students (`--zoo`): every network of `--arch` (comma-separated
+`ARCH[:POLICY]`, policy default `all`; default: resnet8x4, resnet20, wrn_16_2, vgg8,
+mobilenetv2, shufflenetv1, shufflenetv2 and our plain resnet18:none, resnet50:none) at
+`--width` (default 64, the reference networks) on LiteRT and ONNX Runtime (or the one
+`--runtime`), fp32 and int8, batch 1, 1 thread by default, in one run: one JSON line per
+case, then one table (parameters of the folded network, MACs per image, median ms per
+runtime and precision, top-1 of the runs). A conversion or case that fails is recorded as
+`failed` with its reason and the run goes on. `--runs=RUN,...` (finished runs' workdirs)
+fill the top-1 column (each run's final-epoch top-1, matched to the network it trained)
+and, with `--out=DIR`, `DIR/zoo_<runtime>.png` (top-1 against fp32 latency); `--out` also
+gets `zoo.md` (the table and the machine). `jointrd_jax/benchmarking/zoo_speed.py`.
+
+  python -m experiments.inference_benchmark --zoo [--runs=runs/kd_r8x4,...] [--out=zoo]
+
 The measurement and the model are library code (`jointrd_jax/benchmarking/inference.py`,
 `deployment.py`, `runtime_case.py`, `pareto.py`); this script parses the flags and prints.
 The XLA path does not import TensorFlow (it measures JAX/XLA only).
@@ -160,6 +174,8 @@ def parser() -> cli.OneLineErrorParser:
   cli.add_bool(p, "overwrite", False, "With --runs: replace pareto.png/.md in --out (default false).")
   cli.add_bool(p, "verify", True,
                "With --runs: check each export against its SHA256SUMS first (default true).")
+  cli.add_bool(p, "zoo", False, "Zoo and plain students on LiteRT/ONNX Runtime; --arch: "
+               "ARCH[:POLICY],... (default false).")
   return p
 
 
@@ -237,6 +253,9 @@ def check_args(args):
   policies = [s.strip() for s in shortcuts.split(",") if s.strip()]
   if not policies:
     raise UserError(f"--shortcuts={shortcuts!r} names no policy; e.g. {','.join(CASES)}.")
+  if args.arch in models.arch_names() and args.arch not in models.ARCHS:
+    raise UserError(f"--arch: {args.arch!r} is a zoo arch: time it with --zoo "
+                    f"--arch={args.arch} (this mode compares a ResNet's shortcut policies).")
   checks = [("--arch", "arch", args.arch, models.ARCHS)]
   checks += [("--shortcuts", "shortcut policy", s, models.SHORTCUTS) for s in policies]
   for flag, what, value, choices in checks:
@@ -263,6 +282,9 @@ def main(argv=None, out=None):
 
 
 def _main(args, out):
+  if args.zoo:
+    from experiments import inference_zoo  # deferred: loads JAX, --help stays fast
+    return inference_zoo.run(args, out)
   args.runtime = _runtime(args)
   if args.runs:
     return _pareto(args, out)

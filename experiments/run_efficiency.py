@@ -40,8 +40,8 @@ PROG = "python -m experiments.run_efficiency"
 def parser() -> cli.ArgumentParser:
   p = cli.ArgumentParser(PROG, __doc__)
   p.add_argument("--method", default="jointrd", help="the method to run")
-  p.add_argument("--arch", default="resnet10", help="network, a CIFAR arch (the data are "
-                 "32x32)")
+  p.add_argument("--arch", default="resnet10", help="network, a CIFAR ResNet or a zoo arch "
+                 "(the data are 32x32)")
   p.add_argument("--width", type=int, default=16, help="stem width")
   p.add_argument("--batch_size", type=int, default=128, help="global batch size")
   p.add_argument("--num_epochs", type=int, default=3, help="epochs of the run")
@@ -70,7 +70,7 @@ def check_args(args) -> None:
   if args.method not in methods.METHODS:
     raise UserError(f"--method: unknown method {args.method!r}; choose one of "
                     f"{', '.join(methods.METHODS)}.")
-  cifar = [a for a, (variant, _, _) in models.ARCHS.items() if variant == "cifar"]
+  cifar = [a for a in models.arch_names() if models.ARCHS.get(a, ("cifar",))[0] == "cifar"]
   if args.arch not in cifar:
     what = "an ImageNet arch" if args.arch in models.ARCHS else "not an arch"
     raise UserError(f"--arch={args.arch} is {what}; this tool trains on 32x32 synthetic "
@@ -90,6 +90,12 @@ def check_args(args) -> None:
   if args.train_size < args.batch_size:
     raise UserError(f"--train_size={args.train_size} is less than one batch "
                     f"(--batch_size={args.batch_size}); give at least that many images.")
+  from jointrd_jax.benchmarking import train_step  # deferred: loads JAX, --help stays fast
+  try:  # a zoo arch's own rules (a fixed network takes no plain student)
+    train_step.check_builds(args.method, args.arch, args.width, args.num_classes)
+  except UserError as e:
+    raise UserError(f"--method={args.method} --arch={args.arch} --width={args.width}: "
+                    f"{str(e).split(': ', 1)[1]}") from None
   _check_workdir(args.workdir, args.overwrite)
 
 

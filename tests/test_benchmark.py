@@ -17,7 +17,7 @@ import pytest
 from experiments import benchmark
 from jointrd_jax import sharding
 from jointrd_jax.training import optim, run_setup, steps
-from jointrd_jax.benchmarking import random_weights, tables, train_step
+from jointrd_jax.benchmarking import random_weights, tables, train_step, zoo_cost
 from jointrd_jax.benchmarking import run_efficiency as run_efficiency_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -299,6 +299,9 @@ RUN_EFFICIENCY_BAD = {
     "train_smaller_than_batch": (["--train_size=64"], "--train_size=64 is less than one batch"),
     "one_class": (["--num_classes=1"], "--num_classes=1 must be at least 2"),
     "bad_boolean": (["--overwrite=yes"], "--overwrite: not a boolean: 'yes'"),
+    "fixed_zoo_net_plain_student": (["--arch=mobilenetv2", "--method=jointrd"],
+                                    "--method=jointrd --arch=mobilenetv2 --width=16: "
+                                    "mobilenetv2 takes its own shortcuts"),
 }
 
 
@@ -384,3 +387,103 @@ def test_run_efficiency_bad_flag_in_a_fresh_process(tmp_path):
   assert proc.stderr.startswith("error: --arch=imagenet_resnet10 is an ImageNet arch; this "
                                 "tool trains on 32x32 synthetic data: choose one of resnet18")
   assert proc.stdout == "" and list(tmp.iterdir()) == []
+
+
+# ------------------------------------------------------------------ the zoo's cost table
+
+
+def _valid_taps(size: int, stride: int) -> int:
+  """Kernel taps of a 3x3 conv (padding 1) inside a `size`-pixel input, summed over the
+  output positions of one dimension: every position has 3 but the border ones 2."""
+  return 3 * size - 2 if stride == 1 else 3 * (size // 2) - 1
+
+
+# resnet8 at width 16 (channels 4, 4, 8, 16): (H_in, C_in, C_out, kernel, stride) of every
+# conv; vgg8 at width 16: its five 3x3 convs (max-pool before stages 2, 3, 4).
+HAND_CONVS = {
+    "resnet8": [(32, 3, 4, 3, 1), (32, 4, 4, 3, 1), (32, 4, 4, 3, 1),
+                (32, 4, 8, 3, 2), (16, 8, 8, 3, 1), (32, 4, 8, 1, 2),
+                (16, 8, 16, 3, 2), (8, 16, 16, 3, 1), (16, 8, 16, 1, 2)],
+    "vgg8": [(32, 3, 16, 3, 1), (16, 16, 32, 3, 1), (8, 32, 64, 3, 1), (4, 64, 128, 3, 1),
+             (4, 128, 128, 3, 1)],
+}
+HAND_HEAD = {"resnet8": 16, "vgg8": 128}  # features into the 100-class linear head
+
+
+def _hand_cost(arch):
+  """(MACs as thop counts them, 2 x the MACs of the taps inside the input, activation
+  elements produced) of `arch` at width 16, written out from its convs."""
+  macs = valid = acts = 0
+  for h, cin, cout, k, s in HAND_CONVS[arch]:
+    out = h // s
+    macs += out * out * cout * cin * k * k
+    taps = _valid_taps(h, s) ** 2 if k == 3 else out * out
+    valid += taps * cin * cout
+    acts += out * out * cout
+  head = HAND_HEAD[arch] * 100
+  return macs + head, 2 * (valid + head), acts
+
+
+@pytest.fixture(scope="module")
+def zoo_table():
+  """`--zoo` on resnet8 and vgg8 at width 16, vgg8 given a published figure."""
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(zoo_cost, "PUBLISHED_MACS", {"vgg8": (6_000_000, "a source")})
+    out = io.StringIO()
+    rows = benchmark.main(["--zoo", "--arch=resnet8,vgg8", "--width=16"], out=out)
+  return rows, out.getvalue()
+
+
+def test_zoo_table_flops_match_the_hand_count(zoo_table):
+  rows, text = zoo_table
+  for r in rows:
+    macs, valid_flops, acts = _hand_cost(r["arch"])
+    assert r["macs"] == macs, r["arch"]
+    # XLA: 2 flops per multiply-add of the taps inside the input, plus the elementwise ops
+    # (bias, ReLU, residual add, max-pool, mean): at most 4 per activation element.
+    assert valid_flops <= r["xla_flops"] <= valid_flops + 4 * acts, (r, valid_flops, acts)
+  assert [r["arch"] for r in rows] == ["resnet8", "vgg8"]
+  assert text.splitlines()[0].startswith("# the zoo's forward cost per 32x32 image")
+
+
+def test_zoo_table_published_column(zoo_table):
+  rows, text = zoo_table
+  by = {r["arch"]: r for r in rows}
+  assert (by["vgg8"]["published_macs"], by["vgg8"]["published_source"]) == (6e6, "a source")
+  assert (by["resnet8"]["published_macs"], by["resnet8"]["published_source"]) == (None, None)
+  lines = {l.split()[0]: l for l in text.splitlines() if l.startswith(("resnet8 ", "vgg8 "))}
+  assert lines["vgg8"].split()[-3:] == ["6.00", "a", "source"]
+  assert lines["resnet8"].split()[-2:] == ["-", "-"]
+
+
+def test_zoo_archs_are_accepted_with_their_own_rules(monkeypatch, capsys):
+  assert benchmark.parse_args(["--arch=resnet8x4"]).arch == "resnet8x4"
+  monkeypatch.setattr(train_step, "run_case", lambda *a, **k: pytest.fail("a case ran"))
+  for argv, said in (
+      (["--arch=mobilenetv2", "--methods=resnet,jointrd", "--width=16"],
+       "error: --methods=jointrd --arch=mobilenetv2 --width=16: mobilenetv2 takes its own "
+       "shortcuts"),
+      (["--arch=shufflenetv1", "--methods=resnet", "--width=16"],
+       "error: --methods=resnet --arch=shufflenetv1 --width=16: shufflenetv1 takes its own "
+       "shortcuts, plain convs and its reference width only"),
+      (["--zoo", "--steps=3"], "error: --steps does not apply with --zoo"),
+      (["--zoo", "--arch=resnet8,resnet9"], "error: --arch: unknown arch 'resnet9'")):
+    with pytest.raises(SystemExit) as e:
+      benchmark.main(["--batch_sizes=8", *argv] if "--zoo" not in argv else argv,
+                     out=io.StringIO())
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith(said) and err.count("\n") == 1, err
+
+
+def test_zoo_archs_in_run_efficiency_and_cpu_step_compare(capsys):
+  """run_efficiency trains a zoo arch (32x32 data); cpu_step_compare has no PyTorch step for
+  one and says so in one line."""
+  from experiments import cpu_step_compare, run_efficiency  # pylint: disable=g-import-not-at-top
+  run_efficiency.check_args(run_efficiency.parse_args(["--arch=resnet8", "--method=kd_logits",
+                                                       "--batch_size=8", "--train_size=64"]))
+  with pytest.raises(SystemExit) as e:
+    cpu_step_compare.parse_args(["--arch=resnet8x4"])
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and err.startswith(
+      "error: --arch: 'resnet8x4' is a zoo arch: this tool times the release's PyTorch ResNet "
+      "step, which has no zoo networks; choose one of resnet18,"), err

@@ -6,11 +6,15 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from experiments import inference_benchmark as bench
 from jointrd_jax import models
-from jointrd_jax.benchmarking import inference
+from jointrd_jax.benchmarking import (deployment, inference, random_weights, runtime_case,
+                                      tables, zoo_speed)
+from jointrd_jax.errors import UserError
+from jointrd_jax.models import fold
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -167,7 +171,7 @@ def test_help_gives_every_flags_default(capsys):
   assert {a.dest for a in actions} == {"arch", "batch_sizes", "image_size", "num_classes", "width",
                                        "shortcuts", "iters", "warmup", "time_budget_s",
                                        "runtime", "precisions", "threads", "runs", "out",
-                                       "overwrite", "verify"}
+                                       "overwrite", "verify", "zoo"}
   for a in actions:
     if a.help == "==SUPPRESS==":  # --nooverwrite, --noverify
       continue
@@ -190,3 +194,109 @@ def test_bad_batch_sizes_exit_2(capsys):
     bench.main(["--arch=resnet10", "--batch_sizes=0"], out=io.StringIO())
   assert e.value.code == 2
   assert "error:" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ --zoo
+
+
+def _fake_run(root, name, arch, student, top1, method="kd_logits"):
+  """A finished run's summary.json (the fields `zoo_speed.read_runs` reads)."""
+  run = root / name
+  run.mkdir()
+  (run / "summary.json").write_text(json.dumps({
+      "method": method, "config": {"model": {"arch": arch}, "seed": 0},
+      "student": student, "final": {"student_top1": top1}}))
+  return str(run)
+
+
+MOBILENET_16 = {"zoo_arch": "mobilenetv2", "num_classes": 100, "shortcuts": "all",
+                "conv": "none", "width": 16}
+
+
+def test_zoo_times_a_zoo_net_on_both_runtimes_with_a_runs_accuracy(tmp_path):
+  for module in ("ai_edge_litert", "onnxruntime", "tf2onnx"):
+    pytest.importorskip(module)
+  run = _fake_run(tmp_path, "kd_mnv2", "mobilenetv2", MOBILENET_16, 61.5)
+  out = io.StringIO()
+  records = bench.main(["--zoo", "--arch=mobilenetv2", "--width=16", "--iters=3",
+                        "--warmup=1", f"--runs={run}", f"--out={tmp_path / 'zoo'}"], out=out)
+  assert [(r["runtime"], r["precision"]) for r in records] == [
+      ("litert", "fp32"), ("litert", "int8"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+  for r in records:
+    assert r["failed"] is None and r["output_shape"] == [1, 100], r
+    assert (r["arch"], r["width"], r["batch_size"], r["threads"]) == ("mobilenetv2", 16, 1, 1)
+    assert 0 < r["latency_ms_median"] <= r["latency_ms_p90"] and r["iters_timed"] == 3
+  assert {r["runtime_module"] for r in records} == {"ai_edge_litert", "onnxruntime"}
+  text = out.getvalue()
+  (row,) = [l for l in text.splitlines() if l.startswith("mobilenetv2:all")]
+  cells = row.split()
+  assert cells[1:4] == ["1", "82,146", "0.59"] and cells[-2:] == ["61.50", "(KD(logits))"], row
+  assert [float(c) for c in cells[4:8]] == [
+      pytest.approx(r["latency_ms_median"], abs=0.005) for r in records]
+  md = (tmp_path / "zoo" / "zoo.md").read_text()
+  assert row in md and "Machine: " in md
+  for runtime in ("litert", "onnxruntime"):
+    assert (tmp_path / "zoo" / f"zoo_{runtime}.png").stat().st_size > 1000
+
+
+def test_zoo_records_a_failed_conversion_and_goes_on(monkeypatch):
+  nets = zoo_speed.parse_nets("resnet8,vgg8", 16, 100)
+
+  def model_files(nets, runtime, precisions, log):  # vgg8's int8 "fails"
+    (net,), (precision,) = nets, precisions
+    if (net.arch, precision) == ("vgg8", "int8"):
+      raise UserError("int8 TFLite conversion failed: an op")
+    return {(net, precision): __file__}
+
+  monkeypatch.setattr(deployment, "model_files", model_files)
+  monkeypatch.setattr(runtime_case, "measure", lambda *a, **k: {"latency_ms_median": 1.0})
+  records = zoo_speed.run(nets, ["litert"], precisions=["fp32", "int8"], threads=1,
+                          batches=[1], iters=1, warmup=0, time_budget_s=1, log=lambda m: None)
+  failed = {(r["arch"], r["precision"]): r["failed"] for r in records}
+  assert failed == {("resnet8", "fp32"): None, ("vgg8", "fp32"): None,
+                    ("resnet8", "int8"): None,
+                    ("vgg8", "int8"): "int8 TFLite conversion failed: an op"}
+  facts = {n: {"num_params": 1, "macs": 0} for n in nets}
+  table = tables.zoo_speed_table(nets, facts, records, [])
+  assert table.splitlines()[-1].split()[-3:] == ["1.00", "failed", "-"]
+
+
+def test_zoo_bad_input_is_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(zoo_speed, "run", lambda *a, **k: pytest.fail("a case ran"))
+  other = _fake_run(tmp_path, "vgg", "vgg8", dict(MOBILENET_16, zoo_arch="vgg8",
+                                                             shortcuts="none"), 70.0)
+  for argv, said in (
+      (["--arch=mobilenetv2:none"], "--arch: mobilenetv2:none: mobilenetv2 takes its own "
+                                    "shortcuts"),
+      (["--arch=resnet8,mobilenet"], "--arch: mobilenet: unknown arch 'mobilenet'"),
+      (["--arch=resnet8:plain"], "--arch: resnet8:plain: unknown shortcut policy 'plain'"),
+      (["--arch=resnet8,resnet8:all"], "names a network twice"),
+      (["--shortcuts=none"], "--shortcuts does not apply with --zoo"),
+      (["--runtime=xla"], "--runtime=xla: --zoo times litert or onnxruntime"),
+      (["--noverify"], "--noverify applies to --runs without --zoo"),
+      (["--batch_sizes=1,x"], "--batch_sizes=1,x must be positive integers"),
+      (["--arch=mobilenetv2", f"--runs={other}"], "which is not timed: add vgg8:none to --arch"),
+      (["--arch=resnet8", "--overwrite"], "--overwrite applies with --out only"),
+      (["--arch=resnet8", f"--runs={other}=x"], "give RUN,... without =EXPORT_DIR")):
+    with pytest.raises(SystemExit) as e:
+      bench.main(["--zoo", "--width=16", *argv], out=io.StringIO())
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert said in err, (said, err)
+  with pytest.raises(SystemExit):
+    bench.main(["--arch=resnet8x4"], out=io.StringIO())
+  assert capsys.readouterr().err.startswith("error: --arch: 'resnet8x4' is a zoo arch: time it "
+                                            "with --zoo --arch=resnet8x4")
+
+
+def test_zoo_plain_student_times_every_conv_kind():
+  """`resnet18:none` stands for the Dirac, RepVGG and plain students alike: folded, each is
+  the same network of biased convs (the same parameter shapes, conv `none`)."""
+  shapes = set()
+  for conv in ("reparam", "repvgg", "none"):
+    net = models.build("resnet10", "none", conv, num_classes=10, width=8)
+    folded_net, folded = fold.fold(net, random_weights.random_variables(net, (32, 32, 3)))
+    assert (folded_net.conv, folded_net.folded) == ("none", True)
+    shapes.add(json.dumps(jax.tree_util.tree_map(lambda a: list(a.shape), folded),
+                          sort_keys=True))
+  assert len(shapes) == 1

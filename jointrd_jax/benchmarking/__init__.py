@@ -17,6 +17,10 @@ parse flags, call these and print. One module per concern:
 - `run_efficiency`: a real run of the trainer against its benchmarked step
   (`experiments.run_efficiency`);
 - `input_throughput`: the input pipelines' images/s (`experiments.data_throughput`);
+- `zoo_cost`: the distillation zoo's forward cost per image (parameters, XLA FLOPs, MACs
+  as the PyTorch counters count them, the published figures; `experiments.benchmark --zoo`);
+- `zoo_speed`: the zoo's students beside our plain students on LiteRT and ONNX Runtime,
+  with the accuracy of trained runs (`experiments.inference_benchmark --zoo`);
 - `tables`: the JSON lines and tables the scripts print.
 
 Layering: above `train` (like `sweep`): these modules may import the trainer; nothing in

@@ -207,6 +207,18 @@ def resolve_threads(spec: str, usable: int) -> int:
   return n
 
 
+def case_record(net: Network, runtime: str, precision: str, threads: int, batch: int,
+                path: str, measured: dict) -> dict:
+  """The record of one case: the network, the case, the file and `runtime_case.measure`'s
+  `measured` fields."""
+  return {"runtime": runtime, "runtime_version": runtime_version(runtime),
+          **dataclasses.asdict(net),
+          "network": "teacher" if net.shortcuts == "all" else "student", "folded": True,
+          "precision": precision, "threads": threads, "batch_size": batch, "model_path": path,
+          "model_bytes": os.path.getsize(path), "load_average_1m": machine.load_average(),
+          **measured}
+
+
 def run(nets, runtime: str, *, precisions, threads, batches, iters: int, warmup: int,
         time_budget_s: float, root: str | None = None, log=print, on_record=None) -> list:
   """A record per (batch, threads, precision, network), in that nesting; each case in a
@@ -223,11 +235,8 @@ def run(nets, runtime: str, *, precisions, threads, batches, iters: int, warmup:
       r = runtime_case.measure(path, runtime, threads=n_threads, batch=batch,
                                image_shape=net.image_shape, iters=iters, warmup=warmup,
                                time_budget_s=time_budget_s / len(cases))
-      record = {"runtime": runtime, "runtime_version": version, **dataclasses.asdict(net),
-                "network": "teacher" if net.shortcuts == "all" else "student",
-                "folded": True, "precision": precision, "threads": n_threads,
-                "batch_size": batch, "model_path": path,
-                "model_bytes": os.path.getsize(path), "load_average_1m": load, **r}
+      record = dict(case_record(net, runtime, precision, n_threads, batch, path, r),
+                    runtime_version=version, load_average_1m=load)
       records.append(record)
       if on_record:
         on_record(record)

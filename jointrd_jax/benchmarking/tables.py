@@ -91,3 +91,29 @@ def runtime_table(results) -> str:
         f"{r['images_per_s']:8.1f} {r['model_bytes'] / 2**20:8.2f} "
         f"{_fmt(None if peak is None else peak / 2**20, '8.1f')} {r['load_ms']:8.1f}")
   return "\n".join(lines)
+
+
+def zoo_speed_table(nets, facts, records, runs) -> str:
+  """`experiments.inference_benchmark --zoo`'s table: one row per (network, batch size),
+  the median ms of each (runtime, precision) timed, and the top-1 of the runs of that
+  network."""
+  cols = list(dict.fromkeys((r["runtime"], r["precision"]) for r in records))
+  short = {"litert": "LiteRT", "onnxruntime": "ORT"}
+  head = (f"{'network':<19}{'batch':>6}{'params':>12}{'MMAC':>9}"
+          + "".join(f"{short[rt] + ' ' + p + ' ms':>17}" for rt, p in cols) + "  top-1 %")
+  lines = [head, "-" * len(head)]
+  by = {(r["arch"], r["shortcuts"], r["batch_size"], r["runtime"], r["precision"]): r
+        for r in records}
+  for batch in dict.fromkeys(r["batch_size"] for r in records):
+    for net in nets:
+      f = facts[net]
+      cells = []
+      for rt, p in cols:
+        r = by.get((net.arch, net.shortcuts, batch, rt, p))
+        cells.append("-" if r is None else "failed" if r["failed"]
+                     else f"{r['latency_ms_median']:.2f}")
+      top1 = "; ".join(f"{r['top1']:.2f} ({r['label']})" for r in runs if r["net"] == net)
+      lines.append(f"{net.arch + ':' + net.shortcuts:<19}{batch:>6}{f['num_params']:>12,}"
+                   f"{f['macs'] / 1e6:>9.2f}" + "".join(f"{c:>17}" for c in cells)
+                   + f"  {top1 or '-'}")
+  return "\n".join(lines)

@@ -23,6 +23,7 @@ import numpy as np
 
 from jointrd_jax import datasets, methods, models, sharding
 from jointrd_jax.benchmarking import random_weights, timing, xla_analysis
+from jointrd_jax.errors import UserError
 from jointrd_jax.models import fold
 from jointrd_jax.training import feeds, optim, recipes, run_setup, steps
 
@@ -84,6 +85,16 @@ def stand_in_config(method: str, *, arch: str, width: int, half_precision=None):
                                  for name, term in methods.TERMS.items()}),
       optimizer=_Section(**{k: r[k] for s, k in recipes.RECIPE_KEYS if s == "optimizer"},
                          skip_zero_sum_grads=False))
+
+
+def check_builds(method: str, arch: str, width: int, num_classes: int) -> None:
+  """A UserError naming the method when its networks cannot be built on `arch` at `width`
+  (a zoo arch's own rules: a fixed network takes no plain student, the ShuffleNets width 64
+  only): building the modules costs no initialisation, so tools check it before any work."""
+  try:
+    run_setup.build_method(stand_in_config(method, arch=arch, width=width), num_classes)
+  except UserError as e:
+    raise UserError(f"method {method} on arch {arch} width {width}: {e}") from None
 
 
 def fixed_batch(batch_size: int, num_classes: int, image_shape, dtype, mesh):
