@@ -17,6 +17,7 @@ from experiments import predict as predict_cli
 from jointrd_jax import datasets
 from jointrd_jax.deploy import calibration, checks, export, formats, package, quantize
 from jointrd_jax.errors import UserError
+from jointrd_jax.models.zoo import shufflenet
 from tests import int8_bounds
 from export_helpers import check_data, make_imagenet_run, make_run
 
@@ -160,6 +161,40 @@ def test_int8_litert_model_of_the_imagenet_variant_runs(tmp_path):
   # 256 activation steps over the stem's range, ~10 layers: a broken model is off by the
   # logits' own size; int8 rounding stays well inside a quarter of it.
   assert err.max() < 0.25 * np.abs(fp32).max(), (err.max(), np.abs(fp32).max())
+
+
+class ShuffleNetOps(nn.Module):
+  """A ShuffleNet's batch-carrying ops: a channel split (slices), a pooling over zero
+  padding and a channel shuffle (reshapes), the zoo's own functions."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    x = nn.relu(nn.Conv(8, (3, 3), padding=((1, 1), (1, 1)))(x))
+    x1, x2 = x[..., :4], x[..., 4:]
+    x2 = nn.relu(nn.Conv(4, (1, 1))(shufflenet.avg_pool_3x3_s2(x2)))
+    x = shufflenet.shuffle(jnp.concatenate([x1[:, ::2, ::2], x2], -1), 2)
+    return nn.Dense(10)(jnp.mean(x, axis=(1, 2))), ()
+
+
+def test_channel_shuffle_and_split_run_at_any_batch_in_onnx(tmp_path):
+  """The batch-1 graph of a channel shuffle / split holds the batch in its reshape shapes
+  and slice bounds; the ONNX model made from it still runs (and gives the network's
+  logits) at any batch, and its int8 form calibrates on batches of 8."""
+  net = ShuffleNetOps()
+  params = net.init(jax.random.key(0), jnp.zeros((1, *TINY_SHAPE)))["params"]
+  images = checks.random_images(19, TINY_SHAPE, seed=4)
+  mean, std = np.float32([0.4, 0.5, 0.6]), np.float32([0.2, 0.25, 0.3])
+  sm, lite, onnx_path = (str(tmp_path / k) for k in ("sm", "fp32.tflite", "fp32.onnx"))
+  formats.write_saved_model(sm, net, params, mean, std, TINY_SHAPE, batch=1)
+  formats.write_tflite(sm, lite)
+  formats.write_onnx(lite, onnx_path)
+  fp32 = np.asarray(net.apply({"params": params}, datasets.normalize(images, mean, std))[0])
+  tol = checks.RTOL * np.abs(fp32).max()
+  for batch in (1, 5, 19):
+    np.testing.assert_allclose(run_ort(onnx_path, images, batch), fp32, rtol=0, atol=tol)
+  int8 = str(tmp_path / "int8.onnx")
+  quantize.write_onnx_int8(onnx_path, int8, images)
+  assert run_ort(int8, images, 19).shape == fp32.shape
 
 
 def test_fp32_onnx_matches_at_any_batch(tiny):

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import hashlib
 import importlib
 import importlib.util
 import itertools
 import logging
 import os
+import pathlib
 import shutil
 import tempfile
 import warnings
@@ -42,9 +45,10 @@ RUNTIMES = ("xla", "litert", "onnxruntime")
 DEPLOYMENT_RUNTIMES = ("litert", "onnxruntime")
 PRECISIONS = ("fp32", "int8")
 CALIBRATION_IMAGES = 16
-CACHE_VERSION = 3  # bump when a conversion changes: the cache keys include it
-# v2: the export's batch-1 lowering (bias and ReLU fused, one XNNPACK partition)
-# v3: the folded ImageNet stem pools the ReLU's output over zero padding (`relu_max_pool`)
+# The code a converted model comes from (the networks, their fold, the conversions): the
+# cache keys hold a digest of its source, so a change to any of it converts anew.
+CONVERSION_SOURCES = ("models", "deploy/formats.py", "deploy/quantize.py",
+                      "deploy/calibration.py", "benchmarking/deployment.py")
 # What each runtime needs to convert and run the models: (import name, pip package).
 NEEDS = {
     "litert": (("ai_edge_litert", "ai-edge-litert"), ("tensorflow", "tensorflow-cpu")),
@@ -103,8 +107,20 @@ class Network:
     return (self.image_size, self.image_size, 3)
 
   def key(self) -> str:
-    return (f"v{CACHE_VERSION}_{self.arch}_w{self.width}_{self.shortcuts}_{self.image_size}px_"
-            f"{self.num_classes}c")
+    return (f"{conversion_digest()}_{self.arch}_w{self.width}_{self.shortcuts}_"
+            f"{self.image_size}px_{self.num_classes}c")
+
+
+@functools.lru_cache(maxsize=None)
+def conversion_digest() -> str:
+  """10 hex digits of the SHA-256 of `CONVERSION_SOURCES`' Python files (path and text)."""
+  package = pathlib.Path(__file__).resolve().parents[1]
+  digest = hashlib.sha256()
+  for name in CONVERSION_SOURCES:
+    path = package / name
+    for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+      digest.update(f.relative_to(package).as_posix().encode() + b"\0" + f.read_bytes())
+  return digest.hexdigest()[:10]
 
 
 class _Converter:

@@ -145,13 +145,54 @@ def _rename_io(model, input_name: str, output_name: str) -> None:
 
 
 def _symbolic_batch(model) -> None:
-  """The input's and output's batch dimension made symbolic ('batch'): the graph of a
-  batch-1 TFLite model holds no op that depends on it (checked at any batch by the export)."""
+  """The input's and output's batch dimension made symbolic ('batch'). A batch-1 TFLite
+  model's graph depends on its batch in one way only: constant shapes and slice bounds
+  that hold the batch (1) as their first entry (a channel shuffle's reshapes, a channel
+  split's slices); `_any_batch` rewrites those (checked at any batch by the export)."""
   for value in (model.graph.input[0], model.graph.output[0]):
     dim = value.type.tensor_type.shape.dim[0]
     dim.Clear()
     dim.dim_param = "batch"
   del model.graph.value_info[:]  # intermediate shapes inferred for batch 1
+  _any_batch(model)
+
+
+def _any_batch(model) -> None:
+  """A Reshape's target shape [1, ...] of a computed tensor becomes [0, ...] (ONNX: "the
+  input's batch"); a Slice of a computed tensor from 0 to 1 on axis 0 (all of batch 1)
+  ends at the largest int64 instead (all of any batch). Each rewritten constant is a new
+  copy: tf2onnx shares one constant between ops."""
+  from onnx import numpy_helper  # ONNX: imported where needed
+  constants = {t.name: t for t in model.graph.initializer}
+
+  def value(node, i):
+    name = node.input[i] if len(node.input) > i else ""
+    return numpy_helper.to_array(constants[name]) if name in constants else None
+
+  def replace(node, i, array):
+    name = f"{node.input[i]}__any_batch_{node.name}"
+    model.graph.initializer.append(numpy_helper.from_array(array, name))
+    node.input[i] = name
+
+  for node in model.graph.node:
+    if not node.input or node.input[0] in constants:
+      continue
+    if node.op_type == "Reshape":
+      shape = value(node, 1)
+      if shape is not None and shape.ndim == 1 and len(shape) > 1 and shape[0] == 1:
+        replace(node, 1, np.concatenate([[0], shape[1:]]).astype(shape.dtype))
+    elif node.op_type == "Slice":
+      starts, ends, axes, steps = (value(node, i) for i in (1, 2, 3, 4))
+      if starts is None or ends is None or (len(node.input) > 3 and node.input[3]
+                                            and axes is None):
+        continue
+      axes = np.arange(len(starts)) if axes is None else axes
+      k = np.flatnonzero(axes == 0)
+      if k.size and starts[k[0]] == 0 and ends[k[0]] == 1 and (
+          steps is None or steps[k[0]] == 1):
+        ends = ends.copy()
+        ends[k[0]] = np.iinfo(ends.dtype).max
+        replace(node, 2, ends)
 
 
 def _unknown_ops(model) -> list:

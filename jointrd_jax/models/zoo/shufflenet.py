@@ -23,7 +23,6 @@ convs only, at the reference width only (the groups and channel splits fix the c
 from typing import Any, Optional
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from jointrd_jax.errors import UserError
@@ -43,9 +42,11 @@ def shuffle(x, groups: int):
 
 
 def avg_pool_3x3_s2(x):
-  """`AvgPool2d(3, stride=2, padding=1)`: the zero padding counted (divide by 9)."""
-  pad = ((0, 0), (1, 1), (1, 1), (0, 0))
-  return jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 3, 3, 1), (1, 2, 2, 1), pad) / 9.0
+  """`AvgPool2d(3, stride=2, padding=1)`: the zero padding counted (divide by 9). Padded
+  first, then pooled without padding: the converters make that a builtin AVERAGE_POOL_2D
+  (a padded reduce-window stays a StableHLO op, which LiteRT int8 and tf2onnx lack)."""
+  x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return nn.avg_pool(x, (3, 3), strides=(2, 2), padding="VALID")
 
 
 class _Block(nn.Module):
