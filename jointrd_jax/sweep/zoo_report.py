@@ -134,15 +134,15 @@ def notes(sc, cells) -> list:
 
 
 def render_markdown(sc, cells, table) -> str:
-  o, base = sc.base.optimizer, sc.base
+  base = sc.base
   lr = zoo.SMALL_LR if sc.small_student_lr is None else sc.small_student_lr
   out = ["# The CIFAR-100 distillation zoo: ours beside the published numbers", ""]
   banner = results.smoke_banner(base.dataset)
   if banner:
     out += [banner, ""]
   out += [f"Data `{base.dataset}`, {int(base.num_epochs)} epochs, batch {base.batch_size}; "
-          f"{recipes.describe(base)}; lr {o.learning_rate:g}, {lr:g} for the MobileNet and "
-          "ShuffleNet networks. Ours: final-epoch test top-1 (%), mean ± sample std over the "
+          f"{recipes.describe(base)} (lr {lr:g} for the MobileNet and ShuffleNet "
+          "networks). Ours: final-epoch test top-1 (%), mean ± sample std over the "
           "seeds that finished (n); the teacher: the one run every student of the pair "
           "distils. Students of KD, DKD, DIST and KD + LS: the reference networks (with "
           "their shortcuts); JointRD's: the plain Dirac twin.", ""]
