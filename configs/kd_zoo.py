@@ -19,17 +19,18 @@ Keys:
   mdistiller's recipe (240 epochs, batch 64, SGD momentum 0.9, lr 0.05 x0.1 at 150, 180 and
   210, weight decay 5e-4). Each cell sets the arch and, for a pair, `teacher.arch`.
 - `pairs`: 'TEACHER:STUDENT' each; the twelve standard pairs by default (filter:
-  `--config.pairs=resnet32x4:resnet8x4,vgg13:vgg8`).
+  `--config.pairs="('resnet32x4:resnet8x4', 'vgg13:vgg8')"`; one: `--config.pairs=vgg13:vgg8`).
 - `methods`: of kd (Hinton KD), dkd (DKD, mdistiller's beta per pair and its 20-epoch
-  warm-up), dist (DIST), kd_ls (KD on standardised logits), jointrd.
+  warm-up), dist (DIST), kd_ls (KD on standardised logits), jointrd (filter:
+  `--config.methods="('kd', 'dkd')"`).
 - `seeds`; `teacher_seed`: the seed of the teachers trained here.
 - `small_student_lr`: the lr of MobileNetV2 and the ShuffleNets (None: 0.01, as RepDistiller
   and mdistiller train them, from scratch and as students).
 - `teachers_dir`: '' = train each teacher (cell `<arch>`, seed `teacher_seed`); else a
-  folder with one finished run per teacher arch, `DIR/<arch>/`, e.g. the published
-  teachers imported by `python -m experiments.convert_torch --from=mdistiller
-  --checkpoint=resnet32x4_vanilla/ckpt_epoch_240.pth --arch=resnet32x4
-  --workdir=teachers/resnet32x4`; every teacher of the pairs must be there.
+  folder with one run per teacher arch, `DIR/<arch>/`: a finished run, or a published
+  teacher imported by `python -m experiments.convert_torch --from=mdistiller
+  --arch=resnet32x4 --checkpoint=cifar_teachers/resnet32x4_vanilla/ckpt_epoch_240.pth
+  --out=teachers/resnet32x4`; every teacher of the pairs must be there.
 - `cells`: run only these cells ('' = all); `launcher`, `parallel`, ...: as configs/table12.py.
 
 The student of KD, DKD, DIST and KD + LS is the reference network (`model.shortcuts=all`,

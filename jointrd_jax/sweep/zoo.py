@@ -91,7 +91,7 @@ def check_methods(sc) -> tuple:
   for m in ms:
     if m not in METHODS:
       raise UserError(f"config.methods: unknown zoo method {m!r}; choose from "
-                      f"{', '.join(METHODS)} (e.g. --config.methods=kd,dkd).")
+                      f"{', '.join(METHODS)} (e.g. --config.methods=\"('kd', 'dkd')\").")
   if len(set(ms)) != len(ms):
     raise UserError(f"config.methods={ms} names a method twice.")
   return ms
@@ -127,9 +127,10 @@ def teacher_run(sc, arch: str) -> str:
   path = os.path.abspath(os.path.join(sc.teachers_dir, arch))
   if not os.path.isdir(path):
     raise UserError(f"--config.teachers_dir={sc.teachers_dir} has no teacher {arch} "
-                    f"({path} does not exist); import it with python -m "
-                    f"experiments.convert_torch (--workdir={path}), or leave teachers_dir "
-                    "empty to train the teachers.")
+                    f"({path} does not exist); import it there with python -m "
+                    f"experiments.convert_torch --from=mdistiller --arch={arch} "
+                    f"--checkpoint=FILE --out={path}, or leave teachers_dir empty to train "
+                    "the teachers.")
   try:
     cfg = planning.check_teacher_run(path)
   except UserError:

@@ -19,10 +19,10 @@ LS = "logit-standardization-KD README (sunshangquan/logit-standardization-KD@073
 # JointRD has no published zoo number: their columns stay empty.
 SOURCES = {"teacher": REPDISTILLER, "student": REPDISTILLER, "kd": REPDISTILLER,
            "dkd": MDISTILLER, "kd_ls": LS}
-_COLUMNS = ("teacher", "student", "kd", "dkd", "kd_ls")
+COLUMNS = ("teacher", "student", "kd", "dkd", "kd_ls")
 _N = None
 # CIFAR-100 test top-1 (%) as published: teacher, student from scratch, KD, DKD, KD + LS.
-PUBLISHED = {pair: dict(zip(_COLUMNS, values)) for pair, values in {
+PUBLISHED = {pair: dict(zip(COLUMNS, values)) for pair, values in {
     "resnet56:resnet20": (72.34, 69.06, 70.66, 71.97, 71.43),
     "resnet110:resnet32": (74.31, 71.14, 73.08, 74.11, 74.17),
     "resnet32x4:resnet8x4": (79.42, 72.50, 73.33, 76.32, 76.62),
@@ -203,8 +203,9 @@ def write(workdir, sc, cells, tables: Mapping) -> Dict[str, str]:
   table = rows(sc, cells, tables)
   paths = {"md": str(out / results.RESULTS_MD), "csv": str(out / results.RESULTS_CSV),
            "png": str(out / results.RESULTS_PNG)}
-  results._write_text(out / results.RESULTS_MD, render_markdown(sc, cells, table))  # pylint: disable=protected-access
-  results._write_text(out / results.RESULTS_CSV, render_csv(table))  # pylint: disable=protected-access
+  write_text = results._write_text  # pylint: disable=protected-access
+  write_text(out / results.RESULTS_MD, render_markdown(sc, cells, table))
+  write_text(out / results.RESULTS_CSV, render_csv(table))
   from matplotlib import pyplot as plt  # deferred: 1.5 s to import, only for the figure
   fig = figure(table)
   tmp = out / (results.RESULTS_PNG + ".tmp.png")
