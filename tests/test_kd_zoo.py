@@ -208,6 +208,7 @@ def test_teachers_dir_replaces_the_teachers_cells(tmp_path):
     ("vgg13", {}, "has no teacher resnet56"),
     ("resnet56:vgg13", {}, "holds a vgg13 run, not resnet56"),
     ("unfinished", {}, "holds no finished run"),
+    ("resnet56,vgg13", dict(teacher_seed=1), "teacher_seed=1: every teacher comes from"),
 ])
 def test_a_bad_zoo_is_one_line_and_writes_nothing(tmp_path, setup, overrides, words):
   if setup:

@@ -192,6 +192,10 @@ def cells(sc) -> list:
                     f"zoo's pairs is a MobileNet or ShuffleNet, so the setting would change "
                     "nothing; drop it.")
   imported = {t: teacher_run(sc, t) for t in teachers} if sc.teachers_dir else {}
+  if imported and tseed:
+    raise UserError(f"--config.teacher_seed={tseed}: every teacher comes from "
+                    "--config.teachers_dir, none is trained, so the setting would change "
+                    "nothing; drop it.")
   out = []
   for arch in [a for a in teachers if a not in imported] + students:
     if any(c.name == arch_cell(arch) for c in out):
