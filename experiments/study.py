@@ -6,6 +6,10 @@ a Table 12 sweep, then one report across them.
     python -m experiments.study --config=configs/study_digits.py --workdir=runs/study \
         --report_only
     python -m experiments.study --config=configs/study_digits.py:smoke --workdir=/tmp/study
+    # The CIFAR-100 distillation zoo: its pairs x methods, the published numbers beside ours
+    # (configs/kd_zoo.py says which keys it takes):
+    python -m experiments.study --config=configs/kd_zoo.py --workdir=runs/kd_zoo
+    python -m experiments.study --config=configs/kd_zoo.py:smoke --workdir=/tmp/kd_zoo
     # Copy the tables and the runs' metrics (no checkpoints) to commit them; rebuild the
     # report from the copy:
     python -m experiments.study --config=configs/study_digits.py --workdir=runs/study \
@@ -15,7 +19,8 @@ a Table 12 sweep, then one report across them.
 
 Writes DIR/results.md, results.csv, results.png; each cell's own sweep (runs, status.txt,
 results.md) in DIR/<cell>/. Rerun the same command to resume. Exit status 1 when a run
-failed (the others still run), 2 for a config mistake. The keys: configs/study_digits.py.
+failed (the others still run), 2 for a config mistake. The keys: configs/study_digits.py
+(a study over budgets and depths), configs/kd_zoo.py (the zoo's pairs).
 """
 import sys
 
@@ -28,7 +33,8 @@ from jointrd_jax.sweep import study
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
-    "config", None, "The study config: configs/study_digits.py[:smoke] (required; its keys "
+    "config", None, "The study config: configs/study_digits.py[:smoke] or "
+    "configs/kd_zoo.py[:smoke] (required; its keys "
     "are described in that file, override any with --config.KEY=VALUE).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory of the study: its cells and results (required).")
 flags.DEFINE_bool("report_only", False, "Only write the results of the finished runs; launch "

@@ -180,12 +180,14 @@ def test_every_config_its_teacher_and_every_sweep_run_validate():
         run_setup.validate(c)
         run_setup.validate(teachers.teacher_config(c))
         continue
-      # A study (configs/study_digits.py) is many sweeps: each of its cells is checked.
+      # A study (configs/study_digits.py, configs/kd_zoo.py) is many sweeps: each of its
+      # cells is checked.
+      is_study = "groups" in c or study.is_zoo(c)
       sweeps = ([study.sweep_config(c, cell, "/w") for cell in study.cells(c)]
-                if "groups" in c else [c])
+                if is_study else [c])
       for s in sweeps:
         # (the study's npz is written by a command; its presence is tested in test_study)
-        (planning.check_sweep_config if "groups" in c else planning.check_base_settings)(s)
+        (planning.check_sweep_config if is_study else planning.check_base_settings)(s)
         run_setup.validate(teachers.teacher_config(s.base))
         for m in s.methods:
           run_setup.validate(planning.run_config(s.base, m, 0, "/teacher"))

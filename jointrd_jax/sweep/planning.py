@@ -12,7 +12,8 @@ from etils import epath
 
 from jointrd_jax import methods as methods_lib
 from jointrd_jax.errors import UserError
-from jointrd_jax.training import run_setup, teachers, workdir as workdir_lib
+from jointrd_jax.training import checkpoints, reporting, run_setup, teachers
+from jointrd_jax.training import workdir as workdir_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]  # holds experiments/ and configs/
 FROM_JSON = ROOT / "configs" / "from_json.py"
@@ -211,6 +212,29 @@ def is_finished(workdir: str, config) -> bool:
   return not workdir_lib.differences(json.loads(saved.read_text()), config)
 
 
+def imported(run_dir: str) -> bool:
+  """A network written by `experiments.convert_torch` (config.json and the one checkpoint
+  of step 0), never trained here: no summary.json, no metrics."""
+  return (not os.path.exists(os.path.join(run_dir, workdir_lib.SUMMARY_FILE))
+          and not os.path.exists(os.path.join(run_dir, reporting.METRICS_FILE))
+          and os.path.isdir(os.path.join(run_dir, checkpoints.CHECKPOINT_DIR, "0")))
+
+
+def check_teacher_run(teacher_dir: str) -> dict:
+  """A given teacher must be a finished run (summary.json with all epochs of its
+  config.json done) or an imported network (`imported`); returns its config as a dict."""
+  summary = workdir_lib.read_summary(teacher_dir)
+  cfg = epath.Path(teacher_dir) / workdir_lib.CONFIG_FILE
+  config = json.loads(cfg.read_text()) if cfg.exists() else {}
+  finished = summary is not None and summary.get("epochs_done") == config.get("num_epochs")
+  if not config or not (finished or imported(teacher_dir)):
+    raise UserError(f"teacher_checkpoint {teacher_dir} holds no finished ResNet run "
+                    "(no summary.json with all epochs done) and no imported network "
+                    "(experiments.convert_torch); train one with configs/resnet.py or leave "
+                    "--config.teacher_checkpoint empty.")
+  return config
+
+
 def plan(sc, workdir: str) -> Plan:
   """The runs of the sweep config `sc` under `workdir`, teacher first, then seed by seed."""
 
@@ -228,13 +252,7 @@ def plan(sc, workdir: str) -> Plan:
     given = sc.teacher_checkpoint or base.teacher.checkpoint
     if given:
       teacher_dir = os.path.abspath(given)
-      summary = workdir_lib.read_summary(teacher_dir)
-      cfg = (epath.Path(teacher_dir) / workdir_lib.CONFIG_FILE)
-      if summary is None or not cfg.exists() or summary.get("epochs_done") != json.loads(
-          cfg.read_text()).get("num_epochs"):
-        raise UserError(f"teacher_checkpoint {teacher_dir} holds no finished ResNet run "
-                        "(no summary.json with all epochs done); train one with "
-                        "configs/resnet.py or leave --config.teacher_checkpoint empty.")
+      check_teacher_run(teacher_dir)
       note = (f"Teacher: the given ResNet run {teacher_dir}, frozen, the same for every "
               "distillation run and seed.")
     else:

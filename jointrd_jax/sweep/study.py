@@ -7,10 +7,12 @@ cell is a sweep of `jointrd_jax.sweep` in `DIR/<cell>/` (resume, status, results
 own). The teacher of a group's distillation runs is its ResNet run of `teacher_seed` at
 `teacher_budget` epochs, so that cell runs first; then the other groups' teacher cells, then
 the remaining budgets (longest first), then the variants. The cells share `base`.
+
+A zoo config (configs/kd_zoo.py: `pairs` instead of `groups`) has its cells from `zoo`
+(teacher-student pairs x methods) and its report from `zoo_report`; the rest is the same.
 """
 import ast
 import copy
-import dataclasses
 import os
 import shutil
 from typing import Callable, List, Optional
@@ -19,26 +21,13 @@ import ml_collections
 
 from jointrd_jax import sweep as sweep_lib
 from jointrd_jax.errors import UserError
-from jointrd_jax.sweep import planning, study_report
+from jointrd_jax.sweep import planning, study_report, zoo, zoo_report
+from jointrd_jax.sweep.cell import Cell
 from jointrd_jax.training import reporting, results
 from jointrd_jax.training import workdir as workdir_lib
 
 SWEEP_KEYS = ("launcher", "parallel", "runs_per_device", "platform", "devices", "slurm",
               "status_every_s")
-
-
-@dataclasses.dataclass
-class Cell:
-  name: str             # '<arch>_w<width>_e<epochs>[_<variant>]', its folder under DIR
-  group: str
-  arch: str
-  width: int
-  num_epochs: int
-  methods: tuple
-  seeds: tuple
-  variant: str = ""     # '' or the variant's name
-  overrides: tuple = ()  # ((flattened key, value), ...)
-  teacher_cell: str = ""  # the cell whose resnet run is the teacher ('' = its own)
 
 
 def cell_name(arch: str, width: int, epochs: int, variant: str = "") -> str:
@@ -87,8 +76,16 @@ def ordered_groups(sc) -> dict:
   return {name: sc.groups[name] for name in order}
 
 
+def is_zoo(sc) -> bool:
+  """Whether `sc` is a zoo config (configs/kd_zoo.py: `pairs`) rather than a study's
+  (configs/study_digits.py: `groups`)."""
+  return "pairs" in sc
+
+
 def cells(sc) -> List[Cell]:
-  """The study's cells in the order they run (see the module docstring)."""
+  """The study's cells in the order they run (see the module docstring; a zoo's: `zoo`)."""
+  if is_zoo(sc):
+    return zoo.cells(sc)
   groups = ordered_groups(sc)
   teacher_cells, rest = [], []
   for gname, g in groups.items():
@@ -130,6 +127,8 @@ def cells(sc) -> List[Cell]:
 
 
 def teacher_dir(workdir: str, sc, cell: Cell) -> str:
+  if cell.teacher_path:
+    return cell.teacher_path
   return os.path.join(os.path.abspath(workdir), cell.teacher_cell, planning.RUNS_SUBDIR,
                       "resnet", f"seed{sc.teacher_seed}")
 
@@ -149,10 +148,14 @@ def sweep_config(sc, cell: Cell, workdir: str):
       node[path[-1]] = value
     except TypeError as e:
       raise UserError(f"config.variants: {cell.variant}: {key}={value!r}: {e}") from None
+  given = cell.teacher_cell or cell.teacher_path
+  # The teacher's seed, where the cell trains its teacher (a given one is trained already).
+  trains = not given and any(planning.needs_frozen_teacher(planning.run_config(c, m, 0, ""))
+                             for m in cell.methods)
   s = ml_collections.ConfigDict(dict(
       base=c, methods=cell.methods, seeds=cell.seeds,
-      teacher_checkpoint=teacher_dir(workdir, sc, cell) if cell.teacher_cell else "",
-      teacher_seed=sc.teacher_seed))
+      teacher_checkpoint=teacher_dir(workdir, sc, cell) if given else "",
+      teacher_seed=sc.teacher_seed if trains else 0))
   for key in SWEEP_KEYS:
     s[key] = copy.deepcopy(sc[key])
   return s
@@ -197,7 +200,10 @@ def run(sc, workdir: str, *, say: Callable[[str], None] = print,
     failed += [f"{cell.name}/{x.name}" for x in r.failed]
     if r.interrupted:
       break
-  paths = study_report.write(workdir, sc, ordered_groups(sc), todo, tables)
+  if is_zoo(sc):
+    paths = zoo_report.write(workdir, sc, todo, tables)
+  else:
+    paths = study_report.write(workdir, sc, ordered_groups(sc), todo, tables)
   return swept, paths, failed
 
 
