@@ -497,6 +497,6 @@ def test_zoo_archs_in_run_efficiency_and_cpu_step_compare(capsys):
     ("flags\t: fpu sse2", "?"),
 ])
 def test_machine_names_the_vector_extensions_int8_speed_depends_on(flags, isa):
-  """A benchmark's machine line says whether the CPU has a VNNI dot product: int8 runs
-  about 4x faster than fp32 with one and about as fast without."""
+  """A benchmark's machine line says whether the CPU has a VNNI dot product, which int8
+  speed depends on (docs/speed.md)."""
   assert machine.vector_isa(flags) == isa

@@ -18,9 +18,9 @@ def cpu_name() -> str:
   return platform.processor() or platform.machine()
 
 
-# The x86 vector extensions that decide int8 and fp32 kernel speed, widest first: int8 runs
-# about 4x faster than fp32 with a VNNI dot product (XNNPACK, ONNX Runtime), about as fast
-# without one (AVX2's 16-bit multiply-add has fp32's lane count).
+# The vector extensions that int8 and fp32 kernel speed depend on, widest first (a VNNI /
+# dot-product instruction above all: docs/speed.md measures int8 on LiteRT about as fast as
+# fp32 on an AVX2 host without one).
 ISA_FLAGS = ("avx512_vnni", "avx_vnni", "avx512f", "avx2", "avx", "neon", "asimddp")
 
 
