@@ -103,6 +103,12 @@ def test_report_holds_every_cell_and_method_with_the_runs_numbers(studied):
   files = {os.path.relpath(os.path.join(d, f), dest) for d, _, fs in os.walk(dest) for f in fs}
   assert "resnet10_w8_e1/metrics/kd_logits_dirac/seed0/metrics.jsonl" in files
   assert not any("checkpoint" in f for f in files)
+  # The copy names no folder of this machine: the teacher's path (the 2-epoch cell's ResNet,
+  # the teacher budget) is in the study's workdir.
+  texts = {f: open(os.path.join(dest, f)).read() for f in files if not f.endswith(".png")}
+  teacher = os.path.join(study.STUDY_WORKDIR, "resnet10_w8_e2", "runs", "resnet", "seed0")
+  assert teacher in texts["resnet10_w8_e1/metrics/kd_logits_dirac/seed0/config.json"]
+  assert not [f for f, text in texts.items() if os.path.abspath(wd) in text]
 
 
 @pytest.mark.parametrize("overrides, words", [

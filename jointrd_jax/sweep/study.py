@@ -207,18 +207,32 @@ def run(sc, workdir: str, *, say: Callable[[str], None] = print,
   return swept, paths, failed
 
 
+STUDY_WORKDIR = "<study workdir>"  # what a published copy writes for the study's folder
 PUBLISHED_RUN_FILES = (workdir_lib.CONFIG_FILE, workdir_lib.SUMMARY_FILE, reporting.METRICS_FILE)
 
 
 def publish(sc, workdir: str, dest: str) -> int:
   """Copies the study's report, each cell's tables and each finished run's config, summary
   and metrics (no checkpoints) to `dest` (e.g. docs/study, to commit); `--report_only
-  --workdir=DEST` rebuilds the report from them. Returns the number of runs copied."""
+  --workdir=DEST` rebuilds the report from them. Paths inside the study's workdir (a
+  teacher's, in configs and notes) are written `<study workdir>/...`: the copy names no
+  folder of the machine it came from. Returns the number of runs copied."""
   if os.path.abspath(dest) == os.path.abspath(workdir):
     raise UserError("--publish names the study's own workdir; give another folder.")
   os.makedirs(dest, exist_ok=True)
+  root = os.path.abspath(workdir)
+
+  def copy(src: str, dst: str) -> None:
+    if src.endswith(".png"):
+      shutil.copyfile(src, dst)
+      return
+    with open(src) as f:
+      text = f.read().replace(root, STUDY_WORKDIR)
+    with open(dst, "w") as f:
+      f.write(text)
+
   for name in (results.RESULTS_MD, results.RESULTS_CSV, results.RESULTS_PNG):
-    shutil.copyfile(os.path.join(workdir, name), os.path.join(dest, name))
+    copy(os.path.join(workdir, name), os.path.join(dest, name))
   copied = 0
   for cell in cells(sc):
     src = os.path.join(workdir, cell.name)
@@ -228,7 +242,7 @@ def publish(sc, workdir: str, dest: str) -> int:
     os.makedirs(out, exist_ok=True)
     for name in (results.RESULTS_MD, results.RESULTS_CSV, results.RESULTS_PNG):
       if os.path.isfile(os.path.join(src, name)):
-        shutil.copyfile(os.path.join(src, name), os.path.join(out, name))
+        copy(os.path.join(src, name), os.path.join(out, name))
     for method in cell.methods:
       for seed in cell.seeds:
         run_dir = os.path.join(src, planning.RUNS_SUBDIR, method, f"seed{seed}")
@@ -239,6 +253,6 @@ def publish(sc, workdir: str, dest: str) -> int:
         os.makedirs(to, exist_ok=True)
         for name in PUBLISHED_RUN_FILES:
           if os.path.isfile(os.path.join(run_dir, name)):
-            shutil.copyfile(os.path.join(run_dir, name), os.path.join(to, name))
+            copy(os.path.join(run_dir, name), os.path.join(to, name))
         copied += 1
   return copied
