@@ -181,9 +181,12 @@ def main(argv=None) -> int:
           args.checkpoint, arch=args.arch, source=args.source, which=args.which,
           num_classes=args.num_classes)
     else:
-      net, variables, info = torch_import.convert(
-          args.checkpoint, arch=args.arch, num_classes=args.num_classes, width=args.width,
-          fmt=args.format or "auto", which=args.which, shortcuts=args.shortcuts)
+      try:
+        net, variables, info = torch_import.convert(
+            args.checkpoint, arch=args.arch, num_classes=args.num_classes, width=args.width,
+            fmt=args.format or "auto", which=args.which, shortcuts=args.shortcuts)
+      except UserError as e:  # a toolkit's file given without --from says so
+        raise UserError(f"{e}{zoo_import.source_hint(args.checkpoint)}") from None
     ds = sources.get(dataset)
     names, _ = ds.source.class_names(ds.path, dataset)  # None where it names no classes
     want = len(names) if names else None

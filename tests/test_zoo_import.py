@@ -73,6 +73,9 @@ CASES = [
     (["--from=mdistiller", "--arch=resnet8", "--which=student"], "resnet8",
      "holds one network, not a distiller's teacher and student, so --which=student would "
      "change nothing; drop it."),
+    (["--arch=resnet18"], "resnetv2",  # a toolkit's file without --from: the hint
+     "looks like a RepDistiller / mdistiller CIFAR ResNet18/34/50 (resnetv2.py) checkpoint: "
+     "pass --from=repdistiller or --from=mdistiller)"),
     (["--from=torchdistill", "--arch=resnet8"], "resnet8",
      "--from: unknown source 'torchdistill'; choose one of mdistiller, repdistiller"),
     (["--from=mdistiller", "--arch=resnet8", "--format=release"], "resnet8",

@@ -273,6 +273,23 @@ def _resnetv2(path: str, sd: dict, arch: str, num_classes: int):
     raise UserError(re.sub(r"(?<![\w.])fc\.", "linear.", message)) from None
 
 
+def source_hint(path: str) -> str:
+  """For a file that failed as a torchvision / JointRD-release ResNet: ' (... pass
+  --from=repdistiller)' when its keys are one of the toolkits' own layouts (not their
+  resnet.py's, whose keys a torchvision ResNet shares), else ''."""
+  try:
+    tensors = torch_import.state_dict_of(torch_import.read_checkpoint(path), path)
+    if all(k.startswith("module.") for k in tensors):
+      tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    kind = kind_of_file(tensors)
+  except (UserError, OSError, RuntimeError, ValueError):
+    return ""
+  if kind in (None, "cifar_resnet"):
+    return ""
+  return (f" ({path} looks like a RepDistiller / mdistiller {_WORDS[kind]} checkpoint: pass "
+          f"--from=repdistiller or --from=mdistiller)")
+
+
 def archs() -> tuple:
   """The archs `convert` takes: the zoo's and the CIFAR ResNets (resnetv2.py's)."""
   return (*zoo.ZOO, *(a for a, spec in models.ARCHS.items() if spec[0] == "cifar"))
