@@ -1,10 +1,14 @@
-"""Shared by the sweep tests (test_table12.py, test_sweep.py): the smallest sweep config
-and a stand-in for `experiments.main` that takes milliseconds instead of seconds."""
+"""Shared by the sweep tests (test_table12.py, test_sweep.py, test_study.py,
+test_kd_zoo.py): the smallest sweep config, a stand-in for `experiments.main` that takes
+milliseconds instead of seconds, and a study run with it."""
 import importlib
+import json
 import os
 import sys
 
-from jointrd_jax.sweep import planning
+import pytest
+
+from jointrd_jax.sweep import planning, study
 
 METHODS = ("resnet", "kd_logits")
 SEEDS = (0, 1)
@@ -92,3 +96,23 @@ def fake_runs(monkeypatch, tmp_path, mode):
     f.write(FAKE_RUN)
   monkeypatch.setattr(planning, "command", lambda cfg_path, workdir: [
       sys.executable, script, cfg_path, workdir, mode])
+
+
+def study_with_fake_runs(tmp, config, name="study"):
+  """`study.run(config)` in `tmp/name` with the stand-in runs: (workdir, by_cell, paths,
+  failed)."""
+  mp = pytest.MonkeyPatch()
+  fake_runs(mp, tmp, "ok")
+  try:
+    wd = str(tmp / name)
+    by_cell, paths, failed = study.run(config, wd, say=lambda s: None, poll_s=0.01)
+  finally:
+    mp.undo()
+  return wd, by_cell, paths, failed
+
+
+def run_config(wd, cell, method, seed=0):
+  """The config.json of a study run: cell `cell`, `method`, `seed`."""
+  with open(os.path.join(wd, cell, planning.RUNS_SUBDIR, method, f"seed{seed}",
+                         "config.json")) as f:
+    return json.load(f)

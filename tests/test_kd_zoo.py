@@ -104,20 +104,8 @@ def test_published_numbers_are_the_docs_table():
 
 @pytest.fixture(scope="module")
 def zoo_smoke(tmp_path_factory):
-  tmp = tmp_path_factory.mktemp("zoo")
-  mp = pytest.MonkeyPatch()
-  sweep_helpers.fake_runs(mp, tmp, "ok")
-  try:
-    wd = str(tmp / "zoo")
-    by_cell, paths, failed = study.run(_smoke(), wd, say=lambda s: None, poll_s=0.01)
-  finally:
-    mp.undo()
-  return wd, by_cell, paths, failed
-
-
-def _run_config(wd, cell, method, seed=0):
-  with open(os.path.join(wd, cell, "runs", method, f"seed{seed}", "config.json")) as f:
-    return json.load(f)
+  return sweep_helpers.study_with_fake_runs(tmp_path_factory.mktemp("zoo"), _smoke(),
+                                            "zoo")
 
 
 def test_smoke_runs_every_cell_with_its_student_teacher_and_lr(zoo_smoke):
@@ -125,19 +113,20 @@ def test_smoke_runs_every_cell_with_its_student_teacher_and_lr(zoo_smoke):
   assert not failed
   assert list(by_cell) == ["resnet56", "vgg13", "resnet20", "mobilenetv2",
                            "resnet56-resnet20", "resnet56-resnet20-plain", "vgg13-mobilenetv2"]
-  kd = _run_config(wd, "vgg13-mobilenetv2", "kd_logits")
+  kd = sweep_helpers.run_config(wd, "vgg13-mobilenetv2", "kd_logits")
   assert (kd["model"]["arch"], kd["model"]["shortcuts"], kd["model"]["conv"]) == (
       "mobilenetv2", "all", "none")
   assert kd["optimizer"]["learning_rate"] == 0.01 and kd["teacher"]["arch"] == "vgg13"
   assert kd["teacher"]["checkpoint"] == os.path.join(wd, "vgg13", "runs", "resnet", "seed0")
-  assert _run_config(wd, "mobilenetv2", "resnet")["optimizer"]["learning_rate"] == 0.01
+  assert sweep_helpers.run_config(wd, "mobilenetv2", "resnet")["optimizer"]["learning_rate"] == 0.01
   base_lr = kd_zoo.get_config("smoke").base.optimizer.learning_rate
-  jointrd = _run_config(wd, "resnet56-resnet20-plain", "jointrd")
+  jointrd = sweep_helpers.run_config(wd, "resnet56-resnet20-plain", "jointrd")
   assert jointrd["model"]["shortcuts"] == "" and jointrd["teacher"]["arch"] == "resnet56"
   assert jointrd["optimizer"]["learning_rate"] == base_lr
-  dkd = _run_config(wd, "resnet56-resnet20", "dkd_dirac")
+  dkd = sweep_helpers.run_config(wd, "resnet56-resnet20", "dkd_dirac")
   assert (dkd["loss"]["dkd"]["beta"], dkd["loss"]["dkd"]["warmup_epochs"]) == (2.0, 20)
-  assert _run_config(wd, "resnet56-resnet20", "kd_logits")["loss"]["dkd"]["beta"] is None
+  kd = sweep_helpers.run_config(wd, "resnet56-resnet20", "kd_logits")
+  assert kd["loss"]["dkd"]["beta"] is None
 
 
 def test_smoke_table_has_our_numbers_beside_the_published_ones(zoo_smoke):

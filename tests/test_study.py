@@ -2,7 +2,6 @@
 and teachers, the variants' settings, the report across cells, and its refusals. Runs are
 the sweep tests' stand-in (`sweep_helpers.FAKE_RUN`: top-1 = 10 * seed + len(method))."""
 import csv
-import json
 import os
 import statistics
 
@@ -43,20 +42,8 @@ def test_full_config_cells_run_every_teacher_first_then_longest_budgets():
 
 @pytest.fixture(scope="module")
 def studied(tmp_path_factory):
-  tmp = tmp_path_factory.mktemp("study")
-  mp = pytest.MonkeyPatch()
-  sweep_helpers.fake_runs(mp, tmp, "ok")
-  try:
-    wd = str(tmp / "study")
-    by_cell, paths, failed = study.run(_config(), wd, say=lambda s: None, poll_s=0.01)
-  finally:
-    mp.undo()
-  return wd, by_cell, paths, failed
-
-
-def _run_config(wd, cell, method, seed=0):
-  with open(os.path.join(wd, cell, "runs", method, f"seed{seed}", "config.json")) as f:
-    return json.load(f)
+  return sweep_helpers.study_with_fake_runs(tmp_path_factory.mktemp("study"), _config(),
+                                            "study")
 
 
 def test_every_cell_ran_with_its_depth_budget_and_teacher(studied):
@@ -64,14 +51,14 @@ def test_every_cell_ran_with_its_depth_budget_and_teacher(studied):
   assert not failed
   assert list(by_cell) == ["resnet10_w8_e2", "resnet14_w8_e2", "resnet10_w8_e1",
                            "resnet10_w8_e2_dist16"]
-  cfg = _run_config(wd, "resnet10_w8_e1", "kd_logits_dirac")
+  cfg = sweep_helpers.run_config(wd, "resnet10_w8_e1", "kd_logits_dirac")
   assert (cfg["model"]["arch"], cfg["model"]["width"], cfg["num_epochs"]) == ("resnet10", 8, 1)
   # Every budget distils the teacher-budget cell's resnet run of seed 0.
   assert cfg["teacher"]["checkpoint"] == os.path.join(wd, "resnet10_w8_e2", "runs", "resnet",
                                                       "seed0")
-  deep = _run_config(wd, "resnet14_w8_e2", "jointrd")
+  deep = sweep_helpers.run_config(wd, "resnet14_w8_e2", "jointrd")
   assert deep["model"]["arch"] == "resnet14" and deep["num_epochs"] == 2
-  variant = _run_config(wd, "resnet10_w8_e2_dist16", "dist_dirac")
+  variant = sweep_helpers.run_config(wd, "resnet10_w8_e2_dist16", "dist_dirac")
   assert variant["loss"]["dist"]["intra_group"] == 16
   assert variant["teacher"]["checkpoint"] == cfg["teacher"]["checkpoint"]
 
