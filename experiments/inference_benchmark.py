@@ -355,10 +355,22 @@ def _deployment(args, out):
   return results
 
 
+def check_out(out: str, files, overwrite: bool) -> None:
+  """--out may receive `files`: none of them there unless --overwrite, and writable."""
+  from jointrd_jax.training import workdir  # deferred: loads JAX, --help stays fast
+  existing = [f for f in files if os.path.exists(os.path.join(out, f))]
+  if existing and not overwrite:
+    raise UserError(f"--out={out} already holds {existing[0]}; pass --overwrite to "
+                    "replace it, or choose another --out.")
+  problem = workdir.writable_problem(out)
+  if problem:
+    raise UserError(f"cannot write to --out={out} ({problem}); choose a writable "
+                    "directory.")
+
+
 def _pareto(args, out):
   # deferred: loads JAX, --help stays fast:
   from jointrd_jax.benchmarking import deployment, machine, pareto, tables
-  from jointrd_jax.training import workdir  # deferred: loads JAX, --help stays fast
   precisions = _csv("precisions", args.precisions or "fp32,int8", deployment.PRECISIONS)
   threads = _threads(args.threads or "1")[0]
   for flag, value, least in (("--iters", args.iters, 1), ("--warmup", args.warmup, 0)):
@@ -367,15 +379,7 @@ def _pareto(args, out):
   runs = pareto.read_runs(pareto.parse_runs(args.runs), args.runtime, verify=args.verify)
   for r in runs:
     r["files"] = {p: f for p, f in r["files"].items() if p in precisions}
-  existing = [f for f in (pareto.PNG_FILE, pareto.MD_FILE)
-              if os.path.exists(os.path.join(args.out, f))]
-  if existing and not args.overwrite:
-    raise UserError(f"--out={args.out} already holds {existing[0]}; pass --overwrite to "
-                    "replace it, or choose another --out.")
-  problem = workdir.writable_problem(args.out)
-  if problem:
-    raise UserError(f"cannot write to --out={args.out} ({problem}); choose a writable "
-                    "directory.")
+  check_out(args.out, (pareto.PNG_FILE, pareto.MD_FILE), args.overwrite)
   cli.setup_logging()
   mach = machine.host()
   version = f"{deployment.RUNTIME_NAMES[args.runtime]} {deployment.runtime_version(args.runtime)}"

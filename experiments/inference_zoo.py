@@ -10,7 +10,6 @@ from experiments import cli
 from experiments import inference_benchmark as ib
 from jointrd_jax.benchmarking import deployment, machine, pareto, tables, zoo_speed
 from jointrd_jax.errors import UserError
-from jointrd_jax.training import workdir
 
 
 def _zoo_args(args):
@@ -87,15 +86,8 @@ def _check_out(args, runtimes) -> None:
     if args.overwrite:
       raise UserError("--overwrite applies with --out only.")
     return
-  files = [zoo_speed.MD_FILE] + [zoo_speed.PNG_FILE.format(runtime=r) for r in runtimes]
-  existing = [f for f in files if os.path.exists(os.path.join(args.out, f))]
-  if existing and not args.overwrite:
-    raise UserError(f"--out={args.out} already holds {existing[0]}; pass --overwrite to "
-                    "replace it, or choose another --out.")
-  problem = workdir.writable_problem(args.out)
-  if problem:
-    raise UserError(f"cannot write to --out={args.out} ({problem}); choose a writable "
-                    "directory.")
+  ib.check_out(args.out, [zoo_speed.MD_FILE] + [zoo_speed.PNG_FILE.format(runtime=r)
+                                               for r in runtimes], args.overwrite)
 
 
 def run_specs(text) -> list:

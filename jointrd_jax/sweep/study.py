@@ -22,6 +22,7 @@ import ml_collections
 from jointrd_jax import sweep as sweep_lib
 from jointrd_jax.errors import UserError
 from jointrd_jax.sweep import planning, study_report, zoo, zoo_report
+from jointrd_jax.sweep import cell as cell_lib
 from jointrd_jax.sweep.cell import Cell
 from jointrd_jax.training import reporting, results
 from jointrd_jax.training import workdir as workdir_lib
@@ -117,13 +118,7 @@ def cells(sc) -> List[Cell]:
   if len(set(names)) != len(names):
     raise UserError(f"config.variants: two cells are named alike ({names}); give each "
                     "variant its own NAME.")
-  if sc.cells:
-    unknown = sorted(set(sc.cells) - set(names))
-    if unknown:
-      raise UserError(f"config.cells names no cell {unknown}; the study's cells: "
-                      f"{', '.join(names)}.")
-    out = [c for c in out if c.name in sc.cells]
-  return out
+  return cell_lib.selected(out, sc.cells, "the study's")
 
 
 def teacher_dir(workdir: str, sc, cell: Cell) -> str:

@@ -23,6 +23,7 @@ from jointrd_jax import methods as methods_lib, models
 from jointrd_jax.errors import UserError
 from jointrd_jax.models import zoo as zoo_models
 from jointrd_jax.sweep import planning
+from jointrd_jax.sweep import cell as cell_lib
 from jointrd_jax.sweep.cell import Cell
 
 # The standard pairs of RepDistiller / mdistiller (same-family, then cross-family).
@@ -220,11 +221,4 @@ def cells(sc) -> list:
     if plain:
       out.append(Cell(pair_cell(pair, plain=True), "pair", s, width, epochs, tuple(plain),
                       seeds, overrides=_overrides(sc, s, teach), **teacher))
-  if sc.cells:
-    names = [c.name for c in out]
-    unknown = sorted(set(sc.cells) - set(names))
-    if unknown:
-      raise UserError(f"config.cells names no cell {unknown}; the zoo's cells: "
-                      f"{', '.join(names)}.")
-    out = [c for c in out if c.name in sc.cells]
-  return out
+  return cell_lib.selected(out, sc.cells, "the zoo's")
