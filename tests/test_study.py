@@ -126,6 +126,15 @@ def test_a_variant_key_that_does_not_exist_is_refused(tmp_path):
   assert not os.listdir(tmp_path)
 
 
+def test_a_variant_value_may_hold_a_colon(tmp_path):
+  # JointRD with its student's cross-entropy at full weight: 1/4 from JointRD + 3/4 more.
+  c = _config(variants=("ce_full:shallow:2:jointrd:terms=+ce:0.75",))
+  cell = study.cells(c)[-1]
+  assert (cell.name, cell.methods) == ("resnet10_w8_e2_ce_full", ("jointrd",))
+  assert cell.overrides == (("terms", "+ce:0.75"),)
+  assert study.sweep_config(c, cell, str(tmp_path)).base.terms == "+ce:0.75"
+
+
 def test_a_mistake_in_the_last_cell_stops_the_study_before_any_run(tmp_path):
   c = _config(variants=("x:shallow:2:no_such_method:loss.dist.intra_group=16",))
   wd = tmp_path / "study"

@@ -44,8 +44,8 @@ def _value(text: str):
 
 def parse_variant(spec: str, groups) -> tuple:
   """'NAME:GROUP:EPOCHS:M1[+M2]:KEY=VALUE[,KEY=VALUE]' -> (name, group, epochs, methods,
-  overrides)."""
-  parts = spec.split(":")
+  overrides). A VALUE may hold ':' (e.g. terms=+ce:0.75), not ','."""
+  parts = spec.split(":", 4)
   fix = ("write each variant as NAME:GROUP:EPOCHS:METHOD[+METHOD]:KEY=VALUE[,KEY=VALUE], e.g. "
          "dist16:shallow:60:dist_dirac:loss.dist.intra_group=16")
   if len(parts) != 5 or not all(parts):
