@@ -20,7 +20,8 @@ depth. Keys:
   ResNet run of seed `teacher_seed` at this budget (trained first; so every budget distils
   from the same converged teacher, as the paper's students distil a pretrained one).
 - `variants`: extra cells that change settings, each `NAME:GROUP:EPOCHS:METHOD[+METHOD]:
-  KEY=VALUE[,KEY=VALUE]` (e.g. DIST's intra-class group size, the release's optimizer rule).
+  KEY=VALUE[,KEY=VALUE]` (e.g. DIST's intra-class group size, the release's optimizer rule,
+  JointRD with its student's cross-entropy at full weight).
 - `launcher`, `parallel`, `runs_per_device`, `platform`, `devices`, `slurm`,
   `status_every_s`: as configs/table12.py, for every cell.
 - `cells`: run only the cells whose names are listed ('' = every cell).
@@ -74,5 +75,8 @@ def get_config(arg: str = ""):
       "dist_group16:shallow:60:dist_dirac:loss.dist.intra_group=16",
       # The release's optimizer rule: a tensor whose gradient sums to exactly 0 is skipped.
       "skip_zero_sum:shallow:60:jointrd:optimizer.skip_zero_sum_grads=True",
+      # JointRD with its student's own cross-entropy at full weight (JointRD's 1/4 plus 3/4
+      # more): does the student's quarter-weight cross-entropy hold it back on a short run?
+      "ce_full:shallow:60:jointrd:terms=+ce:0.75",
   )
   return c
