@@ -78,5 +78,6 @@ def get_config(arg: str = ""):
       # JointRD with its student's own cross-entropy at full weight (JointRD's 1/4 plus 3/4
       # more): does the student's quarter-weight cross-entropy hold it back on a short run?
       "ce_full:shallow:60:jointrd:terms=+ce:0.75",
+      "ce_full:shallow:15:jointrd:terms=+ce:0.75",
   )
   return c

@@ -31,13 +31,15 @@ def test_full_config_cells_run_every_teacher_first_then_longest_budgets():
   names = [x.name for x in study.cells(c)]
   assert names == ["resnet10_w16_e60", "resnet50_w8_e60", "resnet10_w16_e30",
                    "resnet10_w16_e15", "resnet10_w16_e60_dist_group16",
-                   "resnet10_w16_e60_skip_zero_sum", "resnet10_w16_e60_ce_full"]
+                   "resnet10_w16_e60_skip_zero_sum", "resnet10_w16_e60_ce_full",
+                   "resnet10_w16_e15_ce_full"]
   by_name = {x.name: x for x in study.cells(c)}
   assert by_name["resnet10_w16_e15"].teacher_cell == "resnet10_w16_e60"
   assert by_name["resnet50_w8_e60"].teacher_cell == ""
   assert by_name["resnet10_w16_e60_skip_zero_sum"].overrides == (
       ("optimizer.skip_zero_sum_grads", True),)
   assert by_name["resnet10_w16_e60_ce_full"].overrides == (("terms", "+ce:0.75"),)
+  assert by_name["resnet10_w16_e15_ce_full"].teacher_cell == "resnet10_w16_e60"
   assert set(study_digits.DEEP_METHODS) <= set(study_digits.SHALLOW_METHODS)
 
 
